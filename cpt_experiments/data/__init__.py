@@ -1,0 +1,1 @@
+"""Data layer: corpora, tokenizer, token caches, replay mixing, datamodule."""

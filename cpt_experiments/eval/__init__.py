@@ -1,0 +1,1 @@
+"""Evaluation: lm-eval harness wrapper and offline task YAMLs."""
