@@ -1,0 +1,198 @@
+"""The tokenizer: a byte-level BPE trained once on the first-stage corpus, or a pretrained one by name or path.
+
+As in Ibrahim et al. (2024), one tokenizer serves every stage and language: it is trained on the TRAIN split of
+the old (English) corpus and reused unchanged for the new data, so a strong shift (German) also shows up as worse
+compression. Trained tokenizers live in a content-addressed folder ``<cache_dir>/tokenizers/<key>/`` in Hugging
+Face format, keyed by the trainer settings and the source fingerprint; the same settings reuse the folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from cpt_experiments.atomic import atomic_dir
+from cpt_experiments.data.corpus import CorpusSpec, source_fingerprint, split_documents
+from cpt_experiments.errors import CacheError, ConfigError, config_error
+
+log = logging.getLogger(__name__)
+
+EOS_TOKEN = "<|endoftext|>"
+KINDS = ("bpe", "pretrained")
+BPE_FORMAT_VERSION = 1  # bump when the trainer recipe below changes, so old folders are not reused
+_META_FILE = "cpt_tokenizer.json"
+_BPE_KEYS = {"kind", "vocab_size", "min_frequency", "train_corpus", "train_max_chars"}
+_PRETRAINED_KEYS = {"kind", "name_or_path"}
+
+
+def _cfg_dict(tok_cfg: Mapping[str, Any] | Any) -> dict[str, Any]:
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(tok_cfg, DictConfig):
+            tok_cfg = OmegaConf.to_container(tok_cfg, resolve=True)
+    except ImportError:
+        pass
+    if not isinstance(tok_cfg, Mapping):
+        raise config_error("tokenizer", f"must be a mapping, got {type(tok_cfg).__name__}")
+    return dict(tok_cfg)
+
+
+def _positive_int(cfg: Mapping[str, Any], key: str, default: int | None = None) -> int:
+    value = cfg.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise config_error(f"tokenizer.{key}", f"must be a positive integer, got {value!r}")
+    return value
+
+
+def get_tokenizer(
+    tok_cfg: Mapping[str, Any] | Any,
+    corpus_spec: CorpusSpec | None,
+    data_dir: str | os.PathLike | None,
+    cache_dir: str | os.PathLike,
+) -> Any:
+    """Return a ``PreTrainedTokenizerFast`` for ``tok_cfg`` (``conf/tokenizer/*.yaml``).
+
+    ``kind: bpe`` trains on the train split of ``corpus_spec`` (or reuses the cached result);
+    ``kind: pretrained`` loads ``name_or_path`` with ``AutoTokenizer`` (``corpus_spec`` is ignored).
+    """
+    cfg = _cfg_dict(tok_cfg)
+    kind = cfg.get("kind")
+    if kind not in KINDS:
+        raise config_error("tokenizer.kind", f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
+    allowed = _BPE_KEYS if kind == "bpe" else _PRETRAINED_KEYS
+    unknown = sorted(set(cfg) - allowed)
+    if unknown:
+        raise config_error(f"tokenizer.{unknown[0]}", f"not a key of a {kind} tokenizer (known: {sorted(allowed)})")
+    if kind == "pretrained":
+        return load_pretrained(cfg.get("name_or_path"))
+    if corpus_spec is None:
+        raise config_error("tokenizer.train_corpus", "a bpe tokenizer needs the corpus to train on")
+    vocab_size = _positive_int(cfg, "vocab_size")
+    if vocab_size < 257:
+        raise config_error("tokenizer.vocab_size", f"must be at least 257 (256 bytes + EOS), got {vocab_size}")
+    settings = {
+        "kind": "bpe",
+        "format_version": BPE_FORMAT_VERSION,
+        "vocab_size": vocab_size,
+        "min_frequency": _positive_int(cfg, "min_frequency", 2),
+        "train_max_chars": _positive_int(cfg, "train_max_chars", 20_000_000),
+        "corpus_spec": corpus_spec.spec_hash(exclude=("max_tokens", "max_validation_tokens")),
+        "source_fingerprint": source_fingerprint(corpus_spec, data_dir),
+    }
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    dest = Path(cache_dir) / "tokenizers" / key
+    if (dest / _META_FILE).is_file():
+        try:
+            tok = load_tokenizer_dir(dest)
+            log.info("reusing tokenizer %s", dest)
+            return tok
+        except CacheError as exc:
+            log.warning("rebuilding tokenizer: %s", exc)
+    texts = _capped_texts(split_documents(corpus_spec, data_dir, "train"), settings["train_max_chars"])
+    tok = train_bpe(texts, vocab_size=vocab_size, min_frequency=settings["min_frequency"])
+    with atomic_dir(dest) as tmp:
+        tok.save_pretrained(str(tmp))
+        meta = {**settings, "corpus": corpus_spec.name, "tokenizer_hash": tokenizer_hash(tok)}
+        (tmp / _META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    log.info("trained tokenizer (vocab %d) on %s -> %s", vocab_size, corpus_spec.name, dest)
+    return load_tokenizer_dir(dest)
+
+
+def _capped_texts(docs: Iterable[tuple[str, str]], max_chars: int) -> Iterator[str]:
+    remaining = max_chars
+    for _, text in docs:
+        if remaining <= 0:
+            return
+        yield text[:remaining]
+        remaining -= len(text)
+
+
+def train_bpe(texts: Iterable[str], *, vocab_size: int, min_frequency: int = 2) -> Any:
+    """Train a byte-level BPE (GPT-2 style pre-tokenization, all 256 bytes in the alphabet, EOS special).
+
+    Returns a ``PreTrainedTokenizerFast`` whose ``eos_token`` (also bos and unk, as in GPT-NeoX) is ``<|endoftext|>``.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=[EOS_TOKEN],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token=EOS_TOKEN, bos_token=EOS_TOKEN, unk_token=EOS_TOKEN
+    )
+
+
+def load_tokenizer_dir(path: str | os.PathLike) -> Any:
+    """Load a tokenizer folder written by :func:`get_tokenizer`; CacheError naming the folder if unreadable."""
+    from transformers import PreTrainedTokenizerFast
+
+    path = Path(path)
+    try:
+        tok = PreTrainedTokenizerFast.from_pretrained(str(path))
+    except Exception as exc:  # transformers raises OSError/ValueError/JSONDecodeError for broken folders
+        raise CacheError(f"{path}: unreadable tokenizer folder ({type(exc).__name__})") from exc
+    meta_file = path / _META_FILE
+    if meta_file.is_file():
+        try:
+            expected = json.loads(meta_file.read_text()).get("tokenizer_hash")
+        except (OSError, ValueError) as exc:
+            raise CacheError(f"{meta_file}: unreadable tokenizer metadata") from exc
+        if expected != tokenizer_hash(tok):
+            raise CacheError(f"{path}: tokenizer files do not match the hash in {_META_FILE}")
+    return tok
+
+
+def load_pretrained(name_or_path: str | os.PathLike | None) -> Any:
+    """Load a fast tokenizer by hub name or local path; it must define an EOS token (the document separator)."""
+    from transformers import AutoTokenizer
+
+    if not name_or_path:
+        raise config_error("tokenizer.name_or_path", "missing; a hub name or a local folder")
+    name = str(name_or_path)
+    looks_local = os.path.isabs(name) or name.startswith((".", "~")) or os.path.exists(name)
+    if looks_local and not Path(name).expanduser().is_dir():
+        raise config_error("tokenizer.name_or_path", f"folder {name} does not exist")
+    try:
+        tok = AutoTokenizer.from_pretrained(str(Path(name).expanduser()) if looks_local else name, use_fast=True)
+    except Exception as exc:
+        raise config_error("tokenizer.name_or_path", f"cannot load {name!r}: {type(exc).__name__}: {exc}") from exc
+    if not getattr(tok, "is_fast", False):
+        raise config_error("tokenizer.name_or_path", f"{name!r} has no fast (Rust) tokenizer")
+    if tok.eos_token_id is None:
+        raise config_error("tokenizer.name_or_path", f"{name!r} defines no eos_token, needed to separate documents")
+    return tok
+
+
+def tokenizer_hash(tokenizer: Any) -> str:
+    """sha256 (hex) of the canonical tokenizer JSON (model, pre-tokenizer, added tokens), stable across save/load.
+
+    Runtime settings (``truncation``, ``padding``) are left out: they do not change which ids a text maps to.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
+    try:
+        state = json.loads(backend.to_str())
+    except AttributeError as exc:
+        raise ConfigError(f"tokenizer: {type(tokenizer).__name__} is not a fast tokenizer") from exc
+    state.pop("truncation", None)
+    state.pop("padding", None)
+    return hashlib.sha256(json.dumps(state, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def vocab_size_of(tokenizer: Any) -> int:
+    """Number of ids the tokenizer can emit (base vocabulary plus added tokens)."""
+    return len(tokenizer)
