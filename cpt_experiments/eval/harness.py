@@ -1,0 +1,238 @@
+"""Run lm-eval in process on our own model and tokenizer objects; return tidy result rows.
+
+Offline tasks ship as YAML templates in ``eval/tasks/`` whose data files point at the
+placeholder ``@CPT_BENCHMARK_DIR@``: lm-eval resolves relative ``data_files`` against the
+current working directory, not the YAML's folder, so the templates are rendered with the
+absolute benchmark folder into a content-addressed cache dir, which is then given to
+``TaskManager(include_path=...)``. Stock hub tasks (``hellaswag``, ``arc_de``, ...) are only
+indexed when a requested task is not local, because indexing lm-eval's ~15k stock configs
+takes several seconds.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import math
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from cpt_experiments.atomic import atomic_dir
+from cpt_experiments.errors import DataError, config_error
+
+log = logging.getLogger(__name__)
+
+TASK_TEMPLATE_DIR = Path(__file__).resolve().parent / "tasks"
+PLACEHOLDER = "@CPT_BENCHMARK_DIR@"
+ROW_KEYS = ("task", "task_version", "num_fewshot", "metric", "value", "stderr", "limit")
+_TASK_LINE = re.compile(r"^task:\s*(\S+)\s*$", re.MULTILINE)
+_DATA_FILE = re.compile(re.escape(PLACEHOLDER) + r"/([^\"'\s]+)")
+
+
+def resolve_benchmark_dir(benchmark_dir: str | os.PathLike | None = None) -> Path | None:
+    """The offline benchmark folder: the argument, else ``$CPT_BENCHMARK_DIR``, else
+    ``$CPT_DATA_DIR/benchmarks``; ``None`` when none is given."""
+    if benchmark_dir is not None:
+        return Path(benchmark_dir).expanduser().resolve()
+    if os.environ.get("CPT_BENCHMARK_DIR"):
+        return Path(os.environ["CPT_BENCHMARK_DIR"]).expanduser().resolve()
+    if os.environ.get("CPT_DATA_DIR"):
+        return (Path(os.environ["CPT_DATA_DIR"]) / "benchmarks").expanduser().resolve()
+    return None
+
+
+def _templates() -> dict[str, str]:
+    """File name -> text of every shipped task file (YAML templates and their ``utils.py``)."""
+    files = sorted(p for p in TASK_TEMPLATE_DIR.iterdir() if p.suffix in (".yaml", ".py"))
+    return {p.name: p.read_text(encoding="utf-8") for p in files}
+
+
+def local_task_files() -> dict[str, list[str]]:
+    """Local task name -> benchmark file names (relative to the benchmark folder) it reads."""
+    out = {}
+    for text in _templates().values():
+        match = _TASK_LINE.search(text)
+        if match:
+            out[match.group(1)] = _DATA_FILE.findall(text)
+    return out
+
+
+def _default_cache_root() -> Path:
+    root = os.environ.get("CPT_CACHE_DIR")
+    return Path(root) / "lm_eval_tasks" if root else Path(tempfile.gettempdir()) / "cpt_lm_eval_tasks"
+
+
+def render_offline_tasks(benchmark_dir: str | os.PathLike, cache_root: Path | None = None) -> Path:
+    """Render the shipped task templates with ``benchmark_dir`` substituted; return the folder.
+
+    The folder name hashes the templates and the benchmark path, so a rendered folder is
+    reused until either changes, and it appears complete or not at all (``atomic_dir``).
+    """
+    bench = Path(benchmark_dir).expanduser().resolve()
+    if not bench.is_dir():
+        raise config_error("paths.benchmark_dir", f"not a directory: {bench}")
+    # JSON-escaping keeps a path with quotes or backslashes valid inside the YAML "..." strings.
+    quoted = _yaml_quoted(str(bench))
+    rendered = {name: text.replace(PLACEHOLDER, quoted) for name, text in _templates().items()}
+    digest = hashlib.sha256(repr(sorted(rendered.items())).encode("utf-8")).hexdigest()[:16]
+    dest = (cache_root or _default_cache_root()) / digest
+    if not dest.is_dir():
+        with atomic_dir(dest) as tmp:
+            for name, text in rendered.items():
+                (tmp / name).write_text(text, encoding="utf-8")
+        log.info("rendered offline lm-eval tasks for %s into %s", bench, dest)
+    return dest
+
+
+def _yaml_quoted(text: str) -> str:
+    """``text`` escaped for use inside a double-quoted YAML scalar."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+@functools.lru_cache(maxsize=8)
+def _task_manager(include_dirs: tuple[str, ...], include_defaults: bool) -> Any:
+    # One TaskManager per (dirs, defaults): indexing is the slow part of lm-eval start-up.
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=list(include_dirs) or None, include_defaults=include_defaults)
+
+
+def get_task_manager(tasks: Sequence[str], include_dirs: Sequence[str | os.PathLike], *, offline: bool) -> Any:
+    """A TaskManager that knows every name in ``tasks``; stock tasks are indexed only if needed.
+
+    Raises ConfigError naming the first unknown task.
+    """
+    dirs = tuple(str(Path(d).resolve()) for d in include_dirs)
+    manager = _task_manager(dirs, False)
+    missing = [t for t in tasks if t not in manager.all_tasks]
+    if missing and not offline:
+        manager = _task_manager(dirs, True)
+        missing = [t for t in tasks if t not in manager.all_tasks]
+    if missing:
+        where = "local tasks" if offline else "local or stock lm-eval tasks"
+        local = sorted(local_task_files())
+        raise config_error(
+            "eval_suite.tasks", f"unknown lm-eval task {missing[0]!r} (not among the {where}; local: {', '.join(local)})"
+        )
+    return manager
+
+
+def _check_benchmark_files(tasks: Iterable[str], benchmark_dir: Path | None) -> None:
+    needs = local_task_files()
+    for task in tasks:
+        for name in needs.get(task, []):
+            if benchmark_dir is None:
+                raise config_error(
+                    "paths.benchmark_dir", f"task {task!r} needs local benchmark files: set CPT_BENCHMARK_DIR"
+                )
+            if not (benchmark_dir / name).is_file():
+                raise DataError(f"{benchmark_dir / name}: benchmark file for task {task!r} not found")
+
+
+def results_to_rows(results: dict, limit: int | float | None) -> list[dict]:
+    """Tidy rows (one per task x metric) from ``simple_evaluate``'s output.
+
+    ``stderr`` is NaN when lm-eval reports "N/A" (e.g. no bootstrap); ``limit`` is the
+    requested per-task document limit (``None`` = all documents).
+    """
+    rows = []
+    for task, metrics in sorted(results["results"].items()):
+        for key, value in sorted(metrics.items()):
+            if "," not in key or "_stderr," in key:
+                continue  # "alias", "samples" and the stderr entries themselves
+            metric, filt = key.split(",", 1)
+            stderr = metrics.get(f"{metric}_stderr,{filt}", "N/A")
+            rows.append(
+                {
+                    "task": task,
+                    "task_version": float(results.get("versions", {}).get(task, math.nan)),
+                    "num_fewshot": int(results.get("n-shot", {}).get(task, 0)),
+                    "metric": metric if filt == "none" else f"{metric},{filt}",
+                    "value": float(value),
+                    "stderr": math.nan if stderr in ("N/A", None) else float(stderr),
+                    "limit": limit,
+                }
+            )
+    return rows
+
+
+def evaluate_model(
+    model: Any,
+    tokenizer: Any,
+    tasks: Sequence[str],
+    *,
+    benchmark_dir: str | os.PathLike | None = None,
+    num_fewshot: int | None = None,
+    limit: int | float | None = None,
+    batch_size: int = 8,
+    device: str = "cpu",
+    extra_include_dirs: Sequence[str | os.PathLike] = (),
+    seed: int = 0,
+    max_length: int | None = None,
+    offline: bool = False,
+    bootstrap_iters: int = 1000,
+) -> list[dict]:
+    """Evaluate a causal LM object with lm-eval's ``simple_evaluate``; return tidy rows.
+
+    ``model`` is a ``transformers`` causal LM and ``tokenizer`` its tokenizer object (always
+    passed: without it HFLM would load one from ``model.name_or_path``). ``max_length``
+    (tokens) defaults to the model's ``max_position_embeddings``; longer inputs are truncated
+    from the left, and rolling perplexity uses windows of this length. ``limit`` caps the
+    documents per task (a float < 1 is a fraction). ``offline=True`` never indexes stock tasks.
+    ``bootstrap_iters`` is used for the stderr of non-mean metrics (perplexity); 0 skips it.
+    The model is moved to ``device`` and left there, in the train/eval mode it came in.
+    Rows: see ``results_to_rows``.
+    """
+    if not tasks:
+        raise config_error("eval_suite.tasks", "no tasks given")
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    bench = resolve_benchmark_dir(benchmark_dir)
+    _check_benchmark_files(tasks, bench)
+    include = [str(render_offline_tasks(bench))] if bench is not None else []
+    include += [str(Path(d).resolve()) for d in extra_include_dirs]
+    manager = get_task_manager(tasks, include, offline=offline)
+
+    if max_length is None:
+        max_length = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+    was_training = model.training
+    model.to(device)
+    try:
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
+        results = lm_eval.simple_evaluate(
+            model=lm,
+            tasks=list(tasks),
+            num_fewshot=num_fewshot,
+            limit=limit,
+            task_manager=manager,
+            log_samples=False,
+            bootstrap_iters=bootstrap_iters,
+            random_seed=seed,
+            numpy_random_seed=seed,
+            torch_random_seed=seed,
+            fewshot_random_seed=seed,
+        )
+    finally:
+        model.train(was_training)
+    if results is None:  # only on non-zero ranks in distributed runs
+        return []
+    return results_to_rows(results, limit)
+
+
+def evaluate_checkpoint(checkpoint_dir: str | os.PathLike, tasks: Sequence[str], **kwargs: Any) -> list[dict]:
+    """Load a stage's exported HF folder (model + tokenizer, ``save_pretrained``) from local
+    files and evaluate it with ``evaluate_model(model, tokenizer, tasks, **kwargs)``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(checkpoint_dir)
+    if not (path / "config.json").is_file():
+        raise DataError(f"{path}: not an exported checkpoint (no config.json)")
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+    return evaluate_model(model, tokenizer, tasks, **kwargs)
