@@ -1,0 +1,395 @@
+"""A deterministic mixture plan: global window position -> (source, window), with exact per-block quotas.
+
+Why exact quotas: Paper 1 applies replay per batch (GPT-NeoX blends every 1104-sample batch to x% +- 1,
+papers.md A5), and mixtures that only hold "on average" drift visibly (landscape pitfall 14). Here every block of
+``block_batches * batch_windows`` consecutive positions holds a fixed count per source. The plan is a pure function
+of its arguments; position ``p`` is resolved in O(block + sources) without materialising the stage.
+Pure numpy, no torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Union
+
+import numpy as np
+
+from cpt_experiments.errors import config_error
+
+log = logging.getLogger(__name__)
+
+Order = Union[str, np.ndarray]
+MAX_BLOCK_BATCHES = 1000
+_INT_TOL = 1e-6  # weights * block within this of an integer count as an exact quota
+
+
+@dataclass(frozen=True, eq=False)
+class SourceSpec:
+    """One training source. ``num_windows``: windows in the underlying token array. ``weight``: share of windows
+    (= tokens) in [0, 1]. ``order``: ``"shuffle"`` (seeded permutation, reshuffled per epoch), ``"sequential"``,
+    or an explicit int array of window indices read cyclically (e.g. the windows a parent stage consumed)."""
+
+    name: str
+    num_windows: int
+    weight: float
+    order: Order = "shuffle"
+
+    @property
+    def available(self) -> int:
+        """Distinct draws before the source repeats: ``len(order)`` for an explicit order, else ``num_windows``."""
+        return len(self.order) if isinstance(self.order, np.ndarray) else int(self.num_windows)
+
+
+def _largest_remainder(weights: np.ndarray, total: int) -> np.ndarray:
+    """Integer counts summing to ``total`` with ``|count - w*total| < 1``; ties go to the lower source index."""
+    exact = weights * total
+    counts = np.floor(exact).astype(np.int64)
+    short = total - int(counts.sum())
+    if short > 0:
+        order = np.argsort(-(exact - counts), kind="stable")
+        counts[order[:short]] += 1
+    return counts
+
+
+class MixturePlan:
+    """Maps every position ``0 <= p < num_windows`` of a stage to ``(source index, window index)``.
+
+    Block ``b`` covers positions ``[b*B, (b+1)*B)`` with ``B = block_batches * batch_windows``. If ``weights * B`` are
+    integers, every block holds exactly that many windows per source; otherwise cumulative counts at every block
+    boundary ``n`` are the largest-remainder rounding of ``weights * n`` (so ``|count_d - w_d*n| < 1``). Inside a block
+    each source is spread evenly (every batch holds its share +-1) and positions are shuffled within each batch with
+    ``default_rng([seed, b])``; the k-th draw of source d (in position order) reads
+    ``order_d[k mod available_d]``, where a ``"shuffle"`` order is ``default_rng([seed, d, epoch]).permutation``.
+    """
+
+    def __init__(
+        self,
+        sources: list[SourceSpec],
+        num_windows: int,
+        *,
+        seed: int,
+        batch_windows: int,
+        block_batches: int | None = None,
+        allow_repeat: bool = False,
+    ) -> None:
+        self.sources = list(sources)
+        self.num_windows = int(num_windows)
+        self.seed = int(seed)
+        self.batch_windows = int(batch_windows)
+        self.allow_repeat = bool(allow_repeat)
+        self._validate_inputs(num_windows, seed, batch_windows)
+        self.names = [s.name for s in self.sources]
+        w = np.array([float(s.weight) for s in self.sources], dtype=np.float64)
+        self.weights = w / w.sum()
+        self.block_batches, self._exact = self._choose_block(block_batches)
+        self.block_windows = self.block_batches * self.batch_windows
+        self._quota = np.rint(self.weights * self.block_windows).astype(np.int64) if self._exact else None
+        self._blocks: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._perms: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._check_supply()
+
+    # ---- validation -------------------------------------------------------------------------------------------
+    def _validate_inputs(self, num_windows: int, seed: int, batch_windows: int) -> None:
+        if not self.sources:
+            raise config_error("mixing.sources", "at least one source is required")
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names) or not all(names):
+            raise config_error("mixing.sources", f"source names must be unique and non-empty, got {names}")
+        if int(seed) != seed or seed < 0:
+            raise config_error("mixing.seed", f"must be a non-negative integer, got {seed!r}")
+        if int(batch_windows) != batch_windows or batch_windows < 1:
+            raise config_error("mixing.batch_windows", f"must be a positive integer, got {batch_windows!r}")
+        if num_windows < batch_windows:
+            raise config_error(
+                "mixing.num_windows", f"budget of {num_windows} windows is smaller than one batch ({batch_windows})"
+            )
+        if num_windows % batch_windows:
+            lo = num_windows // batch_windows * batch_windows
+            raise config_error(
+                "mixing.num_windows",
+                f"{num_windows} is not a multiple of the batch ({batch_windows} windows); use {lo} or {lo + batch_windows}",
+            )
+        for s in self.sources:
+            if not math.isfinite(s.weight) or s.weight < 0:
+                raise config_error(f"mixing.weights.{s.name}", f"must be a finite number >= 0, got {s.weight!r}")
+            self._validate_order(s)
+        total = sum(float(s.weight) for s in self.sources)
+        if abs(total - 1.0) > 1e-6:
+            raise config_error("mixing.weights", f"must sum to 1 (tolerance 1e-6), got {total:.9g}")
+
+    @staticmethod
+    def _validate_order(s: SourceSpec) -> None:
+        key = f"mixing.sources.{s.name}"
+        if isinstance(s.order, np.ndarray):
+            o = s.order
+            if o.ndim != 1 or not np.issubdtype(o.dtype, np.integer):
+                raise config_error(f"{key}.order", "an explicit order must be a 1-D integer array of window indices")
+            if o.size and (o.min() < 0 or o.max() >= s.num_windows):
+                raise config_error(f"{key}.order", f"window indices must lie in [0, {s.num_windows})")
+        elif s.order not in ("shuffle", "sequential"):
+            raise config_error(f"{key}.order", f"must be 'shuffle', 'sequential' or an index array, got {s.order!r}")
+        if s.weight > 0 and s.available < 1:
+            raise config_error(f"{key}.num_windows", "a source with positive weight has no windows")
+
+    def _choose_block(self, block_batches: int | None) -> tuple[int, bool]:
+        """Smallest block (in batches) with integer quotas, else the smallest where every source gets >= 1 window."""
+        g = self.batch_windows
+        if block_batches is not None:
+            if int(block_batches) != block_batches or block_batches < 1:
+                raise config_error("mixing.block_batches", f"must be a positive integer or null, got {block_batches!r}")
+            k = int(block_batches)
+            exact = self._is_integral(k * g)
+            if not exact:
+                self._require_monotone(k, "mixing.block_batches")
+            return k, exact
+        for k in range(1, MAX_BLOCK_BATCHES + 1):
+            if self._is_integral(k * g):
+                return k, True
+        positive = self.weights[self.weights > 0]
+        k = max(1, math.ceil(1.0 / (positive.min() * g) - 1e-12))
+        self._require_monotone(k, "mixing.weights")
+        return k, False
+
+    def _is_integral(self, block: int) -> bool:
+        x = self.weights * block
+        return bool(np.all(np.abs(x - np.rint(x)) < _INT_TOL))
+
+    def _require_monotone(self, k: int, key: str) -> None:
+        # Cumulative largest-remainder counts can shrink between boundaries (Alabama paradox) unless every source
+        # expects >= 1 window per block; refuse rather than emit negative quotas.
+        per_block = self.weights * k * self.batch_windows
+        bad = [(n, p) for n, p in zip(self.names, per_block) if 0 < p < 1]
+        if bad or k > MAX_BLOCK_BATCHES:
+            name, p = bad[0] if bad else (self.names[int(np.argmin(self.weights))], 0.0)
+            raise config_error(key, f"source {name!r} gets {p:.3g} windows per block of {k} batches; use a larger block")
+
+    def _check_supply(self) -> None:
+        needed = self.counts(0, self.num_windows)
+        for s in self.sources:
+            if needed[s.name] > s.available and not self.allow_repeat:
+                raise config_error(
+                    f"mixing.sources.{s.name}",
+                    f"needs {needed[s.name]} windows but has {s.available}; "
+                    "lower its weight, shorten the stage or set allow_repeat=true",
+                )
+        epochs = self.epochs_per_source()
+        repeated = {n: round(e, 3) for n, e in epochs.items() if e > 1}
+        if repeated:
+            log.info("mixture repeats sources (epochs per source): %s", repeated)
+
+    # ---- quotas and accounting ---------------------------------------------------------------------------------
+    def _cumulative(self, block_id: int) -> np.ndarray:
+        """Windows per source in positions ``[0, block_id * block_windows)``."""
+        if self._exact:
+            return self._quota * block_id
+        return _largest_remainder(self.weights, block_id * self.block_windows)
+
+    def block(self, block_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(source, draw)`` per position of block ``block_id``: int64 arrays of length ``block_windows``.
+
+        ``draw`` is the source-local draw counter k (the k-th window taken from that source in stage order)."""
+        hit = self._blocks.get(block_id)
+        if hit is not None:
+            self._blocks.move_to_end(block_id)
+            return hit
+        start, stop = self._cumulative(block_id), self._cumulative(block_id + 1)
+        quota = stop - start
+        src = self._spread(quota, np.random.default_rng([self.seed, block_id]))
+        by_src = np.argsort(src, kind="stable")
+        group_start = np.concatenate(([0], np.cumsum(quota)[:-1]))
+        draw = np.empty_like(src)
+        draw[by_src] = start[src[by_src]] + np.arange(len(src)) - group_start[src[by_src]]
+        self._blocks[block_id] = (src, draw)
+        if len(self._blocks) > 4:
+            self._blocks.popitem(last=False)
+        return src, draw
+
+    def _spread(self, quota: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Source per block position: each source evenly spaced over the block (so every batch holds its share
+        within +-1, as GPT-NeoX's per-batch blend does), then shuffled within each batch so sources interleave."""
+        src = np.repeat(np.arange(len(quota), dtype=np.int64), quota)
+        keys = np.concatenate([(np.arange(q) + 0.5) / q for q in quota if q > 0])
+        src = src[np.argsort(keys, kind="stable")]
+        batch_of = np.arange(len(src)) // self.batch_windows
+        return src[np.lexsort((rng.random(len(src)), batch_of))]
+
+    def _counts_before(self, p: int) -> np.ndarray:
+        b, r = divmod(int(p), self.block_windows)
+        c = self._cumulative(b)
+        if r:
+            c = c + np.bincount(self.block(b)[0][:r], minlength=len(self.sources))
+        return c
+
+    def counts(self, start: int, stop: int) -> dict[str, int]:
+        """Windows taken from each source in positions ``[start, stop)``."""
+        if not 0 <= start <= stop <= self.num_windows:
+            raise IndexError(f"position range [{start}, {stop}) outside [0, {self.num_windows}]")
+        c = self._counts_before(stop) - self._counts_before(start)
+        return {n: int(x) for n, x in zip(self.names, c)}
+
+    def realised_fractions(self, start: int, stop: int) -> dict[str, float]:
+        """Share of windows (= tokens) per source over ``[start, stop)``; compare with ``weights``."""
+        c = self.counts(start, stop)
+        return {n: x / max(1, stop - start) for n, x in c.items()}
+
+    def epochs_per_source(self) -> dict[str, float]:
+        """Passes over each source's available windows during the stage (> 1 means repetition)."""
+        needed = self.counts(0, self.num_windows)
+        return {s.name: needed[s.name] / s.available if s.available else 0.0 for s in self.sources}
+
+    # ---- lookup ------------------------------------------------------------------------------------------------
+    def _permutation(self, d: int, epoch: int) -> np.ndarray:
+        key = (d, epoch)
+        hit = self._perms.get(key)
+        if hit is None:
+            n = self.sources[d].num_windows
+            hit = np.random.default_rng([self.seed, d, epoch]).permutation(n).astype(np.int64)
+            self._perms[key] = hit
+            if len(self._perms) > 2 * len(self.sources):
+                self._perms.popitem(last=False)
+        else:
+            self._perms.move_to_end(key)
+        return hit
+
+    def window_of_draw(self, d: int, draws: np.ndarray) -> np.ndarray:
+        """Window indices of source ``d`` for source-local draw counters ``draws`` (int64 array)."""
+        s = self.sources[d]
+        k = np.asarray(draws, dtype=np.int64)
+        if isinstance(s.order, np.ndarray):
+            return s.order[k % len(s.order)].astype(np.int64)
+        if s.order == "sequential":
+            return k % s.num_windows
+        epoch, idx = np.divmod(k, s.num_windows)
+        out = np.empty_like(k)
+        for e in np.unique(epoch):
+            sel = epoch == e
+            out[sel] = self._permutation(d, int(e))[idx[sel]]
+        return out
+
+    def lookup(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(source index, window index)`` for each global position, as int64 arrays."""
+        pos = np.asarray(positions, dtype=np.int64)
+        if pos.size and (pos.min() < 0 or pos.max() >= self.num_windows):
+            raise IndexError(f"positions outside [0, {self.num_windows})")
+        src = np.empty_like(pos)
+        draw = np.empty_like(pos)
+        blk, off = np.divmod(pos, self.block_windows)
+        for b in np.unique(blk):
+            sel = blk == b
+            bs, bd = self.block(int(b))
+            src[sel], draw[sel] = bs[off[sel]], bd[off[sel]]
+        win = np.empty_like(pos)
+        for d in np.unique(src):
+            sel = src == d
+            win[sel] = self.window_of_draw(int(d), draw[sel])
+        return src, win
+
+    def __len__(self) -> int:
+        return self.num_windows
+
+    def fingerprint(self) -> str:
+        """SHA-256 (hex, 16 chars) of everything that determines the stream; equal plans give equal streams."""
+        h = hashlib.sha256()
+        meta = {
+            "v": 1,
+            "num_windows": self.num_windows,
+            "seed": self.seed,
+            "batch_windows": self.batch_windows,
+            "block_batches": self.block_batches,
+            "allow_repeat": self.allow_repeat,
+            "sources": [
+                [s.name, int(s.num_windows), repr(float(s.weight)), s.order if isinstance(s.order, str) else "array"]
+                for s in self.sources
+            ],
+        }
+        h.update(json.dumps(meta, sort_keys=True).encode())
+        for s in self.sources:
+            if isinstance(s.order, np.ndarray):
+                h.update(np.ascontiguousarray(s.order, dtype=np.int64).tobytes())
+        return h.hexdigest()[:16]
+
+
+# ---- replay (Paper 1, compute-equivalent: replay REPLACES that share of new tokens; papers.md A5) ---------------
+def replay_weights(new: dict[str, float], replay: dict[str, float], replay_ratio: float) -> dict[str, float]:
+    """New-data weights rescaled to sum to ``1 - replay_ratio`` and replay weights to ``replay_ratio``.
+
+    The stage's token budget stays fixed, so 5% replay on a 300B stage is 285B new + 15B old tokens. Replay sources
+    are kept (with weight 0) at ratio 0 so the source list is the same across a replay sweep."""
+    if not math.isfinite(replay_ratio) or not 0.0 <= replay_ratio < 1.0:
+        raise config_error("replay.ratio", f"must lie in [0, 1), got {replay_ratio!r}")
+    overlap = sorted(set(new) & set(replay))
+    if overlap:
+        raise config_error("replay.sources", f"a source cannot be both new and replayed: {overlap}")
+    for group, key in ((new, "mixing.weights"), (replay, "replay.weights")):
+        for name, w in group.items():
+            if not math.isfinite(w) or w < 0:
+                raise config_error(f"{key}.{name}", f"must be a finite number >= 0, got {w!r}")
+    if not new or sum(new.values()) <= 0:
+        raise config_error("mixing.weights", "new-data weights must have a positive sum")
+    if replay_ratio > 0 and (not replay or sum(replay.values()) <= 0):
+        raise config_error("replay.weights", f"replay ratio {replay_ratio} needs replay sources with positive weight")
+    total_new, total_replay = sum(new.values()), sum(replay.values())
+    out = {n: w / total_new * (1.0 - replay_ratio) for n, w in new.items()}
+    out.update({n: (w / total_replay * replay_ratio if replay_ratio > 0 else 0.0) for n, w in replay.items()})
+    return out
+
+
+def consumed_windows(plan: MixturePlan, source_name: str, num_positions: int | None = None) -> np.ndarray:
+    """Window indices of ``source_name`` read in positions ``[0, num_positions)`` of ``plan``, in consumption order.
+
+    Stage order is position order whatever the world size, and draws of one source are numbered in position order,
+    so this is ``window_of_draw(d, 0..count-1)``."""
+    if source_name not in plan.names:
+        raise config_error("replay.source", f"{source_name!r} is not a source of the parent plan {plan.names}")
+    n = plan.num_windows if num_positions is None else int(num_positions)
+    count = plan.counts(0, n)[source_name]
+    return plan.window_of_draw(plan.names.index(source_name), np.arange(count, dtype=np.int64))
+
+
+def seen_replay_source(
+    parent_plan: MixturePlan,
+    source_name: str,
+    weight: float,
+    reshuffle: bool = False,
+    seed: int = 0,
+    *,
+    num_positions: int | None = None,
+    name: str | None = None,
+) -> SourceSpec:
+    """Replay exactly the windows the parent stage trained on, in their original order unless ``reshuffle``.
+
+    The paper's 50% config re-read D0 in the original order; GPT-NeoX ``replay_config`` reshuffles by default."""
+    idx = consumed_windows(parent_plan, source_name, num_positions)
+    if idx.size == 0:
+        raise config_error("replay.mode", f"seen: the parent stage consumed no windows of {source_name!r}")
+    if reshuffle:
+        idx = np.random.default_rng(seed).permutation(idx)
+    base = parent_plan.sources[parent_plan.names.index(source_name)]
+    return SourceSpec(name or source_name, base.num_windows, weight, idx)
+
+
+def fresh_replay_source(
+    parent_plan: MixturePlan,
+    source_name: str,
+    num_windows_total: int,
+    weight: float,
+    seed: int,
+    *,
+    num_positions: int | None = None,
+    name: str | None = None,
+) -> SourceSpec:
+    """Replay windows of the old corpus (``num_windows_total`` windows) that the parent stage never read, shuffled."""
+    idx = consumed_windows(parent_plan, source_name, num_positions)
+    if idx.size and idx.max() >= num_windows_total:
+        raise config_error("replay.num_windows_total", f"{num_windows_total} is smaller than the parent's source")
+    unseen = np.ones(int(num_windows_total), dtype=bool)
+    unseen[idx] = False
+    fresh = np.flatnonzero(unseen).astype(np.int64)
+    if fresh.size == 0:
+        raise config_error("replay.mode", f"fresh: the parent stage consumed all {num_windows_total} windows")
+    return SourceSpec(name or source_name, int(num_windows_total), weight, np.random.default_rng(seed).permutation(fresh))
