@@ -165,7 +165,8 @@ class MixturePlan:
         per_block = self.weights * k * self.batch_windows
         bad = [(n, p) for n, p in zip(self.names, per_block) if 0 < p < 1]
         if bad or k > MAX_BLOCK_BATCHES:
-            name, p = bad[0] if bad else (self.names[int(np.argmin(self.weights))], 0.0)
+            smallest = int(np.argmin(np.where(self.weights > 0, self.weights, np.inf)))
+            name, p = bad[0] if bad else (self.names[smallest], float(per_block[smallest]))
             raise config_error(key, f"source {name!r} gets {p:.3g} windows per block of {k} batches; use a larger block")
 
     def _check_supply(self) -> None:
