@@ -112,7 +112,7 @@ def _build_warmup_cosine(s: _Spec, total: int) -> Schedule:
     max_lr, min_lr = _peak_and_floor(s)
     warmup_frac = s.frac("warmup_frac")
     if warmup_frac >= 1.0:
-        raise s.fail("warmup_frac", f"warmup must be shorter than the stage (a cosine must follow), got {warmup_frac!r}")
+        raise s.fail("warmup_frac", f"warmup must be shorter than the stage (a decay follows), got {warmup_frac!r}")
     return functools.partial(
         shapes.warmup_cosine, max_lr=max_lr, min_lr=min_lr, warmup_steps=warmup_frac * total, total_steps=total
     )
