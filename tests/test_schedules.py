@@ -16,6 +16,13 @@ from cpt_experiments.errors import ConfigError
 from cpt_experiments.schedules import SCHEDULES, build_schedule, schedule_preview
 
 PRESETS = sorted((Path(__file__).resolve().parents[1] / "conf" / "schedule").glob("*.yaml"))
+# Presets interpolate the root `lr` node (set per scale); these are the 405M paper values.
+PAPER_LR = {"eta_max": 3e-4, "eta_min": 3e-5, "eta_const": 1.65e-4}
+
+
+def load_preset(path: Path):
+    """A preset resolved against the paper's LRs, as `train.yaml` + `scale=paper` would."""
+    return OmegaConf.create(OmegaConf.to_container(OmegaConf.create({"lr": PAPER_LR, "s": OmegaConf.load(path)}), resolve=True)["s"])
 
 # cos(pi k / 8) tables: COS8[k] = 0.1 + 0.45 (1 + cos(pi k / 8)), a cosine from 1.0 to 0.1 over 8 steps.
 COS8 = [1.0, 0.9657457896, 0.8681980515, 0.7222075446, 0.55, 0.3777924554, 0.2318019485, 0.1342542104, 0.1]
@@ -165,7 +172,7 @@ def test_branch_decay_fraction_of_branch_steps() -> None:
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
 def test_presets_continuous_and_bounded(path: Path) -> None:
-    spec = OmegaConf.load(path)
+    spec = load_preset(path)
     total = 20_000
     values = schedule_preview(spec, total)
     f = build_schedule(spec, total)
@@ -195,13 +202,13 @@ def test_phase_boundaries_follow_the_formula() -> None:
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
 def test_presets_pickle_and_deepcopy(path: Path) -> None:
-    f = build_schedule(OmegaConf.load(path), 1000)
+    f = build_schedule(load_preset(path), 1000)
     g, h = pickle.loads(pickle.dumps(f)), copy.deepcopy(f)
     assert [g(n) for n in range(0, 1001, 7)] == [f(n) for n in range(0, 1001, 7)] == [h(n) for n in range(0, 1001, 7)]
 
 
 def test_presets_hold_paper_values() -> None:
-    specs = {p.stem: OmegaConf.to_container(OmegaConf.load(p)) for p in PRESETS}
+    specs = {p.stem: OmegaConf.to_container(load_preset(p)) for p in PRESETS}
     assert {"cosine", "rewarm_cosine", "constant", "infinite_cosine", "infinite_inv_sqrt", "wsd",
             "repeated_cosine", "path_main", "path_branch"} <= specs.keys()
     assert specs["cosine"] == {"name": "warmup_cosine", "max_lr": 3e-4, "min_lr": 3e-5, "warmup_frac": 0.01}
