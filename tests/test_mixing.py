@@ -124,6 +124,10 @@ def test_too_small_source_raises_and_allow_repeat_reports_epochs() -> None:
          "mixing.weights.A"),
         (lambda: MixturePlan([SourceSpec("B", 99, 0.5), SourceSpec("A", 99, 0.4)], 16, seed=0, batch_windows=8),
          "mixing.weights"),
+        (lambda: MixturePlan([SourceSpec("B", 99, 1 - 1e-7), SourceSpec("A", 99, 1e-7)], 16, seed=0, batch_windows=8),
+         "mixing.weights"),  # a tiny positive weight is never rounded away to a zero quota
+        (lambda: MixturePlan([SourceSpec("B", 99, 2 / 3), SourceSpec("A", 99, 1 / 3)], 16, seed=0, batch_windows=2,
+                             block_batches=1), "mixing.block_batches"),
         (lambda: replay_weights({"B": 1.0}, {"A": 1.0}, 1.0), "replay.ratio"),
         (lambda: replay_weights({"B": 1.0}, {"A": 1.0}, -0.1), "replay.ratio"),
         (lambda: MixturePlan([SourceSpec("B", 99, 1.0)], 4, seed=0, batch_windows=8), "mixing.num_windows"),

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 Order = Union[str, np.ndarray]
 MAX_BLOCK_BATCHES = 1000
-_INT_TOL = 1e-6  # weights * block within this of an integer count as an exact quota
+_INT_TOL = 1e-9  # weights * block within this of an integer count as an exact quota (float rounding only)
 
 
 @dataclass(frozen=True, eq=False)
@@ -157,7 +157,8 @@ class MixturePlan:
 
     def _is_integral(self, block: int) -> bool:
         x = self.weights * block
-        return bool(np.all(np.abs(x - np.rint(x)) < _INT_TOL))
+        # a positive weight must get a positive quota: never round a small source away
+        return bool(np.all(np.abs(x - np.rint(x)) < _INT_TOL) and np.all(np.rint(x)[self.weights > 0] >= 1))
 
     def _require_monotone(self, k: int, key: str) -> None:
         # Cumulative largest-remainder counts can shrink between boundaries (Alabama paradox) unless every source
@@ -167,7 +168,10 @@ class MixturePlan:
         if bad or k > MAX_BLOCK_BATCHES:
             smallest = int(np.argmin(np.where(self.weights > 0, self.weights, np.inf)))
             name, p = bad[0] if bad else (self.names[smallest], float(per_block[smallest]))
-            raise config_error(key, f"source {name!r} gets {p:.3g} windows per block of {k} batches; use a larger block")
+            if bad:
+                raise config_error(key, f"source {name!r} gets {p:.3g} windows per block of {k} batches; use a larger block")
+            raise config_error(key, f"source {name!r} needs a block of {k} > {MAX_BLOCK_BATCHES} batches to get one window; "
+                               "raise its weight or drop it")
 
     def _check_supply(self) -> None:
         needed = self.counts(0, self.num_windows)
