@@ -190,7 +190,8 @@ def test_dtype_choice(tokenizer, data_dir: Path, tmp_path: Path, monkeypatch) ->
     monkeypatch.setattr(tc, "vocab_size_of", lambda tok: 100_000)  # a GPT-NeoX-sized vocab would not fit uint16
     big = build_token_cache(spec(), "train", tokenizer, data_dir, tmp_path / "b", progress=False)
     assert big.tokens.dtype == np.uint32 and big.manifest["dtype"] == "uint32"
-    assert (big.path / "tokens.bin").stat().st_size == 4 * big.num_tokens == 2 * (small.path / "tokens.bin").stat().st_size
+    small_bytes = (small.path / "tokens.bin").stat().st_size
+    assert (big.path / "tokens.bin").stat().st_size == 4 * big.num_tokens == 2 * small_bytes
     assert big.tokens.tolist() == small.tokens.tolist()
 
 
