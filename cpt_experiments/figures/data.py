@@ -1,0 +1,58 @@
+"""Data access shared by the figures: load tables, select rows, name variants; nothing is drawn here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from cpt_experiments import metrics, results
+from cpt_experiments.errors import DataError
+from cpt_experiments.figures import MissingFigureData
+
+
+def load(results_dir: Path, table: str, figure: str) -> pd.DataFrame:
+    """``results.load`` with a missing or empty table reported as MissingFigureData for ``figure``."""
+    try:
+        df = results.load(results_dir, table)
+    except DataError as exc:
+        raise MissingFigureData(f"{figure}: needs {table}.csv: {exc}") from None
+    if df.empty:
+        raise MissingFigureData(f"{figure}: {table}.csv in {results_dir} has no rows")
+    return df
+
+
+def stage_table(results_dir: Path, figure: str) -> pd.DataFrame:
+    """``metrics.stage_table`` over the loss matrix of the results in ``results_dir``."""
+    runs, curves = load(results_dir, "runs", figure), load(results_dir, "curves", figure)
+    try:
+        return metrics.stage_table(metrics.loss_matrix(curves, runs), runs)
+    except DataError as exc:
+        raise MissingFigureData(f"{figure}: {exc}") from None
+
+
+def require(df: pd.DataFrame, what: str, figure: str) -> pd.DataFrame:
+    """Return ``df`` or raise MissingFigureData saying ``what`` is missing."""
+    if df.empty:
+        raise MissingFigureData(f"{figure}: no {what}")
+    return df
+
+
+def label(row: pd.Series) -> str:
+    """Legend label of a stage row: its ``variant``, else schedule / η_max / replay built from factors."""
+    if "variant" in row and pd.notna(row["variant"]):
+        return str(row["variant"])
+    parts = [str(row[c]) for c in ("role", "schedule") if c in row and pd.notna(row[c])]
+    if "eta_max" in row and pd.notna(row["eta_max"]):
+        parts.append(f"η_max={row['eta_max']:g}")
+    if "replay_ratio" in row and pd.notna(row["replay_ratio"]) and row["replay_ratio"] > 0:
+        parts.append(f"replay {row['replay_ratio']:.0%}")
+    return " ".join(parts) or str(row.get("run_id", "?"))
+
+
+def mean_std(df: pd.DataFrame, by: list[str], cols: list[str]) -> pd.DataFrame:
+    """Mean, std (0 for one seed) and n over seeds, per ``by`` group; columns ``<col>``, ``<col>_std``, ``n``."""
+    g = df.groupby(by, dropna=False)
+    out = g[cols].mean()
+    std = g[cols].std(ddof=1).fillna(0.0).add_suffix("_std")
+    return out.join(std).join(g.size().rename("n")).reset_index()

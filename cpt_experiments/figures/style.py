@@ -1,0 +1,84 @@
+"""One look for every figure: sizes, fonts, a fixed palette per variant/strategy/shift, PNG+PDF output."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import matplotlib
+from matplotlib.figure import Figure
+
+#: rcParams applied while a figure is built (see ``styled``).
+RC = {
+    "font.family": "DejaVu Sans",  # ships with matplotlib, so figures look the same on every machine
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "lines.linewidth": 1.5,
+    "savefig.dpi": 150,
+    "savefig.bbox": "tight",
+}
+PANEL_W, PANEL_H = 3.6, 2.6  # inches per subplot
+FIXED = {
+    "union": "#000000", "PTFS": "#555555", "ptfs": "#555555", "CPT": "#d62728", "cpt": "#d62728",
+    "path switching": "#1f77b4", "path_switching": "#1f77b4", "constant η_min": "#7f7f7f",
+    "weak": "#1f77b4", "strong": "#ff7f0e", "none": "#2ca02c",
+}  # fmt: skip
+CYCLE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
+BOUNDARY = {"color": "#999999", "linestyle": ":", "linewidth": 1.0}
+FORMATS = ("png", "pdf")
+
+
+def palette(keys: Iterable[str]) -> dict[str, str]:
+    """Colour per key: fixed colours for known names, then the cycle in sorted order (stable across figures)."""
+    out, i = {}, 0
+    for k in sorted(set(keys), key=str):
+        if k in FIXED:
+            out[k] = FIXED[k]
+        else:
+            out[k] = CYCLE[i % len(CYCLE)]
+            i += 1
+    return out
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, **subplot_kw) -> tuple[Figure, object]:
+    """A pyplot-free Figure (no GUI backend, no global figure registry) and its axes array."""
+    fig = Figure(figsize=(PANEL_W * ncols, PANEL_H * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, **subplot_kw)
+    return fig, axes
+
+
+def styled(make: Callable[..., Figure]) -> Callable[..., Figure]:
+    """Run a figure's ``make`` inside the house rcParams."""
+
+    @functools.wraps(make)
+    def wrapper(*args, **kwargs) -> Figure:
+        with matplotlib.rc_context(RC):
+            return make(*args, **kwargs)
+
+    return wrapper
+
+
+def use_agg() -> None:
+    """Select the non-interactive Agg backend (CLI and tests: no display needed)."""
+    matplotlib.use("Agg")
+
+
+def save(fig: Figure, out_dir: Path, name: str, formats: Iterable[str] = FORMATS) -> list[Path]:
+    """Write ``<out_dir>/<name>.<fmt>`` for each format; return the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    with matplotlib.rc_context(RC):
+        for fmt in formats:
+            path = out_dir / f"{name}.{fmt}"
+            fig.savefig(path, format=fmt)
+            paths.append(path)
+    return paths
