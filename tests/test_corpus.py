@@ -167,11 +167,11 @@ def test_invalid_utf8_names_file(tmp_path: Path, fmt: str, name: str, content: b
 
 
 def test_missing_text_field(tmp_path: Path) -> None:
-    write_jsonl(tmp_path / "toy.jsonl", [{"id": "a", "body": "text elsewhere"}])
+    (tmp_path / "toy.jsonl").write_text('{"id": "a", "text": "fine"}\n{"id": "b", "body": "text elsewhere"}\n')
     with pytest.raises(DataError) as ei:
         list(iter_documents(local_spec(), tmp_path))
     msg = _one_line_error(ei)
-    assert "toy.jsonl" in msg and "'text'" in msg
+    assert "toy.jsonl" in msg and "record 2 has no text field 'text'" in msg
 
 
 def test_missing_id_field(tmp_path: Path) -> None:

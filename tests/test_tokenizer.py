@@ -110,6 +110,9 @@ def test_pretrained_by_local_path(corpus, tmp_path: Path) -> None:
     assert tokenizer_hash(loaded) == tokenizer_hash(trained)
     assert loaded.eos_token_id == trained.eos_token_id
     assert loaded("wombat river")["input_ids"] == trained("wombat river")["input_ids"]
+    # A scale preset's BPE keys (vocab_size, ...) do not apply to a pretrained tokenizer and are ignored.
+    with_bpe_keys = {"kind": "pretrained", "name_or_path": str(folder), "vocab_size": 4096, "train_corpus": "en_old"}
+    assert tokenizer_hash(get_tokenizer(with_bpe_keys, None, None, tmp_path)) == tokenizer_hash(trained)
 
 
 @pytest.mark.parametrize("cfg,key", [
@@ -120,6 +123,7 @@ def test_pretrained_by_local_path(corpus, tmp_path: Path) -> None:
     ({**BPE, "vocab_size": 100}, "tokenizer.vocab_size"),
     ({**BPE, "vocab_size": -4}, "tokenizer.vocab_size"),
     ({**BPE, "vocab": 4096}, "tokenizer.vocab"),
+    ({**BPE, "name_or_path": "gpt2"}, "tokenizer.name_or_path"),
 ])
 def test_bad_config_names_key(corpus, tmp_path: Path, cfg: dict, key: str) -> None:
     spec, data_dir = corpus

@@ -192,10 +192,11 @@ def iter_documents(spec: CorpusSpec, data_dir: str | os.PathLike | None) -> Iter
         raise DataError(f"{label}: max_documents is 0, corpus {spec.name!r} would be empty")
     seen = 0
     try:
-        for record in load_records(spec, data_dir):
-            if spec.text_field not in record:
-                raise DataError(f"{label}: record {seen + 1} has no text field {spec.text_field!r}")
-            text = record[spec.text_field]
+        for number, record in enumerate(load_records(spec, data_dir), start=1):
+            # The json builder unifies schemas across records, so a field missing from one record reads as None.
+            text = record.get(spec.text_field)
+            if text is None:
+                raise DataError(f"{label}: record {number} has no text field {spec.text_field!r}")
             if not isinstance(text, str):
                 raise DataError(f"{label}: field {spec.text_field!r} holds {type(text).__name__}, not text")
             if not text.strip():
@@ -203,7 +204,7 @@ def iter_documents(spec: CorpusSpec, data_dir: str | os.PathLike | None) -> Iter
             if spec.id_field is None:
                 doc_key = text
             elif record.get(spec.id_field) is None:
-                raise DataError(f"{label}: record {seen + 1} has no id field {spec.id_field!r}")
+                raise DataError(f"{label}: record {number} has no id field {spec.id_field!r}")
             else:
                 doc_key = str(record[spec.id_field])
             yield doc_key, text

@@ -65,12 +65,17 @@ def get_tokenizer(
     kind = cfg.get("kind")
     if kind not in KINDS:
         raise config_error("tokenizer.kind", f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
-    allowed = _BPE_KEYS if kind == "bpe" else _PRETRAINED_KEYS
-    unknown = sorted(set(cfg) - allowed)
+    unknown = sorted(set(cfg) - _BPE_KEYS - _PRETRAINED_KEYS)
     if unknown:
-        raise config_error(f"tokenizer.{unknown[0]}", f"not a key of a {kind} tokenizer (known: {sorted(allowed)})")
+        raise config_error(f"tokenizer.{unknown[0]}", f"unknown key (known: {sorted(_BPE_KEYS | _PRETRAINED_KEYS)})")
     if kind == "pretrained":
+        # Scale presets set tokenizer.vocab_size etc. for the BPE default; with a pretrained tokenizer they are moot.
+        ignored = sorted(set(cfg) - _PRETRAINED_KEYS)
+        if ignored:
+            log.warning("pretrained tokenizer: ignoring BPE training keys %s", ", ".join(ignored))
         return load_pretrained(cfg.get("name_or_path"))
+    if "name_or_path" in cfg:
+        raise config_error("tokenizer.name_or_path", "only for kind: pretrained; a bpe tokenizer is trained")
     if corpus_spec is None:
         raise config_error("tokenizer.train_corpus", "a bpe tokenizer needs the corpus to train on")
     vocab_size = _positive_int(cfg, "vocab_size")
