@@ -49,7 +49,7 @@ def test_reuses_cached_folder_and_hash_is_stable(corpus, tmp_path: Path, monkeyp
     spec, data_dir = corpus
     cache = tmp_path / "cache"
     first = get_tokenizer(BPE, spec, data_dir, cache)
-    folders = list((cache / "tokenizers").iterdir())
+    folders = _folders(cache)
     assert len(folders) == 1 and (folders[0] / "tokenizer.json").is_file()
 
     def no_training(*a, **k):
@@ -71,6 +71,10 @@ def test_hash_equals_freshly_trained_and_differs_for_other_vocab(corpus, tmp_pat
     assert tokenizer_hash(other) != tokenizer_hash(fresh)
 
 
+def _folders(cache: Path) -> list[Path]:
+    return [p for p in (cache / "tokenizers").iterdir() if not p.name.startswith(".")]  # skip lock files
+
+
 def _save(tok, path: Path) -> Path:
     tok.save_pretrained(str(path))
     return path
@@ -81,18 +85,18 @@ def test_settings_and_source_change_the_folder(corpus, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     get_tokenizer(BPE, spec, data_dir, cache)
     get_tokenizer({**BPE, "vocab_size": 300}, spec, data_dir, cache)
-    assert len(list((cache / "tokenizers").iterdir())) == 2
+    assert len(_folders(cache)) == 2
     with open(data_dir / "toy.jsonl", "a", encoding="utf-8") as fh:
         fh.write(json.dumps({"id": "extra", "text": "one more document"}) + "\n")
     get_tokenizer(BPE, spec, data_dir, cache)
-    assert len(list((cache / "tokenizers").iterdir())) == 3
+    assert len(_folders(cache)) == 3
 
 
 def test_corrupt_folder_is_retrained(corpus, tmp_path: Path, caplog) -> None:
     spec, data_dir = corpus
     cache = tmp_path / "cache"
     good = tokenizer_hash(get_tokenizer(BPE, spec, data_dir, cache))
-    (folder,) = (cache / "tokenizers").iterdir()
+    (folder,) = _folders(cache)
     state = json.loads((folder / "tokenizer.json").read_text())
     state["model"]["vocab"]["Ġwombat"] = 9999  # silently different ids
     (folder / "tokenizer.json").write_text(json.dumps(state))

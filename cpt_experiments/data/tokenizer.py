@@ -61,6 +61,8 @@ def get_tokenizer(
     ``kind: bpe`` trains on the train split of ``corpus_spec`` (or reuses the cached result);
     ``kind: pretrained`` loads ``name_or_path`` with ``AutoTokenizer`` (``corpus_spec`` is ignored).
     """
+    from filelock import FileLock
+
     cfg = _cfg_dict(tok_cfg)
     kind = cfg.get("kind")
     if kind not in KINDS:
@@ -92,21 +94,24 @@ def get_tokenizer(
     }
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     dest = Path(cache_dir) / "tokenizers" / key
-    if (dest / _META_FILE).is_file():
-        try:
-            tok = load_tokenizer_dir(dest)
-            log.info("reusing tokenizer %s", dest)
-            return tok
-        except CacheError as exc:
-            log.warning("rebuilding tokenizer: %s", exc)
-    texts = _capped_texts(split_documents(corpus_spec, data_dir, "train"), settings["train_max_chars"])
-    tok = train_bpe(texts, vocab_size=vocab_size, min_frequency=settings["min_frequency"])
-    with atomic_dir(dest) as tmp:
-        tok.save_pretrained(str(tmp))
-        meta = {**settings, "corpus": corpus_spec.name, "tokenizer_hash": tokenizer_hash(tok)}
-        (tmp / _META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
-    log.info("trained tokenizer (vocab %d) on %s -> %s", vocab_size, corpus_spec.name, dest)
-    return load_tokenizer_dir(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # Parallel sweep jobs share the cache: one trains, the others wait and reuse.
+    with FileLock(str(dest.parent / f".{key}.lock")):
+        if (dest / _META_FILE).is_file():
+            try:
+                tok = load_tokenizer_dir(dest)
+                log.info("reusing tokenizer %s", dest)
+                return tok
+            except CacheError as exc:
+                log.warning("rebuilding tokenizer: %s", exc)
+        texts = _capped_texts(split_documents(corpus_spec, data_dir, "train"), settings["train_max_chars"])
+        tok = train_bpe(texts, vocab_size=vocab_size, min_frequency=settings["min_frequency"])
+        with atomic_dir(dest) as tmp:
+            tok.save_pretrained(str(tmp))
+            meta = {**settings, "corpus": corpus_spec.name, "tokenizer_hash": tokenizer_hash(tok)}
+            (tmp / _META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        log.info("trained tokenizer (vocab %d) on %s -> %s", vocab_size, corpus_spec.name, dest)
+        return load_tokenizer_dir(dest)
 
 
 def _capped_texts(docs: Iterable[tuple[str, str]], max_chars: int) -> Iterator[str]:
