@@ -140,3 +140,11 @@ def test_fixture_tables_are_schema_valid_and_match_generator(tmp_path: Path) -> 
     gen.write(tmp_path)
     for table in results.TABLES:
         assert (tmp_path / f"{table}.csv").read_bytes() == (fixture / f"{table}.csv").read_bytes(), table
+
+
+def test_readme_documents_every_column() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "results" / "README.md").read_text()
+    for table, schema in results.SCHEMAS.items():
+        section = readme.split(f"## `{table}.csv`")[1].split("\n## ")[0]
+        for col, dtype in schema.items():
+            assert f"| `{col}` | {dtype} |" in section, f"{table}.{col} undocumented in results/README.md"
