@@ -161,6 +161,41 @@ def results_to_rows(results: dict, limit: int | float | None) -> list[dict]:
     return rows
 
 
+@functools.lru_cache(maxsize=1)
+def _windowed_hflm() -> type:
+    """HFLM that scores a continuation longer than the context window in consecutive pieces.
+
+    Stock HFLM asserts ``len(continuation) <= max_length``, which a 64-256-token model hits on
+    PIQA/HellaSwag answers. Each piece of at most ``max_length`` tokens is scored given the
+    ``max_length`` tokens before its end (HFLM's left truncation), exactly like the windows of
+    ``loglikelihood_rolling``; the pieces' log-likelihoods add up and is_greedy is their AND.
+    """
+    from lm_eval.models.huggingface import HFLM
+
+    class WindowedHFLM(HFLM):
+        def _loglikelihood_tokens(self, requests, disable_tqdm=False, override_bs=None):  # type: ignore[override]
+            width = self.max_length
+            if all(len(cont) <= width for _, _, cont in requests):
+                return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
+            pieces, owner = [], []
+            for i, (key, context, cont) in enumerate(requests):
+                if len(cont) <= width:
+                    pieces.append((key, context, cont))
+                    owner.append(i)
+                    continue
+                for start in range(0, len(cont), width):
+                    # key None: a piece's score must not enter lm-eval's cache under the full request.
+                    pieces.append((None, context + cont[:start], cont[start : start + width]))
+                    owner.append(i)
+            totals, greedy = [0.0] * len(requests), [True] * len(requests)
+            for i, (logprob, is_greedy) in zip(owner, super()._loglikelihood_tokens(pieces, disable_tqdm, override_bs)):
+                totals[i] += logprob
+                greedy[i] = greedy[i] and bool(is_greedy)
+            return list(zip(totals, greedy))
+
+    return WindowedHFLM
+
+
 def evaluate_model(
     model: Any,
     tokenizer: Any,
@@ -181,8 +216,9 @@ def evaluate_model(
 
     ``model`` is a ``transformers`` causal LM and ``tokenizer`` its tokenizer object (always
     passed: without it HFLM would load one from ``model.name_or_path``). ``max_length``
-    (tokens) defaults to the model's ``max_position_embeddings``; longer inputs are truncated
-    from the left, and rolling perplexity uses windows of this length. ``limit`` caps the
+    (tokens) defaults to the model's ``max_position_embeddings``; longer contexts are truncated
+    from the left, longer continuations scored in windows, and rolling perplexity uses windows
+    of this length. ``limit`` caps the
     documents per task (a float < 1 is a fraction). ``offline=True`` never indexes stock tasks.
     ``bootstrap_iters`` is used for the stderr of non-mean metrics (perplexity); 0 skips it.
     The model is moved to ``device`` and left there, in the train/eval mode it came in.
@@ -191,7 +227,6 @@ def evaluate_model(
     if not tasks:
         raise config_error("eval_suite.tasks", "no tasks given")
     import lm_eval
-    from lm_eval.models.huggingface import HFLM
 
     bench = resolve_benchmark_dir(benchmark_dir)
     _check_benchmark_files(tasks, bench)
@@ -204,7 +239,7 @@ def evaluate_model(
     was_training = model.training
     model.to(device)
     try:
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
+        lm = _windowed_hflm()(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
         results = lm_eval.simple_evaluate(
             model=lm,
             tasks=list(tasks),
