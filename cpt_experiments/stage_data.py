@@ -1,0 +1,132 @@
+"""A stage's data: its deterministic mixture plan (with replay from ancestors) and datamodule.
+
+The plan of a stage is a pure function of the stage spec, the token caches and the seed, so a
+child stage that replays ``seen`` data rebuilds its ancestor's plan instead of storing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from cpt_experiments.data.mixing import (
+    MixturePlan,
+    SourceSpec,
+    consumed_windows,
+    seen_replay_source,
+)
+from cpt_experiments.data.windows import TokenWindows
+from cpt_experiments.errors import ConfigError, config_error
+from cpt_experiments.stages import Stage, lineage
+
+REPLAY_PREFIX = "replay:"
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Batch geometry shared by all stages of a run."""
+
+    seq_len: int  # tokens per training window (model context)
+    global_batch_windows: int  # windows per optimizer step, all ranks together
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.seq_len * self.global_batch_windows
+
+    def steps_for(self, tokens: int, key: str) -> int:
+        """Optimizer steps that fit in a token budget; a budget under one batch is an error."""
+        steps = tokens // self.tokens_per_step
+        if steps < 1:
+            raise config_error(key, f"budget of {tokens} tokens is smaller than one batch ({self.tokens_per_step} tokens)")
+        return steps
+
+
+def plan_seed(seed: int, stage_hash: str) -> int:
+    """Per-stage mixing seed: the run seed and the stage's content, so sibling stages differ."""
+    return int(hashlib.sha256(f"{seed}:{stage_hash}".encode()).hexdigest()[:8], 16)
+
+
+class PlanBuilder:
+    """Builds (and memoises) the mixture plans of an experiment's stages."""
+
+    def __init__(
+        self,
+        stages: Mapping[str, Stage],
+        hashes: Mapping[str, str],
+        train_tokens: Mapping[str, np.ndarray],
+        geometry: Geometry,
+        seed: int,
+        key_prefix: str = "experiment.stages",
+    ) -> None:
+        self.stages = stages
+        self.hashes = hashes
+        self.train_tokens = train_tokens
+        self.geometry = geometry
+        self.seed = seed
+        self.key_prefix = key_prefix
+        self._plans: dict[str, MixturePlan] = {}
+
+    def num_windows(self, role: str) -> int:
+        return len(TokenWindows(self.train_tokens[role], self.geometry.seq_len))
+
+    def plan(self, name: str) -> MixturePlan:
+        """The mixture plan of stage ``name`` (source names: corpus roles, ``replay:<role>``)."""
+        if name not in self._plans:
+            self._plans[name] = self._build(self.stages[name])
+        return self._plans[name]
+
+    def _build(self, stage: Stage) -> MixturePlan:
+        key = f"{self.key_prefix}.{stage.name}"
+        steps = self.geometry.steps_for(stage.tokens, f"{key}.tokens")
+        seed = plan_seed(self.seed, self.hashes[stage.name])
+        r = stage.replay.ratio
+        sources = [
+            SourceSpec(name=role, num_windows=self.num_windows(role), weight=(1.0 - r) * w, order="shuffle")
+            for role, w in stage.data.items()
+            if w > 0
+        ]
+        if r > 0:
+            total = sum(stage.replay.sources.values())
+            for role, w in stage.replay.sources.items():
+                if w > 0:
+                    sources.append(self._replay_source(stage, role, r * w / total, seed, f"{key}.replay.sources.{role}"))
+        try:
+            return MixturePlan(
+                sources,
+                steps * self.geometry.global_batch_windows,
+                seed=seed,
+                batch_windows=self.geometry.global_batch_windows,
+                allow_repeat=stage.allow_repeat,
+            )
+        except ConfigError as exc:
+            # The mixer names its own keys (mixing.sources.<role>); say which stage it was.
+            raise config_error(key, str(exc)) from None
+
+    def _ancestor_plans(self, stage: Stage, role: str) -> list[MixturePlan]:
+        """Plans of the ancestors (root first) that trained on ``role`` as new data."""
+        chain = lineage(self.stages, stage.name)[:-1]
+        return [self.plan(s.name) for s in chain if role in s.data and s.data[role] > 0]
+
+    def _replay_source(self, stage: Stage, role: str, weight: float, seed: int, key: str) -> SourceSpec:
+        ancestors = self._ancestor_plans(stage, role)
+        name = REPLAY_PREFIX + role
+        if stage.replay.mode == "seen":
+            if not ancestors:
+                raise config_error(key, f"'seen' replay needs an ancestor stage that trained on {role!r}; use replay.mode=fresh")
+            # The nearest ancestor's consumption order: the data the model saw last (paper 1 replays
+            # the pre-training samples in their original order).
+            return seen_replay_source(
+                ancestors[-1], role, weight, reshuffle=stage.replay.reshuffle, seed=seed, name=name
+            )
+        # Fresh: old-corpus windows that no ancestor consumed (not just the parent), shuffled.
+        unseen = np.ones(self.num_windows(role), dtype=bool)
+        for plan in ancestors:
+            unseen[consumed_windows(plan, role)] = False
+        fresh = np.flatnonzero(unseen)
+        if fresh.size == 0:
+            raise config_error(key, f"'fresh' replay: ancestors consumed every window of {role!r}; use mode seen or a larger corpus")
+        order = np.random.default_rng([seed, 1]).permutation(fresh).astype(np.int64)
+        return SourceSpec(name, self.num_windows(role), weight, order)
