@@ -169,3 +169,24 @@ def test_online_suites_name_stock_lm_eval_tasks() -> None:
     wanted = {t for n in ("paper_en", "paper_en_5shot", "paper_de") for t in _suite(n)["tasks"]}
     assert wanted - stock == set()
     assert {"hellaswag_de", "arc_de", "m_mmlu_de", "mmlu"} <= wanted
+
+
+def test_few_shot_uses_each_tasks_pool(benchmark_dir: Path) -> None:
+    model, tokenizer = tiny_model_and_tokenizer()
+    tasks = ["cpt_mmlu_de", "cpt_arc_easy_de", "cpt_arc_easy", "cpt_piqa"]
+    rows = evaluate_model(
+        model, tokenizer, tasks, benchmark_dir=benchmark_dir, num_fewshot=2, limit=2, offline=True
+    )
+    assert {r["task"] for r in rows} == set(tasks)
+    assert {r["num_fewshot"] for r in rows} == {2}
+
+
+@pytest.mark.slow
+def test_stock_and_local_tasks_share_one_manager(benchmark_dir: Path) -> None:
+    from cpt_experiments.eval.harness import get_task_manager
+
+    rendered = render_offline_tasks(benchmark_dir)
+    manager = get_task_manager(["hellaswag", "arc_de", "cpt_piqa"], [rendered], offline=False)
+    assert {"hellaswag", "arc_de", "cpt_piqa"} <= set(manager.all_tasks)
+    with pytest.raises(ConfigError, match=r"unknown lm-eval task 'hellaswag_xx' \(not among the local or stock"):
+        get_task_manager(["hellaswag_xx"], [rendered], offline=False)

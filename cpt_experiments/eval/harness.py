@@ -17,12 +17,12 @@ import logging
 import math
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cpt_experiments.atomic import atomic_dir
 from cpt_experiments.errors import DataError, config_error
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,9 @@ def _default_cache_root() -> Path:
 def render_offline_tasks(benchmark_dir: str | os.PathLike, cache_root: Path | None = None) -> Path:
     """Render the shipped task templates with ``benchmark_dir`` substituted; return the folder.
 
-    The folder name hashes the templates and the benchmark path, so a rendered folder is
-    reused until either changes, and it appears complete or not at all (``atomic_dir``).
+    The folder (under ``$CPT_CACHE_DIR/lm_eval_tasks`` or the system temp dir) is named by a
+    hash of the rendered files, so it is reused until the templates or the benchmark path
+    change; it is renamed into place complete, so it appears whole or not at all.
     """
     bench = Path(benchmark_dir).expanduser().resolve()
     if not bench.is_dir():
@@ -81,11 +82,22 @@ def render_offline_tasks(benchmark_dir: str | os.PathLike, cache_root: Path | No
     rendered = {name: text.replace(PLACEHOLDER, quoted) for name, text in _templates().items()}
     digest = hashlib.sha256(repr(sorted(rendered.items())).encode("utf-8")).hexdigest()[:16]
     dest = (cache_root or _default_cache_root()) / digest
-    if not dest.is_dir():
-        with atomic_dir(dest) as tmp:
-            for name, text in rendered.items():
-                (tmp / name).write_text(text, encoding="utf-8")
+    if dest.is_dir():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        for name, text in rendered.items():
+            (tmp / name).write_text(text, encoding="utf-8")
+        # First writer wins: renaming onto an existing (identical) folder fails, and the folder
+        # another process may be reading is never swapped out from under it.
+        os.rename(tmp, dest)
         log.info("rendered offline lm-eval tasks for %s into %s", bench, dest)
+    except OSError:
+        if not dest.is_dir():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 
@@ -115,10 +127,9 @@ def get_task_manager(tasks: Sequence[str], include_dirs: Sequence[str | os.PathL
         missing = [t for t in tasks if t not in manager.all_tasks]
     if missing:
         where = "local tasks" if offline else "local or stock lm-eval tasks"
-        local = sorted(local_task_files())
-        raise config_error(
-            "eval_suite.tasks", f"unknown lm-eval task {missing[0]!r} (not among the {where}; local: {', '.join(local)})"
-        )
+        local = ", ".join(sorted(local_task_files()))
+        problem = f"unknown lm-eval task {missing[0]!r} (not among the {where}; local: {local})"
+        raise config_error("eval_suite.tasks", problem)
     return manager
 
 
@@ -260,14 +271,43 @@ def evaluate_model(
     return results_to_rows(results, limit)
 
 
-def evaluate_checkpoint(checkpoint_dir: str | os.PathLike, tasks: Sequence[str], **kwargs: Any) -> list[dict]:
-    """Load a stage's exported HF folder (model + tokenizer, ``save_pretrained``) from local
-    files and evaluate it with ``evaluate_model(model, tokenizer, tasks, **kwargs)``."""
+def evaluate_checkpoint(
+    checkpoint_dir: str | os.PathLike,
+    tasks: Sequence[str],
+    *,
+    benchmark_dir: str | os.PathLike | None = None,
+    num_fewshot: int | None = None,
+    limit: int | float | None = None,
+    batch_size: int = 8,
+    device: str = "cpu",
+    extra_include_dirs: Sequence[str | os.PathLike] = (),
+    seed: int = 0,
+    max_length: int | None = None,
+    offline: bool = False,
+    bootstrap_iters: int = 1000,
+) -> list[dict]:
+    """Load a stage's exported HF folder (``save_pretrained`` model + tokenizer in one folder)
+    from local files only, in float32, and evaluate it; arguments and rows as ``evaluate_model``."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(checkpoint_dir)
     if not (path / "config.json").is_file():
         raise DataError(f"{path}: not an exported checkpoint (no config.json)")
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
-    return evaluate_model(model, tokenizer, tasks, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+    return evaluate_model(
+        model,
+        tokenizer,
+        tasks,
+        benchmark_dir=benchmark_dir,
+        num_fewshot=num_fewshot,
+        limit=limit,
+        batch_size=batch_size,
+        device=device,
+        extra_include_dirs=extra_include_dirs,
+        seed=seed,
+        max_length=max_length,
+        offline=offline,
+        bootstrap_iters=bootstrap_iters,
+    )
