@@ -25,8 +25,8 @@ NEOX_TOKENIZER_VOCAB = 50277  # GPT-NeoX-20B tokenizer
 
 
 def test_smoke_and_cpu_parameter_counts():
-    smoke = count_parameters(load_model_cfg("smoke"), vocab_size=1024)
-    assert 80_000 <= smoke <= 120_000
+    # 2 layers·(12·32² + 13·32) + final LN = 25,472; untied embeddings 2·512·32 = 32,768
+    assert count_parameters(load_model_cfg("smoke"), vocab_size=512) == 58_240
     cpu = count_parameters(load_model_cfg("cpu"), vocab_size=4096)
     assert cpu == 1_841_920  # 2·4096·128 embeddings + 4 layers·(12·128² + 13·128) + final LN
 
