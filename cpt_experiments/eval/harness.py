@@ -145,6 +145,13 @@ def _check_benchmark_files(tasks: Iterable[str], benchmark_dir: Path | None) -> 
                 raise DataError(f"{benchmark_dir / name}: benchmark file for task {task!r} not found")
 
 
+def _as_float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan  # "N/A" stderr, or a task without a numeric version
+
+
 def results_to_rows(results: dict, limit: int | float | None) -> list[dict]:
     """Tidy rows (one per task x metric) from ``simple_evaluate``'s output.
 
@@ -157,15 +164,14 @@ def results_to_rows(results: dict, limit: int | float | None) -> list[dict]:
             if "," not in key or "_stderr," in key:
                 continue  # "alias", "samples" and the stderr entries themselves
             metric, filt = key.split(",", 1)
-            stderr = metrics.get(f"{metric}_stderr,{filt}", "N/A")
             rows.append(
                 {
                     "task": task,
-                    "task_version": float(results.get("versions", {}).get(task, math.nan)),
+                    "task_version": _as_float(results.get("versions", {}).get(task)),
                     "num_fewshot": int(results.get("n-shot", {}).get(task, 0)),
                     "metric": metric if filt == "none" else f"{metric},{filt}",
                     "value": float(value),
-                    "stderr": math.nan if stderr in ("N/A", None) else float(stderr),
+                    "stderr": _as_float(metrics.get(f"{metric}_stderr,{filt}")),
                     "limit": limit,
                 }
             )
