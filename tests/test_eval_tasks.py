@@ -190,3 +190,16 @@ def test_stock_and_local_tasks_share_one_manager(benchmark_dir: Path) -> None:
     assert {"hellaswag", "arc_de", "cpt_piqa"} <= set(manager.all_tasks)
     with pytest.raises(ConfigError, match=r"unknown lm-eval task 'hellaswag_xx' \(not among the local or stock"):
         get_task_manager(["hellaswag_xx"], [rendered], offline=False)
+
+
+def test_absent_implied_benchmark_dir_is_fine_without_local_tasks(tmp_path: Path, monkeypatch) -> None:
+    from cpt_experiments.eval.heldout import heldout_task_dir
+
+    model, tokenizer = tiny_model_and_tokenizer()
+    monkeypatch.delenv("CPT_BENCHMARK_DIR", raising=False)
+    monkeypatch.setenv("CPT_DATA_DIR", str(tmp_path / "no_data_here"))
+    names = heldout_task_dir({"x": ["Ein kurzer Text."]}, tmp_path / "tasks")
+    rows = evaluate_model(model, tokenizer, names, extra_include_dirs=[tmp_path / "tasks"], offline=True)
+    assert len(rows) == 3
+    with pytest.raises(DataError, match=r"no_data_here/benchmarks/piqa_validation\.jsonl"):
+        evaluate_model(model, tokenizer, ["cpt_piqa"], offline=True)

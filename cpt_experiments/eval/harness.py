@@ -247,7 +247,10 @@ def evaluate_model(
 
     bench = resolve_benchmark_dir(benchmark_dir)
     _check_benchmark_files(tasks, bench)
-    include = [str(render_offline_tasks(bench))] if bench is not None else []
+    # An explicit benchmark_dir must exist; one only implied by the environment may be absent
+    # when no local benchmark task is requested (e.g. held-out tasks only).
+    render = bench is not None and (benchmark_dir is not None or bench.is_dir())
+    include = [str(render_offline_tasks(bench))] if render else []
     include += [str(Path(d).resolve()) for d in extra_include_dirs]
     manager = get_task_manager(tasks, include, offline=offline)
 
