@@ -117,9 +117,15 @@ class CausalLMModule(pl.LightningModule):
              "global_batch_tokens": global_batch_tokens, "tokens_before": tokens_before}
         )
         group_hparams(self.optim_cfg, decayed=True)  # validate optim keys at construction
-        self.model = build_model(self.model_cfg, vocab_size)
-        if init_state_dict is not None:
-            self.model.load_state_dict(dict(init_state_dict), strict=True)
+        if init_state_dict is None:
+            self.model = build_model(self.model_cfg, vocab_size)
+        else:  # parent-stage weights replace any init: build from the shape keys, skip the hub download
+            self.model = build_model({**self.model_cfg, "init_from_hub": None}, vocab_size)
+            try:
+                self.model.load_state_dict(dict(init_state_dict), strict=True)
+            except RuntimeError as exc:
+                problem = f"does not fit model {self.model_cfg.get('name')}: {str(exc).strip().splitlines()[0]}"
+                raise config_error("init_state_dict", problem) from exc
         self.seq_len = int(self.model_cfg["seq_len"])
         self.train_source_names = list(train_source_names or [])
         self.val_names = list(val_names or [])
@@ -129,7 +135,8 @@ class CausalLMModule(pl.LightningModule):
         self.flops_per_token = model_flops_per_token(self.model, self.seq_len)
         # Global (all-rank) per-source target-token counts, kept on the model's device (no host sync
         # per step); saved through on_save_checkpoint, not the state dict, so exports stay pure HF.
-        self.register_buffer("source_tokens", torch.zeros(len(self.train_source_names), dtype=torch.long), persistent=False)
+        zeros = torch.zeros(len(self.train_source_names), dtype=torch.long)
+        self.register_buffer("source_tokens", zeros, persistent=False)
         self._val_sums: dict[int, list[float]] = {}
         self._val_losses: dict[str, float] = {}
         self._last_step_end: float | None = None
@@ -238,13 +245,16 @@ class CausalLMModule(pl.LightningModule):
         sums[1] += batch["tokens"].size(0) * (batch["tokens"].size(1) - 1)
 
     def on_validation_epoch_end(self) -> None:
+        # Every rank reduces every known domain (zeros if it saw none), so DDP collectives match.
+        n_domains = max([len(self.val_names), *(i + 1 for i in self._val_sums)])
         losses: dict[str, float] = {}
-        for idx in sorted(self._val_sums):
-            nats, count = self._val_sums[idx]
+        for idx in range(n_domains):
+            nats, count = self._val_sums.get(idx, (torch.zeros((), dtype=torch.float64, device=self.device), 0))
             totals = torch.stack([nats, torch.tensor(float(count), dtype=torch.float64, device=nats.device)])
             if self.trainer.world_size > 1:  # token-weighted mean over all ranks' windows
                 totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
-            losses[self._val_name(idx)] = float(totals[0] / totals[1])
+            if totals[1] > 0:
+                losses[self._val_name(idx)] = float(totals[0] / totals[1])
         for name, value in losses.items():
             self.log(f"val/{name}/loss", value, on_step=False, on_epoch=True, add_dataloader_idx=False)
         if not self.trainer.sanity_checking:

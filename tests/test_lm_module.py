@@ -117,7 +117,8 @@ def test_keep_optimizer_state_reapplies_config_hyperparameters():
     class Spy(pl.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             opt = trainer.optimizers[0]
-            seen["groups"] = [{k: g[k] for k in ("betas", "eps", "weight_decay", "lr_scale", "lr")} for g in opt.param_groups]
+            keys = ("betas", "eps", "weight_decay", "lr_scale", "lr")
+            seen["groups"] = [{k: g[k] for k in keys} for g in opt.param_groups]
             p = opt.param_groups[0]["params"][0]
             seen["step"] = float(opt.state[p]["step"])
 
@@ -181,3 +182,9 @@ def test_export_hf_round_trip(tmp_path):
     loaded = GPTNeoXForCausalLM.from_pretrained(out)
     assert set(loaded.state_dict()) == set(module.model.state_dict())  # no training-only buffers leak
     torch.testing.assert_close(loaded.lm_head.weight, module.model.lm_head.weight)
+
+
+def test_init_state_dict_of_other_shape_is_config_error():
+    other = CausalLMModule({**load_model_cfg("smoke"), "n_layers": 1}, OPTIM, VOCAB)
+    with pytest.raises(ConfigError, match=r"^init_state_dict: does not fit model smoke: "):
+        _module(init_state_dict=other.model.state_dict())
