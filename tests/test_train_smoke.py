@@ -154,3 +154,44 @@ def test_sigkill_mid_stage_then_resume_matches_uninterrupted(tmp_path, shared_da
     assert len(merged) == len(ra[ra["metric"] == "loss"])
     assert (merged["value_a"] - merged["value_b"]).abs().max() < 1e-5
     assert json.loads((stage_root / "done.json").read_text())["steps"] == 256
+
+
+def test_interrupted_stage_resumes_to_the_uninterrupted_result(tmp_path, shared_data_dir, shared_cache, monkeypatch):
+    """In process: a crash after a checkpoint, then the same call again, gives the uninterrupted weights.
+
+    (The SIGKILL variant below covers a hard kill in a subprocess; this one runs in seconds.)
+    """
+    import cpt_experiments.stage_runner as runner
+
+    overrides = ["experiment=cpt", "~experiment.union", "~experiment.stages.continual", f"paths.cache_dir={shared_cache}",
+                 "budget.pretrain_tokens=16384", "train.checkpoint_every_n_steps=8"]
+    ref = train(compose_cfg(tmp_path / "ref", shared_data_dir, *overrides))
+
+    class Crash(RuntimeError):
+        pass
+
+    class CrashingCheckpoint(runner.ResumeCheckpoint):
+        def _save(self, trainer, step):
+            super()._save(trainer, step)
+            if step == 16:
+                raise Crash("simulated crash after the step-16 checkpoint")
+
+    monkeypatch.setattr(runner, "ResumeCheckpoint", CrashingCheckpoint)
+    cfg = compose_cfg(tmp_path / "run", shared_data_dir, *overrides)
+    with pytest.raises(Crash):
+        train(cfg)
+    stage_root = Path(ref.stages["pretrain"]["dir"].replace(str(tmp_path / "ref"), str(tmp_path / "run")))
+    assert (stage_root / "ckpt" / "last.ckpt").is_file() and not (stage_root / "done.json").exists()
+    monkeypatch.setattr(runner, "ResumeCheckpoint", CrashingCheckpoint.__mro__[1])
+    resumed = train(cfg)
+    assert resumed.trained() == ["pretrain"]
+    a, b = _final_state(Path(ref.stages["pretrain"]["dir"])), _final_state(stage_root)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+    assert resumed.stages["pretrain"]["final_val"]["en_old"]["loss"] == pytest.approx(
+        ref.stages["pretrain"]["final_val"]["en_old"]["loss"], abs=1e-6)
+    # Two CSV versions (before and after the crash); the curves keep one value per step.
+    assert len(list((stage_root / "logs").glob("version_*"))) == 2
+    curves = results.load(tmp_path / "run" / "results", "curves")
+    train_loss = curves[(curves["split"] == "train") & (curves["metric"] == "loss")]
+    assert train_loss["step"].is_unique and len(train_loss) == 32

@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 
 
 class ResumeCheckpoint(pl.Callback):
-    """Save ``path`` every ``every_n_steps`` optimizer steps and at the end of training."""
+    """Save ``path`` every ``every_n_steps`` optimizer steps (with the logs flushed) and at the end of training."""
 
     def __init__(self, path: str | Path, every_n_steps: int) -> None:
         if every_n_steps < 1:
@@ -23,13 +23,16 @@ class ResumeCheckpoint(pl.Callback):
         self.every_n_steps = int(every_n_steps)
         self._last_saved = -1
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx) -> None:
-        # Only right after an optimizer step: a checkpoint taken mid-accumulation would lose the
-        # partial gradients it does not store.
-        if (batch_idx + 1) % trainer.accumulate_grad_batches != 0:
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        # Saved at the start of the batch after an optimizer step, not at the end of the stepping
+        # batch: Lightning hands that batch's metrics to the loggers only after the callbacks'
+        # on_train_batch_end, so a checkpoint taken there would be ahead of the flushed log and a
+        # resume would leave a hole in the curves. Only at accumulation boundaries: partial
+        # gradients are not part of a checkpoint.
+        if batch_idx % trainer.accumulate_grad_batches != 0:
             return
         step = trainer.global_step
-        if step != self._last_saved and step % self.every_n_steps == 0 and step > 0:
+        if step > 0 and step != self._last_saved and step % self.every_n_steps == 0:
             self._save(trainer, step)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -37,6 +40,8 @@ class ResumeCheckpoint(pl.Callback):
             self._save(trainer, trainer.global_step)
 
     def _save(self, trainer: pl.Trainer, step: int) -> None:
+        for logger in trainer.loggers:  # the log must be durable up to the checkpoint's step
+            logger.save()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         trainer.save_checkpoint(self.path)
         self._last_saved = step
