@@ -26,6 +26,7 @@ from cpt_experiments.data.tokenizer import get_tokenizer, tokenizer_hash
 from cpt_experiments.errors import config_error
 from cpt_experiments.loggers import extra_loggers
 from cpt_experiments.model import load_pretrained, resolve_vocab_size
+from cpt_experiments.schedules import build_schedule
 from cpt_experiments.stage_cache import StageDir, stage_dir
 from cpt_experiments.stage_data import REPLAY_PREFIX, Geometry, PlanBuilder
 from cpt_experiments.stage_runner import StageJob, train_stage
@@ -87,6 +88,29 @@ def _roles(stages: Mapping[str, Stage]) -> list[str]:
     return roles
 
 
+def validate_before_training(stages: Mapping[str, Stage], plans: PlanBuilder, geometry: Geometry, vocab_size: int) -> None:
+    """Fail on any bad stage (budget, mixture, schedule, init checkpoint) before training anything."""
+    for name, stage in stages.items():
+        key = f"experiment.stages.{name}"
+        steps = len(plans.plan(name)) // geometry.global_batch_windows
+        build_schedule(stage.schedule, steps, key=f"{key}.schedule")
+        if stage.init_from:
+            check_init_checkpoint(stage.init_from, vocab_size, f"{key}.init_from")
+
+
+def check_init_checkpoint(name_or_path: str, vocab_size: int, key: str) -> None:
+    """The init checkpoint exists (local dir or hub id) and its embeddings fit the tokenizer."""
+    from transformers import AutoConfig
+
+    try:
+        hf_cfg = AutoConfig.from_pretrained(name_or_path)
+    except (OSError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise config_error(key, f"init checkpoint {name_or_path!r} not found: {first}") from None
+    if getattr(hf_cfg, "vocab_size", vocab_size) < vocab_size:
+        raise config_error(key, f"tokenizer has {vocab_size} tokens but checkpoint {name_or_path!r} has {hf_cfg.vocab_size} embeddings")
+
+
 def run_experiment(cfg: DictConfig) -> RunSummary:
     """Train (or reuse) every stage of ``cfg.experiment``; append results rows; return a summary."""
     c = OmegaConf.to_container(cfg, resolve=True)
@@ -123,6 +147,7 @@ def run_experiment(cfg: DictConfig) -> RunSummary:
 
     train_tokens = {r: token_files[r]["train"].tokens for r in roles}
     plans = PlanBuilder(stages, hashes, train_tokens, geometry, seed)
+    validate_before_training(stages, plans, geometry, vocab_size)
     val_roles = [r for r in roles if "validation" in token_files[r]]
     val_tokens = {r: token_files[r]["validation"].tokens for r in val_roles}
     valsets = {r: make_valset(val_tokens[r], geometry.seq_len, int(c["train"]["val_windows"]), tokenizer) for r in val_roles}

@@ -152,7 +152,7 @@ def train_stage(job: StageJob) -> StageOutcome:
             tokens_before=job.tokens_before,
         )
         dm = CPTDataModule(**job.datamodule_kwargs, accumulate=accumulation(job.train_cfg, job.trainer_cfg))
-        schedule = build_schedule(job.stage.schedule, total_steps=job.steps)
+        schedule = build_schedule(job.stage.schedule, job.steps, key=f"experiment.stages.{job.stage.name}.schedule")
         callbacks = [LRScheduleCallback(schedule), ResumeCheckpoint(sd.last_ckpt, int(job.train_cfg["checkpoint_every_n_steps"]))]
         # A fresh CSV version per (re)start; collection keeps the latest value of each step.
         loggers = [pl.loggers.CSVLogger(save_dir=str(sd.root), name="logs"), *job.extra_loggers]
