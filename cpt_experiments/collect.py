@@ -75,17 +75,21 @@ def curve_rows(
 ) -> list[dict[str, Any]]:
     """Rows for ``curves``: logged train/val metrics plus the final per-domain losses.
 
-    ``tokens`` is cumulative from the root of the stage chain, so curves of consecutive stages
-    share one x axis. A train metric logged at step s describes the update that consumed batch s,
-    hence (s + 1) batches; a validation at step s follows s updates.
+    The log's ``step`` is the number of optimizer updates done when the value was logged
+    (:class:`~cpt_experiments.loggers.UpdateStepCSVLogger`). In the table, a train row's ``step``
+    is the 0-based index of the update whose batch it describes, and a validation row's ``step``
+    the number of updates before it; ``tokens`` is cumulative from the root of the stage chain
+    (consumed batches x tokens per batch), so consecutive stages share one x axis.
     """
     logs = read_stage_logs(log_dir)
     rows: list[dict[str, Any]] = []
     for r in logs.itertuples(index=False):
-        step = int(r.step)
-        consumed = step + 1 if r.split == "train" else step
+        updates = int(r.step)
+        step = updates - 1 if r.split == "train" else updates
+        if step < 0:
+            continue
         rows.append(
-            {"run_id": run_id, "stage": stage, "step": step, "tokens": tokens_before + consumed * tokens_per_step,
+            {"run_id": run_id, "stage": stage, "step": step, "tokens": tokens_before + updates * tokens_per_step,
              "split": r.split, "metric": r.metric, "value": float(r.value)}
         )
     final_tokens = tokens_before + final_step * tokens_per_step

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pytorch_lightning.loggers import CSVLogger
+
 from cpt_experiments.errors import config_error
 
 KNOWN = ("tensorboard", "wandb")
@@ -36,3 +38,22 @@ def extra_loggers(logger_cfg: Mapping[str, Any], *, run_name: str, save_dir: str
         else:
             raise config_error("logger.extra", f"unknown logger {name!r} (known: csv is always on; {', '.join(KNOWN)})")
     return out
+
+
+class UpdateStepCSVLogger(CSVLogger):
+    """CSV log whose ``step`` column is ``trainer.global_step`` (optimizer updates done) at log time.
+
+    Lightning labels rows with an internal logging counter that it shifts by one when a run is
+    resumed from a checkpoint not taken at ``on_train_batch_end``; the update count is restored
+    exactly, so curves of a resumed stage line up with an uninterrupted one. Train metrics of
+    update k are logged after it (step k + 1); a validation after k updates has step k.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.trainer: Any = None
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if self.trainer is not None:
+            step = int(self.trainer.global_step)
+        super().log_metrics(metrics, step)

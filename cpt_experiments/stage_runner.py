@@ -22,6 +22,7 @@ from cpt_experiments.callbacks.checkpoint import ResumeCheckpoint
 from cpt_experiments.callbacks.lr_schedule import LRScheduleCallback
 from cpt_experiments.data.datamodule import CPTDataModule
 from cpt_experiments.lm_module import CausalLMModule
+from cpt_experiments.loggers import UpdateStepCSVLogger
 from cpt_experiments.model import load_pretrained
 from cpt_experiments.schedules import build_schedule
 from cpt_experiments.errors import config_error
@@ -155,8 +156,9 @@ def train_stage(job: StageJob) -> StageOutcome:
         schedule = build_schedule(job.stage.schedule, job.steps, key=f"experiment.stages.{job.stage.name}.schedule")
         callbacks = [LRScheduleCallback(schedule), ResumeCheckpoint(sd.last_ckpt, int(job.train_cfg["checkpoint_every_n_steps"]))]
         # A fresh CSV version per (re)start; collection keeps the latest value of each step.
-        loggers = [pl.loggers.CSVLogger(save_dir=str(sd.root), name="logs"), *job.extra_loggers]
-        trainer = build_trainer(job, callbacks, loggers)
+        csv_log = UpdateStepCSVLogger(save_dir=str(sd.root), name="logs")
+        trainer = build_trainer(job, callbacks, [csv_log, *job.extra_loggers])
+        csv_log.trainer = trainer
         t0 = time.time()
         log.info("stage %s (%s): %s %d steps", job.stage.name, job.stage_hash, "resuming" if resuming else "training", job.steps)
         trainer.fit(module, datamodule=dm, ckpt_path=str(sd.last_ckpt) if resuming else None)

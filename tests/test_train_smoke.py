@@ -156,7 +156,8 @@ def test_sigkill_mid_stage_then_resume_matches_uninterrupted(tmp_path, shared_da
     assert json.loads((stage_root / "done.json").read_text())["steps"] == 256
 
 
-def test_interrupted_stage_resumes_to_the_uninterrupted_result(tmp_path, shared_data_dir, shared_cache, monkeypatch):
+@pytest.mark.parametrize("micro_batch", [8, 4], ids=["no-accumulation", "accumulate-2"])
+def test_interrupted_stage_resumes_to_the_uninterrupted_result(tmp_path, shared_data_dir, shared_cache, monkeypatch, micro_batch):
     """In process: a crash after a checkpoint, then the same call again, gives the uninterrupted weights.
 
     (The SIGKILL variant below covers a hard kill in a subprocess; this one runs in seconds.)
@@ -164,7 +165,7 @@ def test_interrupted_stage_resumes_to_the_uninterrupted_result(tmp_path, shared_
     import cpt_experiments.stage_runner as runner
 
     overrides = ["experiment=cpt", "~experiment.union", "~experiment.stages.continual", f"paths.cache_dir={shared_cache}",
-                 "budget.pretrain_tokens=16384", "train.checkpoint_every_n_steps=8"]
+                 "budget.pretrain_tokens=16384", "train.checkpoint_every_n_steps=8", f"train.micro_batch={micro_batch}"]
     ref = train(compose_cfg(tmp_path / "ref", shared_data_dir, *overrides))
 
     class Crash(RuntimeError):
@@ -195,3 +196,9 @@ def test_interrupted_stage_resumes_to_the_uninterrupted_result(tmp_path, shared_
     curves = results.load(tmp_path / "run" / "results", "curves")
     train_loss = curves[(curves["split"] == "train") & (curves["metric"] == "loss")]
     assert train_loss["step"].is_unique and len(train_loss) == 32
+    ref_curves = results.load(tmp_path / "ref" / "results", "curves")
+    key = ["split", "metric", "step"]
+    both = pd.merge(ref_curves, curves, on=key, suffixes=("_ref", "_run"))
+    both = both[both["metric"].isin(["loss", "lr"])]
+    assert len(both) == len(ref_curves[ref_curves["metric"].isin(["loss", "lr"])])
+    assert (both["value_ref"] - both["value_run"]).abs().max() < 1e-5
