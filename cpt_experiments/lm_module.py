@@ -149,6 +149,8 @@ class CausalLMModule(pl.LightningModule):
 
     def _token_losses(self, tokens: torch.Tensor, reduction: str) -> torch.Tensor:
         inputs, targets = tokens[:, :-1], tokens[:, 1:]  # (B, T) each
+        if inputs.size(1) > self.seq_len:
+            raise config_error("model.seq_len", f"is {self.seq_len} but batches hold {inputs.size(1)}-token windows")
         logits = self(inputs)  # (B, T, V)
         # Our own cross-entropy (not the HF loss) so the reduction is explicit: nats per target token.
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction=reduction)

@@ -188,3 +188,9 @@ def test_init_state_dict_of_other_shape_is_config_error():
     other = CausalLMModule({**load_model_cfg("smoke"), "n_layers": 1}, OPTIM, VOCAB)
     with pytest.raises(ConfigError, match=r"^init_state_dict: does not fit model smoke: "):
         _module(init_state_dict=other.model.state_dict())
+
+
+def test_windows_longer_than_context_are_config_error():
+    module = _module()
+    with pytest.raises(ConfigError, match=r"^model\.seq_len: is 64 but batches hold 65-token windows"):
+        module._token_losses(torch.zeros(2, T + 2, dtype=torch.long), "mean")
