@@ -174,7 +174,7 @@ def run_experiment(cfg: DictConfig) -> RunSummary:
             ),
             steps=steps, tokens_per_step=geometry.tokens_per_step, tokens_before=tokens_before,
             model_cfg=c["model"], optim_cfg=c["optim"], trainer_cfg=c["trainer"], train_cfg=c["train"],
-            tokenizer=tokenizer, vocab_size=vocab_size, seed=seed,
+            tokenizer=tokenizer, valsets=valsets, vocab_size=vocab_size, seed=seed,
             spec={"stage": stage.name, "hash": hashes[name], "parent_hash": hashes.get(stage.parent or ""),
                   "experiment": exp["name"], "config": c},
             extra_loggers=extra_loggers(loggers_cfg, run_name=f"{rid}-{name}", save_dir=sd.root),

@@ -19,6 +19,7 @@ import torch
 
 from cpt_experiments.atomic import atomic_path
 from cpt_experiments.callbacks.checkpoint import ResumeCheckpoint
+from cpt_experiments.callbacks.domain_validation import DomainValidation
 from cpt_experiments.callbacks.lr_schedule import LRScheduleCallback
 from cpt_experiments.data.datamodule import CPTDataModule
 from cpt_experiments.lm_module import CausalLMModule
@@ -49,6 +50,7 @@ class StageJob:
     trainer_cfg: dict[str, Any]
     train_cfg: dict[str, Any]
     tokenizer: Any
+    valsets: dict[str, Any]
     vocab_size: int
     seed: int
     spec: dict[str, Any]
@@ -106,7 +108,6 @@ def build_trainer(job: StageJob, callbacks: list[pl.Callback], loggers: list[Any
     """The Lightning Trainer of a stage: one epoch = the whole stage plan."""
     tc = job.trainer_cfg
     accumulate = accumulation(job.train_cfg, tc)
-    val_every = int(job.train_cfg["val_every_n_steps"]) * accumulate
     return pl.Trainer(
         accelerator=tc.get("accelerator", "cpu"),
         devices=tc.get("devices", 1),
@@ -117,8 +118,7 @@ def build_trainer(job: StageJob, callbacks: list[pl.Callback], loggers: list[Any
         max_epochs=1,
         accumulate_grad_batches=accumulate,
         gradient_clip_val=float(job.optim_cfg.get("grad_clip_norm", 1.0)),
-        val_check_interval=min(val_every, job.steps * accumulate),
-        check_val_every_n_epoch=None,
+        limit_val_batches=0,  # validation runs in DomainValidation, keyed on the update count
         num_sanity_val_steps=0,
         log_every_n_steps=int(job.train_cfg.get("log_every_n_steps", 10)),
         use_distributed_sampler=False,
@@ -154,7 +154,12 @@ def train_stage(job: StageJob) -> StageOutcome:
         )
         dm = CPTDataModule(**job.datamodule_kwargs, accumulate=accumulation(job.train_cfg, job.trainer_cfg))
         schedule = build_schedule(job.stage.schedule, job.steps, key=f"experiment.stages.{job.stage.name}.schedule")
-        callbacks = [LRScheduleCallback(schedule), ResumeCheckpoint(sd.last_ckpt, int(job.train_cfg["checkpoint_every_n_steps"]))]
+        callbacks = [
+            LRScheduleCallback(schedule),
+            # Validation before the checkpoint at the same step, so its row is flushed with it.
+            DomainValidation(job.valsets, int(job.train_cfg["val_every_n_steps"]), int(job.train_cfg["micro_batch"])),
+            ResumeCheckpoint(sd.last_ckpt, int(job.train_cfg["checkpoint_every_n_steps"])),
+        ]
         # A fresh CSV version per (re)start; collection keeps the latest value of each step.
         csv_log = UpdateStepCSVLogger(save_dir=str(sd.root), name="logs")
         trainer = build_trainer(job, callbacks, [csv_log, *job.extra_loggers])
