@@ -6,8 +6,8 @@ Batches (from the datamodule): train ``{"tokens": (B, T+1) int64, "source": (B,)
 
 Division of labour: ``configure_optimizers`` returns only AdamW (no LR scheduler);
 ``LRScheduleCallback`` writes ``group["lr"]`` before every step and logs ``train/lr``. Gradient
-clipping is done by the Trainer (``gradient_clip_val = optim.grad_clip_norm``, set where the
-trainer is built), so Lightning clips after unscaling and before the step.
+clipping is done by the Trainer: ``stage_runner.build_trainer`` sets ``gradient_clip_val`` from
+``optim.grad_clip_norm``, so Lightning clips the global norm after unscaling, before the step.
 """
 
 from __future__ import annotations
