@@ -41,6 +41,7 @@ class RunSummary:
     """What one ``train`` call did: per stage, its hash, status and final per-domain losses."""
 
     run_id: str
+    roles: list[str] = field(default_factory=list)
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def trained(self) -> list[str]:
@@ -155,7 +156,7 @@ def run_experiment(cfg: DictConfig) -> RunSummary:
     cfg_hash = config_hash(c)
     rid = results.run_id(exp["name"], seed, cfg_hash)
     commit = git_commit()
-    summary = RunSummary(rid)
+    summary = RunSummary(rid, roles)
     cumulative: dict[str, tuple[int, float]] = {}
     loggers_cfg = c.get("logger") or {}
     for name, stage in stages.items():
@@ -187,7 +188,8 @@ def run_experiment(cfg: DictConfig) -> RunSummary:
         before_flops = cumulative[stage.parent][1] if stage.parent else 0.0
         cumulative[name] = (tokens_before + int(done["tokens"]), before_flops + stage_flops)
         status = "done" if outcome.status == "trained" else "reused"
-        summary.stages[name] = {"hash": hashes[name], "status": status, "final_val": final_val, "dir": str(sd.root)}
+        summary.stages[name] = {"hash": hashes[name], "status": status, "final_val": final_val, "dir": str(sd.root),
+                                "checkpoint": str(sd.final_dir), "evaluate": stage.evaluate}
         _append_rows(paths["results_dir"], c, exp, rid, stage, sd, status, done, final_val, cfg_hash, commit,
                      tokens_before, cumulative[name], geometry)
     return summary

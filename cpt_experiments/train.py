@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import sys
 
+from pathlib import Path
+
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from cpt_experiments.errors import CPTError
 from cpt_experiments.experiment import RunSummary, run_experiment
@@ -24,7 +26,22 @@ def train(cfg: DictConfig) -> RunSummary:
     for name, s in summary.stages.items():
         losses = ", ".join(f"{d} {m['loss']:.3f}" for d, m in s["final_val"].items())
         log.info("%s [%s] %s: %s", summary.run_id, s["status"], name, losses)
+    if cfg.get("evaluation") and cfg.evaluation.get("auto"):
+        evaluate_marked_stages(cfg, summary)
     return summary
+
+
+def evaluate_marked_stages(cfg: DictConfig, summary: RunSummary) -> list[dict]:
+    """lm-eval on the stages marked ``evaluate: true``; the held-out suite covers the experiment's roles."""
+    from cpt_experiments.evaluate import Target, evaluate_targets
+    from cpt_experiments.eval.heldout import heldout_task_name
+
+    c = OmegaConf.to_container(cfg, resolve=True)
+    suite = dict(c["evaluation"]["suite"])
+    if suite.get("heldout"):
+        suite["tasks"] = [heldout_task_name(r) for r in summary.roles]
+    targets = [Target(summary.run_id, n, Path(s["checkpoint"])) for n, s in summary.stages.items() if s["evaluate"]]
+    return evaluate_targets(targets, suite, c) if targets else []
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
