@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from cpt_experiments import results
@@ -118,6 +119,8 @@ def run_experiment(cfg: DictConfig) -> RunSummary:
     exp = c.get("experiment")
     if not exp:
         raise config_error("experiment", "choose an experiment preset, e.g. experiment=quickstart")
+    if c["train"].get("torch_threads"):
+        torch.set_num_threads(int(c["train"]["torch_threads"]))
     stages = build_stages(exp)
     roles = _roles(stages)
     for s in stages.values():
