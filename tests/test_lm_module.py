@@ -73,6 +73,11 @@ def test_weight_decay_groups_cover_every_parameter_once():
     assert len(param_groups(module.model, OPTIM)) == 2
 
 
+def test_fused_adamw_is_the_cpu_default_and_can_be_turned_off():
+    assert _module().configure_optimizers().defaults["fused"] is True
+    assert _module(optim_cfg={**OPTIM, "fused": False}).configure_optimizers().defaults["fused"] is False
+
+
 def test_bad_optim_config_is_config_error():
     with pytest.raises(ConfigError, match=r"^optim\.betas: must be two numbers"):
         _module(optim_cfg={**OPTIM, "betas": [0.9]})

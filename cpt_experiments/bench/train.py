@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from cpt_experiments.flops import measure_matmul_peak, mfu
-from cpt_experiments.lm_module import CausalLMModule, param_groups
+from cpt_experiments.lm_module import CausalLMModule, build_optimizer
 from cpt_experiments.model import build_model, load_model_cfg, model_flops_per_token
 
 VOCAB = 4096
@@ -99,7 +99,7 @@ def run_bare(cfg: dict, init_state: dict, batches: list, warmup: int) -> tuple[l
     model = build_model(cfg, VOCAB)
     model.load_state_dict(init_state)
     model.train()
-    optimizer = torch.optim.AdamW(param_groups(model, OPTIM))
+    optimizer = build_optimizer(model, OPTIM)
     stamps = []
     for step, batch in enumerate(DataLoader(batches, batch_size=None)):
         stamps.append(time.perf_counter())
