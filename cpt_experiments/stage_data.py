@@ -12,12 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cpt_experiments.data.mixing import (
-    MixturePlan,
-    SourceSpec,
-    consumed_windows,
-    seen_replay_source,
-)
+from cpt_experiments.data.mixing import MixturePlan, SourceSpec
+from cpt_experiments.data.replay import fresh_replay_source, replay_weights, seen_replay_source
 from cpt_experiments.data.windows import TokenWindows
 from cpt_experiments.errors import ConfigError, config_error
 from cpt_experiments.stages import Stage, lineage
@@ -82,17 +78,17 @@ class PlanBuilder:
         key = f"{self.key_prefix}.{stage.name}"
         steps = self.geometry.steps_for(stage.tokens, f"{key}.tokens")
         seed = plan_seed(self.seed, self.hashes[stage.name])
-        r = stage.replay.ratio
-        sources = [
-            SourceSpec(name=role, num_windows=self.num_windows(role), weight=(1.0 - r) * w, order="shuffle")
-            for role, w in stage.data.items()
-            if w > 0
-        ]
-        if r > 0:
-            total = sum(stage.replay.sources.values())
-            for role, w in stage.replay.sources.items():
-                if w > 0:
-                    sources.append(self._replay_source(stage, role, r * w / total, seed, f"{key}.replay.sources.{role}"))
+        replay = {REPLAY_PREFIX + role: w for role, w in stage.replay.sources.items()} if stage.replay.ratio > 0 else {}
+        weights = replay_weights(dict(stage.data), replay, stage.replay.ratio)
+        sources = []
+        for name, w in weights.items():
+            if w <= 0:
+                continue
+            if name.startswith(REPLAY_PREFIX):
+                role = name.removeprefix(REPLAY_PREFIX)
+                sources.append(self._replay_source(stage, role, w, seed, f"{key}.replay.sources.{role}"))
+            else:
+                sources.append(SourceSpec(name=name, num_windows=self.num_windows(name), weight=w, order="shuffle"))
         try:
             return MixturePlan(
                 sources,
@@ -122,11 +118,4 @@ class PlanBuilder:
                 ancestors[-1], role, weight, reshuffle=stage.replay.reshuffle, seed=seed, name=name
             )
         # Fresh: old-corpus windows that no ancestor consumed (not just the parent), shuffled.
-        unseen = np.ones(self.num_windows(role), dtype=bool)
-        for plan in ancestors:
-            unseen[consumed_windows(plan, role)] = False
-        fresh = np.flatnonzero(unseen)
-        if fresh.size == 0:
-            raise config_error(key, f"'fresh' replay: ancestors consumed every window of {role!r}; use mode seen or a larger corpus")
-        order = np.random.default_rng([seed, 1]).permutation(fresh).astype(np.int64)
-        return SourceSpec(name, self.num_windows(role), weight, order)
+        return fresh_replay_source(ancestors, role, self.num_windows(role), weight, seed, name=name)

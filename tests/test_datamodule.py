@@ -12,7 +12,8 @@ import pytorch_lightning as pl
 import torch
 
 from cpt_experiments.data.datamodule import CPTDataModule
-from cpt_experiments.data.mixing import MixturePlan, SourceSpec, replay_weights
+from cpt_experiments.data.mixing import MixturePlan, SourceSpec
+from cpt_experiments.data.replay import replay_weights
 from cpt_experiments.data.sampler import PlanBatchSampler
 from cpt_experiments.errors import ConfigError
 

@@ -5,14 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cpt_experiments.data.mixing import (
-    MixturePlan,
-    SourceSpec,
-    consumed_windows,
-    fresh_replay_source,
-    replay_weights,
-    seen_replay_source,
-)
+from cpt_experiments.data.mixing import MixturePlan, SourceSpec
+from cpt_experiments.data.replay import consumed_windows, fresh_replay_source, replay_weights, seen_replay_source
 from cpt_experiments.errors import ConfigError
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from cpt_experiments.data.datamodule import CPTDataModule
-from cpt_experiments.data.mixing import MixturePlan, SourceSpec, replay_weights
+from cpt_experiments.data.mixing import MixturePlan, SourceSpec
+from cpt_experiments.data.replay import replay_weights
 from cpt_experiments.data.windows import TokenWindows
 
 TRAINER_TOKENS_PER_S = 15_000.0
