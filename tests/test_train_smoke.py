@@ -202,3 +202,16 @@ def test_interrupted_stage_resumes_to_the_uninterrupted_result(tmp_path, shared_
     both = both[both["metric"].isin(["loss", "lr"])]
     assert len(both) == len(ref_curves[ref_curves["metric"].isin(["loss", "lr"])])
     assert (both["value_ref"] - both["value_run"]).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("logger", ["tensorboard", pytest.param("wandb", marks=pytest.mark.slow)])
+def test_extra_loggers_write_their_files(tmp_path, shared_data_dir, shared_cache, logger, monkeypatch):
+    """TensorBoard and W&B (offline: no network, no login) log next to the always-on CSV."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = compose_cfg(tmp_path, shared_data_dir, "experiment=cpt", "~experiment.union", "~experiment.stages.continual",
+                      f"paths.cache_dir={shared_cache}", "budget.pretrain_tokens=4096", f"logger={logger}")
+    summary = train(cfg)
+    root = Path(summary.stages["pretrain"]["dir"])
+    pattern = "tensorboard/version_*/events.out.tfevents.*" if logger == "tensorboard" else "wandb/offline-run-*/*.wandb"
+    assert list(root.glob(pattern)), f"no {logger} files under {root}"
+    assert list(root.glob("logs/version_0/metrics.csv"))
