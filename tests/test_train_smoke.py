@@ -91,10 +91,11 @@ def _run_cli(args: list[str], env_extra: dict[str, str] | None = None, **kw) -> 
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
-def test_joblib_multirun_trains_shared_stage_once(tmp_path, shared_data_dir, shared_cache):
-    """Two sweep members at once (joblib, 2 processes): the shared stage is trained by one of them."""
+@pytest.mark.parametrize("launcher", [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], []], ids=["joblib", "basic"])
+def test_multirun_trains_shared_stage_once(tmp_path, shared_data_dir, shared_cache, launcher):
+    """A two-member sweep (joblib: both at once in 2 processes): the shared stage is trained by one of them."""
     args = [
-        "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "experiment=cpt", "~experiment.union",
+        "-m", *launcher, "experiment=cpt", "~experiment.union",
         "scale=smoke", "replay=seen", "replay.ratio=0.0,0.25", "budget.pretrain_tokens=16384",
         "budget.continual_tokens=4096", f"paths.data_dir={shared_data_dir}", f"paths.output_dir={tmp_path / 'out'}",
         f"paths.cache_dir={shared_cache}", f"paths.results_dir={tmp_path / 'results'}",
