@@ -158,7 +158,7 @@ def run_experiment(cfg: DictConfig) -> RunSummary:
 
     cfg_hash = config_hash(c)
     rid = results.run_id(exp["name"], seed, cfg_hash)
-    commit = git_commit()
+    info = RunInfo(paths["results_dir"], c, rid, cfg_hash, git_commit(), geometry)
     summary = RunSummary(rid, roles)
     cumulative: dict[str, tuple[int, float]] = {}
     loggers_cfg = c.get("logger") or {}
@@ -193,34 +193,55 @@ def run_experiment(cfg: DictConfig) -> RunSummary:
         status = "done" if outcome.status == "trained" else "reused"
         summary.stages[name] = {"hash": hashes[name], "status": status, "final_val": final_val, "dir": str(sd.root),
                                 "checkpoint": str(sd.final_dir), "evaluate": stage.evaluate}
-        _append_rows(paths["results_dir"], c, exp, rid, stage, sd, status, done, final_val, cfg_hash, commit,
-                     tokens_before, cumulative[name], geometry)
+        _append_rows(info, stage, sd, status, done, final_val, tokens_before, cumulative[name])
     return summary
 
 
-def _append_rows(results_dir: Path, c: Mapping[str, Any], exp: Mapping[str, Any], rid: str, stage: Stage,
-                 sd: StageDir, status: str, done: Mapping[str, Any], final_val: Mapping[str, Any], cfg_hash: str,
-                 commit: str, tokens_before: int, cumulative: tuple[int, float], geometry: Geometry) -> None:
-    shift = c.get("shift") or {}
-    new = [r for r in stage.data if r != shift.get("old")]
+def shift_of(corpora: Mapping[str, Any], old_role: str, new_roles: list[str]) -> str:
+    """Paper 1's shift strength of a stage: ``strong`` if a new corpus is in another language than
+    the old one (English -> German), ``weak`` if new data share its language, ``none`` without new data."""
+    if not new_roles:
+        return "none"
+    old_lang = corpora.get(old_role, {}).get("lang")
+    return "strong" if any(corpora[r].get("lang") != old_lang for r in new_roles) else "weak"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What every results row of one run shares."""
+
+    results_dir: Path
+    config: Mapping[str, Any]  # resolved
+    run_id: str
+    config_hash: str
+    git_commit: str
+    geometry: Geometry
+
+
+def _append_rows(info: RunInfo, stage: Stage, sd: StageDir, status: str, done: Mapping[str, Any],
+                 final_val: Mapping[str, Any], tokens_before: int, cumulative: tuple[int, float]) -> None:
+    """One ``runs`` row and the stage's ``curves`` rows (replacing earlier ones of this run and stage)."""
+    c, exp, rid = info.config, info.config["experiment"], info.run_id
+    old_role = (c.get("shift") or {}).get("old", "en_old")
+    new = [r for r in stage.data if r != old_role]
     sched = stage.schedule
     run_row = {
         "run_id": rid, "experiment": exp["name"], "stage": stage.name, "parent_stage": stage.parent,
         "stage_hash": sd.hash, "role": stage.role, "status": status,
         "variant": exp.get("variant"),
-        "shift": shift.get("name") if new else "none",
-        "old_corpus": shift.get("old"), "new_corpus": ",".join(new) or None,
+        "shift": shift_of(c["corpora"], old_role, new),
+        "old_corpus": old_role, "new_corpus": ",".join(new) or None,
         "replay_ratio": stage.replay.ratio, "replay_mode": stage.replay.mode if stage.replay.ratio > 0 else "none",
         "schedule": sched.get("name"), "eta_max": sched.get("max_lr", sched.get("lr")), "eta_min": sched.get("min_lr"),
         "seed": int(c["seed"]), "scale": c.get("scale"), "model": c["model"].get("name"), "version": stage.version,
         "stage_tokens": int(done["tokens"]), "cumulative_tokens": cumulative[0],
         "stage_flops": float(done.get("flops", 0.0)), "cumulative_flops": cumulative[1],
         "steps": int(done["steps"]), "wall_s": float(done.get("wall_s", 0.0)),
-        "config_hash": cfg_hash, "git_commit": commit, "checkpoint": str(sd.final_dir),
+        "config_hash": info.config_hash, "git_commit": info.git_commit, "checkpoint": str(sd.final_dir),
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    results.append(results_dir, "runs", [run_row])
-    rows = curve_rows(rid, stage.name, sd.log_dir, tokens_before=tokens_before, tokens_per_step=geometry.tokens_per_step,
-                      final_step=int(done["steps"]), final_val=final_val)
+    results.append(info.results_dir, "runs", [run_row])
+    rows = curve_rows(rid, stage.name, sd.log_dir, tokens_before=tokens_before,
+                      tokens_per_step=info.geometry.tokens_per_step, final_step=int(done["steps"]), final_val=final_val)
     if rows:
-        results.append(results_dir, "curves", rows)
+        results.append(info.results_dir, "curves", rows)
