@@ -10,8 +10,6 @@ from matplotlib.figure import Figure
 from cpt_experiments.figures import data, style
 
 NAME = "benchmarks"
-#: Preferred metric per task, first present wins (lm-eval names).
-METRIC_ORDER = ("acc_norm", "acc", "exact_match", "f1", "mc2")
 
 
 @style.styled
@@ -19,11 +17,8 @@ def make(results_dir: Path) -> Figure:
     """Grouped bars: tasks on x, one bar per variant (run/stage label), error bars = reported stderr."""
     evals = data.load(results_dir, "evals", NAME)
     runs = data.load(results_dir, "runs", NAME)
-    order = {m: i for i, m in enumerate(METRIC_ORDER)}
-    evals = evals.assign(_rank=evals["metric"].map(lambda m: order.get(m, len(order))))
-    best = evals.groupby("task")["_rank"].transform("min")
-    evals = evals[evals["_rank"] == best]
-    evals = evals[evals["metric"] == evals.groupby("task")["metric"].transform("min")]
+    evals = data.benchmark_scores(evals)
+    data.require(evals, f"benchmark score rows ({', '.join(data.SCORE_METRICS)}) in evals.csv", NAME)
     info = runs.set_index(["run_id", "stage"])
     evals = evals.join(info[[c for c in ("variant", "role", "schedule", "eta_max", "replay_ratio", "shift") if c in info]],
                        on=["run_id", "stage"])  # fmt: skip

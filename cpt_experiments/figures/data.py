@@ -22,6 +22,19 @@ def load(results_dir: Path, table: str, figure: str) -> pd.DataFrame:
     return df
 
 
+#: Benchmark score metrics, preferred first (lm-eval names). Perplexity-type rows (held-out
+#: bits per byte, word perplexity) are not scores and never enter a benchmark average.
+SCORE_METRICS = ("acc_norm", "acc", "exact_match", "f1", "mc2")
+
+
+def benchmark_scores(evals: pd.DataFrame) -> pd.DataFrame:
+    """One score row per (run, stage, task): the first of ``SCORE_METRICS`` the task reports."""
+    rank = {m: i for i, m in enumerate(SCORE_METRICS)}
+    scored = evals[evals["metric"].isin(SCORE_METRICS)].assign(_rank=lambda d: d["metric"].map(rank))
+    best = scored.groupby("task")["_rank"].transform("min")
+    return scored[scored["_rank"] == best].drop(columns="_rank")
+
+
 def stage_table(results_dir: Path, figure: str) -> pd.DataFrame:
     """``metrics.stage_table`` over the loss matrix of the results in ``results_dir``."""
     runs, curves = load(results_dir, "runs", figure), load(results_dir, "curves", figure)

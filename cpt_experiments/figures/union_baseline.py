@@ -31,12 +31,12 @@ def _models(results_dir: Path) -> pd.DataFrame:
 
 
 def _bench_avg(results_dir: Path) -> pd.Series | None:
-    """Mean benchmark score per (run_id, stage) over tasks, or None without evals.csv."""
+    """Mean benchmark score per (run_id, stage) over tasks, or None without benchmark score rows."""
     try:
-        evals = data.load(results_dir, "evals", NAME)
+        scores = data.benchmark_scores(data.load(results_dir, "evals", NAME))
     except DataError:
         return None
-    return evals.groupby(["run_id", "stage"])["value"].mean()
+    return scores.groupby(["run_id", "stage"])["value"].mean() if not scores.empty else None
 
 
 @style.styled
