@@ -280,23 +280,9 @@ def evaluate_model(
     return results_to_rows(results, limit)
 
 
-def evaluate_checkpoint(
-    checkpoint_dir: str | os.PathLike,
-    tasks: Sequence[str],
-    *,
-    benchmark_dir: str | os.PathLike | None = None,
-    num_fewshot: int | None = None,
-    limit: int | float | None = None,
-    batch_size: int = 8,
-    device: str = "cpu",
-    extra_include_dirs: Sequence[str | os.PathLike] = (),
-    seed: int = 0,
-    max_length: int | None = None,
-    offline: bool = False,
-    bootstrap_iters: int = 1000,
-) -> list[dict]:
+def evaluate_checkpoint(checkpoint_dir: str | os.PathLike, tasks: Sequence[str], **kwargs: Any) -> list[dict]:
     """Load a stage's exported HF folder (``save_pretrained`` model + tokenizer in one folder)
-    from local files only, in float32, and evaluate it; arguments and rows as ``evaluate_model``."""
+    from local files only, in float32, and evaluate it; keyword arguments and rows as ``evaluate_model``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -305,18 +291,4 @@ def evaluate_checkpoint(
         raise DataError(f"{path}: not an exported checkpoint (no config.json)")
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
-    return evaluate_model(
-        model,
-        tokenizer,
-        tasks,
-        benchmark_dir=benchmark_dir,
-        num_fewshot=num_fewshot,
-        limit=limit,
-        batch_size=batch_size,
-        device=device,
-        extra_include_dirs=extra_include_dirs,
-        seed=seed,
-        max_length=max_length,
-        offline=offline,
-        bootstrap_iters=bootstrap_iters,
-    )
+    return evaluate_model(model, tokenizer, tasks, **kwargs)
