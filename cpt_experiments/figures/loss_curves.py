@@ -72,8 +72,11 @@ def make(results_dir: Path, shift: str | None = None) -> Figure:
     no_replay = cont[cont["replay_ratio"].fillna(0.0) == 0.0]
     cont = no_replay if not no_replay.empty else cont  # schedule variants only, as in paper 1 Fig. 4
     domains = [metrics.OLD_DOMAIN, metrics.NEW_DOMAIN[shift]]
+    # The parents' curves too, so the jump at the stage boundary (re-warming, the shift) is visible.
+    parents = runs.merge(cont[["run_id", "parent_stage"]].dropna().rename(columns={"parent_stage": "stage"}),
+                         on=["run_id", "stage"]).drop_duplicates(subset=["stage_hash"])
     fig, axes = style.new_figure(2, len(domains), sharex="col", height_ratios=[2, 1])
-    draw_curves(fig, axes, curves, cont, domains)
+    draw_curves(fig, axes, curves, pd.concat([parents, cont], ignore_index=True), domains)
     union = data.stage_table(results_dir, NAME)
     union = union[(union["role"] == "union") & (union["shift"] == shift)]
     for j, col in enumerate(("old_loss", "new_loss")):
