@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from cpt_experiments.figures import data, style
@@ -21,13 +22,20 @@ def make(results_dir: Path) -> Figure:
     table = data.stage_table(results_dir, NAME)
     shifted = (table["role"] == "continual") & table["shift"].isin(["weak", "strong"])
     cont = table[shifted & (table["replay_ratio"].fillna(0.0) == 0.0)]
-    cont = cont.dropna(subset=["eta_max"])
+    # Only stages continued straight from pre-training (paper 1 Fig. 4), not later stages of a chain.
+    runs = data.load(results_dir, "runs", NAME)
+    roles = runs.set_index(["run_id", "stage"])["role"]
+    parent = runs.set_index(["run_id", "stage"])["parent_stage"]
+    keys = list(zip(cont["run_id"], cont["stage"]))
+    parent_role = [roles.get((rid, parent.get((rid, st)))) for rid, st in keys]
+    cont = cont[np.array([r == "pretrain" for r in parent_role], dtype=bool)].dropna(subset=["eta_max"])
     cont = cont.assign(forgetting=cont["old_loss"] - cont["pre_old_loss"], adaptation=cont["pre_new_loss"] - cont["new_loss"])
     cont = cont.dropna(subset=["forgetting", "adaptation"])
     data.require(cont, "replay-free continual stages (shift weak/strong) with eta_max and pre-training losses", NAME)
-    if cont["eta_max"].nunique() < 2:
-        data.require(cont.iloc[0:0], "eta_max sweep (need >= 2 distinct eta_max among replay-free continual stages)", NAME)
     cont = cont.assign(schedule=cont["schedule"].fillna(""))
+    swept = cont.groupby(["shift", "schedule"])["eta_max"].transform("nunique") >= 2
+    cont = data.require(cont[swept], "eta_max sweep (need >= 2 distinct eta_max for one schedule among replay-free "
+                        "continual stages that follow pre-training)", NAME)  # fmt: skip
     stats = data.mean_std(cont, ["shift", "schedule", "eta_max"], ["forgetting", "adaptation"])
     shifts = sorted(stats["shift"].unique())
     fig, axes = style.new_figure(1, len(shifts))
