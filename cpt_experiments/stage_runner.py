@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -189,8 +188,3 @@ def train_stage(job: StageJob) -> StageOutcome:
         }
         sd.mark_done(summary)
         return StageOutcome("trained", summary)
-
-
-def checkpoint_path(sd: StageDir) -> Path:
-    """The deployable checkpoint of a finished stage."""
-    return sd.final_dir
