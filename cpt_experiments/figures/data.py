@@ -52,8 +52,13 @@ def require(df: pd.DataFrame, what: str, figure: str) -> pd.DataFrame:
 
 
 def label(row: pd.Series) -> str:
-    """Legend label of a stage row: its ``variant``, else schedule / η_max / replay built from factors."""
-    if "variant" in row and pd.notna(row["variant"]):
+    """Legend label of a stage row: its ``variant``, else schedule / η_max / replay built from factors.
+
+    A run's ``variant`` names its ablation cell, not the baselines or the pre-training it shares with
+    other cells, so union and pre-training stages are always labelled by their factors.
+    """
+    shared = row.get("role") in ("union", "pretrain")
+    if "variant" in row and pd.notna(row["variant"]) and not shared:
         return str(row["variant"])
     parts = [str(row[c]) for c in ("role", "schedule") if c in row and pd.notna(row[c])]
     if "eta_max" in row and pd.notna(row["eta_max"]):
@@ -61,6 +66,22 @@ def label(row: pd.Series) -> str:
     if "replay_ratio" in row and pd.notna(row["replay_ratio"]) and row["replay_ratio"] > 0:
         parts.append(f"replay {row['replay_ratio']:.0%}")
     return " ".join(parts) or str(row.get("run_id", "?"))
+
+
+def follows_pretraining(stages: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
+    """Mask of the stages (rows with run_id, stage) whose parent stage has role ``pretrain``."""
+    idx = runs.set_index(["run_id", "stage"])
+    role, parent = idx["role"], idx["parent_stage"]
+    keys = zip(stages["run_id"], stages["stage"])
+    return pd.Series([role.get((rid, parent.get((rid, st)))) == "pretrain" for rid, st in keys],
+                     index=stages.index, dtype=bool)
+
+
+def unique_stages(stages: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per stage content (``stage_hash``): a stage shared by several runs is counted once."""
+    hashes = runs.set_index(["run_id", "stage"])["stage_hash"]
+    h = [hashes.get(k) for k in zip(stages["run_id"], stages["stage"])]
+    return stages.assign(_hash=h).drop_duplicates(subset=["_hash"]).drop(columns="_hash")
 
 
 def mean_std(df: pd.DataFrame, by: list[str], cols: list[str]) -> pd.DataFrame:

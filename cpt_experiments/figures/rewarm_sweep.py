@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from matplotlib.figure import Figure
 
 from cpt_experiments.figures import data, style
@@ -24,11 +23,7 @@ def make(results_dir: Path) -> Figure:
     cont = table[shifted & (table["replay_ratio"].fillna(0.0) == 0.0)]
     # Only stages continued straight from pre-training (paper 1 Fig. 4), not later stages of a chain.
     runs = data.load(results_dir, "runs", NAME)
-    roles = runs.set_index(["run_id", "stage"])["role"]
-    parent = runs.set_index(["run_id", "stage"])["parent_stage"]
-    keys = list(zip(cont["run_id"], cont["stage"]))
-    parent_role = [roles.get((rid, parent.get((rid, st)))) for rid, st in keys]
-    cont = cont[np.array([r == "pretrain" for r in parent_role], dtype=bool)].dropna(subset=["eta_max"])
+    cont = data.unique_stages(cont[data.follows_pretraining(cont, runs)], runs).dropna(subset=["eta_max"])
     cont = cont.assign(forgetting=cont["old_loss"] - cont["pre_old_loss"], adaptation=cont["pre_new_loss"] - cont["new_loss"])
     cont = cont.dropna(subset=["forgetting", "adaptation"])
     data.require(cont, "replay-free continual stages (shift weak/strong) with eta_max and pre-training losses", NAME)

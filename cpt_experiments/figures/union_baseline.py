@@ -21,8 +21,11 @@ def _models(results_dir: Path) -> pd.DataFrame:
     runs = data.load(results_dir, "runs", NAME)
     union = data.require(table[table["role"] == "union"], "stages with role 'union' in runs.csv", NAME)
     cont = table[(table["role"] == "continual") & table["shift"].isin(union["shift"].unique())]
-    data.require(cont, f"continual stages with a union baseline's shift ({sorted(union['shift'].unique())})", NAME)
-    both = pd.concat([union, cont], ignore_index=True)
+    # Two-dataset comparisons only (a stage continued from pre-training), each stage once.
+    cont = cont[data.follows_pretraining(cont, runs)]
+    data.require(cont, f"continual stages after pre-training with a union baseline's shift "
+                 f"({sorted(union['shift'].unique())})", NAME)  # fmt: skip
+    both = data.unique_stages(pd.concat([union, cont], ignore_index=True), runs)
     tokens = runs.set_index(["run_id", "stage"])[["stage_tokens", "cumulative_tokens"]].astype("float64")
     both = both.join(tokens, on=["run_id", "stage"])
     both["label"] = [data.label(r) for _, r in both.iterrows()]
@@ -31,12 +34,19 @@ def _models(results_dir: Path) -> pd.DataFrame:
 
 
 def _bench_avg(results_dir: Path) -> pd.Series | None:
-    """Mean benchmark score per (run_id, stage) over tasks, or None without benchmark score rows."""
+    """Mean benchmark score per stage content (``stage_hash``) over tasks, or None without score rows.
+
+    Keyed by content so a stage evaluated under one run counts for every run that reuses it.
+    """
     try:
         scores = data.benchmark_scores(data.load(results_dir, "evals", NAME))
     except DataError:
         return None
-    return scores.groupby(["run_id", "stage"])["value"].mean() if not scores.empty else None
+    if scores.empty:
+        return None
+    hashes = data.load(results_dir, "runs", NAME).set_index(["run_id", "stage"])["stage_hash"]
+    scores = scores.assign(stage_hash=[hashes.get(k) for k in zip(scores["run_id"], scores["stage"])])
+    return scores.groupby("stage_hash")["value"].mean()
 
 
 @style.styled
@@ -69,7 +79,9 @@ def make(results_dir: Path) -> Figure:
         ax = axes[0][2]
         table = data.stage_table(results_dir, NAME)
         table["label"] = [data.label(r) for _, r in table.iterrows()]
-        scores = table.join(bench.rename("bench"), on=["run_id", "stage"]).groupby(["shift", "label"])["bench"].mean()
+        hashes = data.load(results_dir, "runs", NAME).set_index(["run_id", "stage"])["stage_hash"]
+        table["bench"] = [bench.get(hashes.get(k)) for k in zip(table["run_id"], table["stage"])]
+        scores = table.groupby(["shift", "label"])["bench"].mean()
         vals = [scores.get((r.shift, r.label), np.nan) for r in models.itertuples()]
         ax.barh(y, vals, color=style.CYCLE[4])
         ax.set_xlabel("benchmark average (evals.csv)")
