@@ -216,3 +216,18 @@ def test_extra_loggers_write_their_files(tmp_path, shared_data_dir, shared_cache
     pattern = "tensorboard/version_*/events.out.tfevents.*" if logger == "tensorboard" else "wandb/offline-run-*/*.wandb"
     assert list(root.glob(pattern)), f"no {logger} files under {root}"
     assert list(root.glob("logs/version_0/metrics.csv"))
+
+
+def test_optimizer_keep_policy_carries_the_parents_moments(tmp_path, shared_data_dir, shared_cache):
+    """`optimizer: keep` starts from the parent's Adam moments (a different stage, other weights than reset)."""
+    common = ["experiment=cpt", "~experiment.union", f"paths.cache_dir={shared_cache}",
+              "budget.pretrain_tokens=8192", "budget.continual_tokens=4096"]
+    reset = train(compose_cfg(tmp_path, shared_data_dir, *common))
+    keep = train(compose_cfg(tmp_path, shared_data_dir, *common, "+experiment.stages.continual.optimizer=keep"))
+    assert keep.stages["pretrain"]["status"] == "reused"
+    assert keep.stages["continual"]["hash"] != reset.stages["continual"]["hash"]
+    a = _final_state(Path(reset.stages["continual"]["dir"]))
+    b = _final_state(Path(keep.stages["continual"]["dir"]))
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    parent_opt = torch.load(Path(reset.stages["pretrain"]["dir"]) / "final" / "optimizer.pt", weights_only=False)
+    assert parent_opt["state"], "the parent's optimizer moments were not exported"
