@@ -172,7 +172,8 @@ def run_experiment(cfg: DictConfig) -> RunSummary:
         job = StageJob(
             stage=stage, stage_hash=hashes[name], sd=sd, parent_sd=parent_sd,
             datamodule_kwargs=dict(
-                train_sources=sources, plan=plan, val_sources=val_tokens, seq_len=geometry.seq_len,
+                # Validation runs in DomainValidation on `valsets`; Lightning's loop is off, so no val loaders.
+                train_sources=sources, plan=plan, val_sources={}, seq_len=geometry.seq_len,
                 micro_batch=int(c["train"]["micro_batch"]), val_windows=int(c["train"]["val_windows"]),
                 num_workers=int(c["train"].get("num_workers", 0)),
             ),

@@ -145,7 +145,6 @@ def train_stage(job: StageJob) -> StageOutcome:
             optim_cfg=job.optim_cfg,
             vocab_size=job.vocab_size,
             train_source_names=list(job.datamodule_kwargs["plan"].names),
-            val_names=list(job.datamodule_kwargs["val_sources"]),
             init_state_dict=init_state,
             init_optimizer_state=None if resuming else opt_state,
             global_batch_tokens=job.tokens_per_step,
