@@ -89,8 +89,11 @@ def _row(name: str, tokens_per_s: float | None, mb_per_s: float | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cpt_experiments.bench data", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m cpt_experiments.bench data",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--data-dir", type=Path, default=None, help="corpora folder (default: $CPT_DATA_DIR)")
     parser.add_argument("--corpus", default="wiki_en", help="a conf/corpus/*.yaml name with a local source")
     parser.add_argument("--max-mb", type=float, default=4.0, help="MB of raw text to tokenize")
@@ -121,9 +124,11 @@ def main(argv: list[str] | None = None) -> int:
             mixing = bench_mixing(seconds=args.seconds)
 
     if tok_result is not None:
-        print(f"corpus {args.corpus}: {tok_result['documents']} documents, {tok_result['mb']:.2f} MB, "
-              f"{tok_result['tokens']:,} tokens (vocab {args.vocab_size}; tokenizer ready in "
-              f"{tok_result['tokenizer_s']:.1f} s)")
+        print(
+            f"corpus {args.corpus}: {tok_result['documents']} documents, {tok_result['mb']:.2f} MB, "
+            f"{tok_result['tokens']:,} tokens (vocab {args.vocab_size}; tokenizer ready in "
+            f"{tok_result['tokenizer_s']:.1f} s)"
+        )
     print(f"{'stage':<34}{'tokens/s':>14}{'MB/s':>8}{'x training':>11}")
     if tok_result is not None:
         print(_row("tokenization (encode_batch)", tok_result["encode_tokens_per_s"], tok_result["encode_mb_per_s"]))

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cpt_experiments.data.datamodule import CPTDataModule
 from cpt_experiments.data.mixing import MixturePlan, SourceSpec
 from cpt_experiments.data.replay import replay_weights
 from cpt_experiments.data.windows import TokenWindows
+from cpt_experiments.training.datamodule import CPTDataModule
 
 TRAINER_TOKENS_PER_S = 15_000.0
 
@@ -35,9 +35,10 @@ def bench_mixing(seconds: float = 3.0, *, num_tokens: int = 10_000_000) -> dict[
         sizes = {n: len(TokenWindows(a, seq_len)) for n, a in arrays.items()}
         w = replay_weights({"B": 0.7, "C": 0.3}, {"A": 1.0}, 0.05)
         num_windows = int(min(sizes[n] / w[n] for n in w)) // micro * micro
-        plan = MixturePlan([SourceSpec(n, sizes[n], w[n]) for n in ("B", "C", "A")], num_windows, seed=0,
-                           batch_windows=micro)
-        dm = CPTDataModule(arrays, plan, {"A": arrays["A"]}, seq_len, micro, val_windows=1)
+        plan = MixturePlan(
+            [SourceSpec(n, sizes[n], w[n]) for n in ("B", "C", "A")], num_windows, seed=0, batch_windows=micro
+        )
+        dm = CPTDataModule(arrays, plan, seq_len, micro)
         batches = 0
         start = time.perf_counter()
         while time.perf_counter() - start < seconds:
@@ -48,8 +49,11 @@ def bench_mixing(seconds: float = 3.0, *, num_tokens: int = 10_000_000) -> dict[
         elapsed = time.perf_counter() - start
         del dm, arrays
     tokens_per_s = batches * micro * seq_len / elapsed
-    return {"tokens_per_s": tokens_per_s, "batches_per_s": batches / elapsed,
-            "x_trainer": tokens_per_s / TRAINER_TOKENS_PER_S}
+    return {
+        "tokens_per_s": tokens_per_s,
+        "batches_per_s": batches / elapsed,
+        "x_trainer": tokens_per_s / TRAINER_TOKENS_PER_S,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args(argv)
     r = bench_mixing(args.seconds)
-    print(f"mixing stream: {r['tokens_per_s']:,.0f} tokens/s, {r['batches_per_s']:,.1f} batches/s "
-          f"= {r['x_trainer']:.0f}x the trainer's {TRAINER_TOKENS_PER_S:,.0f} tokens/s (target >= 50x)")
+    print(
+        f"mixing stream: {r['tokens_per_s']:,.0f} tokens/s, {r['batches_per_s']:,.1f} batches/s "
+        f"= {r['x_trainer']:.0f}x the trainer's {TRAINER_TOKENS_PER_S:,.0f} tokens/s (target >= 50x)"
+    )
     return 0

@@ -2,7 +2,7 @@
 
 ``python -m cpt_experiments.bench train [--steps 30] [--warmup 3] [--micro-batch 16] [--rounds 2]``
 
-Both paths train the ``cpu`` model (vocab 4096, context 256) from the same initial weights on the
+Both paths train the ``neox_d128`` model (vocab 4096, context 256) from the same initial weights on the
 same synthetic batches, in one process, alternating for ``--rounds`` rounds; the best round of
 each counts (the machine may be shared). The Lightning path is configured as the trainer builds
 it: CPU, fp32, CSV logger, no checkpointing, no progress bar, LRScheduleCallback and gradient
@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from cpt_experiments.flops import measure_matmul_peak, mfu
-from cpt_experiments.lm_module import CausalLMModule, build_optimizer
-from cpt_experiments.model import build_model, load_model_cfg, model_flops_per_token
+from cpt_experiments.training.flops import measure_matmul_peak, mfu
+from cpt_experiments.training.lm_module import CausalLMModule, build_optimizer
+from cpt_experiments.training.model import build_model, load_model_cfg, model_flops_per_token
 
 VOCAB = 4096
 OPTIM = {"lr": 1e-3, "betas": [0.9, 0.95], "eps": 1e-8, "weight_decay": 0.1, "lr_scale": 1.0, "grad_clip_norm": 1.0}
@@ -70,7 +70,7 @@ def _step_seconds(stamps: list[float], warmup: int) -> list[float]:
 
 
 def _lr_callback() -> pl.Callback:
-    from cpt_experiments.callbacks.lr_schedule import LRScheduleCallback
+    from cpt_experiments.training.callbacks.lr_schedule import LRScheduleCallback
 
     return LRScheduleCallback(_schedule)
 
@@ -79,15 +79,27 @@ def run_lightning(cfg: dict, init_state: dict, batches: list, warmup: int, log_d
     """(seconds of each timed step, last loss) of the suite's Lightning path."""
     micro_batch, window = batches[0]["tokens"].shape
     module = CausalLMModule(
-        cfg, OPTIM, VOCAB, train_source_names=["a", "b"], init_state_dict=init_state,
+        cfg,
+        OPTIM,
+        VOCAB,
+        train_source_names=["a", "b"],
+        init_state_dict=init_state,
         global_batch_tokens=micro_batch * (window - 1),
     )
     timer = _StepTimer()
     trainer = pl.Trainer(
-        max_steps=len(batches), accelerator="cpu", devices=1, precision="32-true",
-        logger=pl.loggers.CSVLogger(log_dir), log_every_n_steps=8, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-        gradient_clip_val=OPTIM["grad_clip_norm"], use_distributed_sampler=False,
+        max_steps=len(batches),
+        accelerator="cpu",
+        devices=1,
+        precision="32-true",
+        logger=pl.loggers.CSVLogger(log_dir),
+        log_every_n_steps=8,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        gradient_clip_val=OPTIM["grad_clip_norm"],
+        use_distributed_sampler=False,
         callbacks=[_lr_callback(), timer],
     )
     trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
@@ -118,7 +130,7 @@ def run_bare(cfg: dict, init_state: dict, batches: list, warmup: int) -> tuple[l
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cpt_experiments.bench train", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="cpu", help="conf/model name (smoke isolates per-step overhead)")
+    parser.add_argument("--model", default="neox_d128", help="conf/model name (neox_d32 isolates per-step overhead)")
     parser.add_argument("--steps", type=int, default=30, help="timed optimizer steps per path and round")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before timing")
     parser.add_argument("--micro-batch", type=int, default=16, help="sequences per step")
@@ -140,9 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     timed_tokens = args.steps * args.micro_batch * seq_len
 
     peak = measure_matmul_peak(args.peak_size, seconds=1.0)
-    print(f"model {args.model}: {sum(p.numel() for p in reference.parameters()):,} params, {fpt / 1e6:.2f} MFLOPs/token; "
-          f"micro-batch {args.micro_batch}×{seq_len}; {args.steps} timed steps after {args.warmup} warmup; "
-          f"{args.threads} threads")
+    print(
+        f"model {args.model}: {sum(p.numel() for p in reference.parameters()):,} params, {fpt / 1e6:.2f} MFLOPs/token; "
+        f"micro-batch {args.micro_batch}×{seq_len}; {args.steps} timed steps after {args.warmup} warmup; "
+        f"{args.threads} threads"
+    )
     print(f"fp32 matmul peak ({args.peak_size}³): {peak / 1e9:.1f} GFLOP/s")
     steps: dict[str, list[float]] = {"lightning": [], "bare": []}
     best = {"lightning": float("inf"), "bare": float("inf")}
@@ -163,8 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     step_tokens = args.micro_batch * seq_len
     median_rates = {path: step_tokens / statistics.median(s) for path, s in steps.items()}
     for path, rate in rates.items():
-        print(f"{path:9s}: {rate:9.0f} tokens/s (best round)  {median_rates[path]:9.0f} tokens/s (median step)  "
-              f"MFU {mfu(rate, fpt, peak):6.1%}")
+        print(
+            f"{path:9s}: {rate:9.0f} tokens/s (best round)  {median_rates[path]:9.0f} tokens/s (median step)  "
+            f"MFU {mfu(rate, fpt, peak):6.1%}"
+        )
     ratio = rates["lightning"] / rates["bare"]
     median_ratio = median_rates["lightning"] / median_rates["bare"]
     verdict = "" if ratio >= 0.95 else "  BELOW TARGET"

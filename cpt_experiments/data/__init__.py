@@ -1,1 +1,1 @@
-"""Data layer: corpora, tokenizer, token caches, replay mixing, datamodule."""
+"""Data layer (no Lightning): corpora, tokenizer, token caches, windows, mixture plans, replay, sampler."""

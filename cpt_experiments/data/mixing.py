@@ -169,9 +169,14 @@ class MixturePlan:
             smallest = int(np.argmin(np.where(self.weights > 0, self.weights, np.inf)))
             name, p = bad[0] if bad else (self.names[smallest], float(per_block[smallest]))
             if bad:
-                raise config_error(key, f"source {name!r} gets {p:.3g} windows per block of {k} batches; use a larger block")
-            raise config_error(key, f"source {name!r} needs a block of {k} > {MAX_BLOCK_BATCHES} batches to get one window; "
-                               "raise its weight or drop it")
+                raise config_error(
+                    key, f"source {name!r} gets {p:.3g} windows per block of {k} batches; use a larger block"
+                )
+            raise config_error(
+                key,
+                f"source {name!r} needs a block of {k} > {MAX_BLOCK_BATCHES} batches to get one window; "
+                "raise its weight or drop it",
+            )
 
     def _check_supply(self) -> None:
         needed = self.counts(0, self.num_windows)

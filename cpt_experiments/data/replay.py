@@ -1,4 +1,4 @@
-"""Replay of old data (paper 1, compute-equivalent): weights, and sources built from an earlier stage's plan.
+"""Replay of old data (paper 1, compute-equivalent): its settings, weights, and sources built from an earlier stage's plan.
 
 Replay REPLACES that share of new tokens, so a stage's budget stays fixed (papers.md A5). A ``seen``
 source re-reads the windows an earlier stage consumed, in their original order by default; a
@@ -8,36 +8,97 @@ source re-reads the windows an earlier stage consumed, in their original order b
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from cpt_experiments.data.mixing import MixturePlan, SourceSpec
 from cpt_experiments.errors import config_error
 
+REPLAY_MODES = ("seen", "fresh")
 
-def replay_weights(new: dict[str, float], replay: dict[str, float], replay_ratio: float) -> dict[str, float]:
-    """New-data weights rescaled to sum to ``1 - replay_ratio`` and replay weights to ``replay_ratio``.
 
-    The stage's token budget stays fixed, so 5% replay on a 300B stage is 285B new + 15B old tokens. Replay sources
-    are kept (with weight 0) at ratio 0 so the source list is the same across a replay sweep."""
-    if not math.isfinite(replay_ratio) or not 0.0 <= replay_ratio < 1.0:
-        raise config_error("replay.ratio", f"must lie in [0, 1), got {replay_ratio!r}")
-    overlap = sorted(set(new) & set(replay))
-    if overlap:
-        raise config_error("replay.sources", f"a source cannot be both new and replayed: {overlap}")
-    for group, key in ((new, "mixing.weights"), (replay, "replay.weights")):
-        for name, w in group.items():
-            if not math.isfinite(w) or w < 0:
-                raise config_error(f"{key}.{name}", f"must be a finite number >= 0, got {w!r}")
-    if not new or sum(new.values()) <= 0:
-        raise config_error("mixing.weights", "new-data weights must have a positive sum")
-    if replay_ratio > 0 and (not replay or sum(replay.values()) <= 0):
-        raise config_error("replay.weights", f"replay ratio {replay_ratio} needs replay sources with positive weight")
-    total_new, total_replay = sum(new.values()), sum(replay.values())
-    out = {n: w / total_new * (1.0 - replay_ratio) for n, w in new.items()}
-    out.update({n: (w / total_replay * replay_ratio if replay_ratio > 0 else 0.0) for n, w in replay.items()})
+def mixture_weights(raw: Any, key: str) -> dict[str, float]:
+    """Validate a ``role -> weight`` mapping of a mixture: non-empty, finite weights >= 0 that sum to 1."""
+    if not isinstance(raw, Mapping) or not raw:
+        raise config_error(key, "must be a non-empty mapping corpus_role -> weight")
+    out = {}
+    for name, value in raw.items():
+        try:
+            w = float(value)
+        except (TypeError, ValueError):
+            raise config_error(f"{key}.{name}", f"weight must be a number, got {value!r}") from None
+        if not math.isfinite(w) or w < 0:
+            raise config_error(f"{key}.{name}", f"weight must be a finite number >= 0, got {value!r}")
+        out[str(name)] = w
+    total = sum(out.values())
+    if abs(total - 1.0) > 1e-6:
+        raise config_error(key, f"weights must sum to 1, got {total:.6g}")
     return out
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Replay of old data inside a stage (paper 1 §4.2, compute-equivalent: it replaces new tokens).
+
+    ``ratio`` is the share of the stage's windows (= tokens) drawn from ``sources`` (role -> weight);
+    ``mode`` ``seen`` re-reads windows an ancestor trained on (original order unless ``reshuffle``),
+    ``fresh`` draws old-corpus windows no ancestor consumed. Build it with :meth:`from_config`, the
+    one place replay settings are checked and normalised: a ratio of 0 is ``Replay()`` (no sources,
+    so every 0% cell of a sweep hashes alike).
+    """
+
+    ratio: float = 0.0
+    sources: Mapping[str, float] = field(default_factory=dict)
+    mode: str = "seen"
+    reshuffle: bool = False
+
+    @classmethod
+    def from_config(cls, raw: Mapping[str, Any] | None, key: str = "replay") -> Replay:
+        """Validate ``{ratio, sources, mode, reshuffle}``; errors name ``<key>.<field>``."""
+        raw = raw or {}
+        unknown = sorted(set(raw) - {"ratio", "sources", "mode", "reshuffle"})
+        if unknown:
+            raise config_error(f"{key}.{unknown[0]}", "unknown replay key (known: mode, ratio, reshuffle, sources)")
+        value = raw.get("ratio", 0.0)
+        try:
+            ratio = float(value)
+        except (TypeError, ValueError):
+            raise config_error(f"{key}.ratio", f"must be a number in [0, 1), got {value!r}") from None
+        if not math.isfinite(ratio) or not 0.0 <= ratio < 1.0:
+            raise config_error(f"{key}.ratio", f"must be in [0, 1), got {value!r}")
+        mode = str(raw.get("mode", "seen"))
+        if mode not in REPLAY_MODES:
+            raise config_error(f"{key}.mode", f"unknown replay mode {mode!r} (known: {', '.join(REPLAY_MODES)})")
+        if ratio == 0.0:
+            return cls()
+        sources = mixture_weights(raw.get("sources"), f"{key}.sources")
+        return cls(ratio, sources, mode, bool(raw.get("reshuffle", False)))
+
+    @property
+    def active(self) -> bool:
+        """True when the stage replays anything."""
+        return self.ratio > 0.0
+
+    def spec(self) -> dict[str, Any] | None:
+        """Canonical form for hashing and records; None without replay."""
+        if not self.active:
+            return None
+        return {"ratio": self.ratio, "sources": dict(self.sources), "mode": self.mode, "reshuffle": self.reshuffle}
+
+    def mix(self, new: Mapping[str, float], prefix: str = "") -> dict[str, float]:
+        """Source weights of a stage: ``new`` rescaled to ``1 - ratio``, replay sources (named ``prefix + role``) to ``ratio``.
+
+        The stage's token budget stays fixed, so 5% replay on a 300B stage is 285B new + 15B old tokens.
+        """
+        total_new = sum(new.values())
+        if not new or total_new <= 0:
+            raise config_error("mixing.weights", "new-data weights must have a positive sum")
+        out = {n: w / total_new * (1.0 - self.ratio) for n, w in new.items()}
+        out.update({prefix + n: w * self.ratio for n, w in self.sources.items()})
+        return out
 
 
 def consumed_windows(plan: MixturePlan, source_name: str, num_positions: int | None = None) -> np.ndarray:
@@ -99,5 +160,9 @@ def fresh_replay_source(
         unseen[idx] = False
     fresh = np.flatnonzero(unseen).astype(np.int64)
     if fresh.size == 0:
-        raise config_error("replay.mode", f"fresh: earlier stages consumed all {num_windows_total} windows of {source_name!r}")
-    return SourceSpec(name or source_name, int(num_windows_total), weight, np.random.default_rng(seed).permutation(fresh))
+        raise config_error(
+            "replay.mode", f"fresh: earlier stages consumed all {num_windows_total} windows of {source_name!r}"
+        )
+    return SourceSpec(
+        name or source_name, int(num_windows_total), weight, np.random.default_rng(seed).permutation(fresh)
+    )

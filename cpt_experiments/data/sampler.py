@@ -20,8 +20,9 @@ from torch.utils.data import Sampler
 from cpt_experiments.errors import config_error
 
 
-def micro_batch_positions(step: int, micro_index: int, *, micro_batch: int, rank: int, world_size: int,
-                          accumulate: int) -> range:
+def micro_batch_positions(
+    step: int, micro_index: int, *, micro_batch: int, rank: int, world_size: int, accumulate: int
+) -> range:
     """Global positions of rank ``rank``'s micro-batch ``micro_index`` in optimizer step ``step``."""
     global_batch = micro_batch * world_size * accumulate
     start = step * global_batch + (micro_index * world_size + rank) * micro_batch
@@ -36,10 +37,21 @@ class PlanBatchSampler(Sampler[list[int]]):
     ``stage_micro_batches`` counts them from step 0.
     """
 
-    def __init__(self, plan_len: int, micro_batch: int, *, rank: int = 0, world_size: int = 1, accumulate: int = 1,
-                 start_step: int = 0) -> None:
-        for key, value in (("data.micro_batch", micro_batch), ("trainer.world_size", world_size),
-                           ("trainer.accumulate_grad_batches", accumulate)):
+    def __init__(
+        self,
+        plan_len: int,
+        micro_batch: int,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        accumulate: int = 1,
+        start_step: int = 0,
+    ) -> None:
+        for key, value in (
+            ("data.micro_batch", micro_batch),
+            ("trainer.world_size", world_size),
+            ("trainer.accumulate_grad_batches", accumulate),
+        ):
             if int(value) != value or value < 1:
                 raise config_error(key, f"must be a positive integer, got {value!r}")
         if not 0 <= rank < world_size:
@@ -50,7 +62,9 @@ class PlanBatchSampler(Sampler[list[int]]):
         self.global_batch = self.micro_batch * self.world_size * self.accumulate
         self.num_steps = self.plan_len // self.global_batch
         if self.num_steps < 1:
-            raise config_error("mixing.num_windows", f"{plan_len} windows are fewer than one step ({self.global_batch})")
+            raise config_error(
+                "mixing.num_windows", f"{plan_len} windows are fewer than one step ({self.global_batch})"
+            )
         if int(start_step) != start_step or not 0 <= start_step <= self.num_steps:
             raise config_error("resume.start_step", f"must lie in [0, {self.num_steps}], got {start_step!r}")
         self.start_step = int(start_step)
@@ -66,5 +80,13 @@ class PlanBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         for step in range(self.start_step, self.num_steps):
             for j in range(self.accumulate):
-                yield list(micro_batch_positions(step, j, micro_batch=self.micro_batch, rank=self.rank,
-                                                 world_size=self.world_size, accumulate=self.accumulate))
+                yield list(
+                    micro_batch_positions(
+                        step,
+                        j,
+                        micro_batch=self.micro_batch,
+                        rank=self.rank,
+                        world_size=self.world_size,
+                        accumulate=self.accumulate,
+                    )
+                )

@@ -142,9 +142,7 @@ def train_bpe(texts: Iterable[str], *, vocab_size: int, min_frequency: int = 2) 
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token=EOS_TOKEN, bos_token=EOS_TOKEN, unk_token=EOS_TOKEN
-    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS_TOKEN, bos_token=EOS_TOKEN, unk_token=EOS_TOKEN)
 
 
 def load_tokenizer_dir(path: str | os.PathLike) -> Any:

@@ -1,1 +1,1 @@
-"""Evaluation: lm-eval harness wrapper and offline task YAMLs."""
+"""Measuring models: per-domain validation loss, the lm-eval harness wrapper, held-out tasks, offline task YAMLs."""

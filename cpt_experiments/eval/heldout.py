@@ -1,4 +1,4 @@
-"""Held-out perplexity per domain as lm-eval ``loglikelihood_rolling`` tasks, and bits per byte.
+"""Held-out perplexity per domain as lm-eval ``loglikelihood_rolling`` tasks (lm-eval computes their bits per byte).
 
 Downstream accuracies sit at chance for CPU-scale models; the rolling log-likelihood of each
 corpus' validation documents still moves with every ablation, and forgetting (domain A) and
@@ -13,7 +13,6 @@ as JSONL plus a task YAML ``cpt_heldout_<domain>`` (structured like lm-eval's st
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from pathlib import Path
@@ -93,17 +92,3 @@ def heldout_task_dir(domains: dict[str, list[str]], out_dir: str | os.PathLike) 
         atomic_write_text(out / f"{task}.yaml", yaml_text)
         names.append(task)
     return names
-
-
-def bits_per_byte(total_nll_nats: float, total_bytes: int) -> float:
-    """Bits per UTF-8 byte: ``total_nll_nats / (ln 2 * total_bytes)``.
-
-    ``total_nll_nats`` is the summed negative log-likelihood (natural log) of a text and
-    ``total_bytes`` its length in UTF-8 bytes. Unlike nats/token, this does not depend on the
-    tokenizer, so models with different vocabularies (or an English vs a German tokenizer)
-    compare directly; it is what lm-eval reports as ``bits_per_byte``. A trainer that logs
-    mean loss ``L`` (nats/token) over ``T`` tokens of ``B`` bytes gets ``bits_per_byte(L * T, B)``.
-    """
-    if total_bytes <= 0:
-        raise ValueError(f"total_bytes must be positive, got {total_bytes}")
-    return float(total_nll_nats) / (math.log(2) * total_bytes)

@@ -25,7 +25,9 @@ def make(results_dir: Path) -> Figure:
     evals["label"] = [
         (f"{r['shift']}: " if isinstance(r["shift"], str) else "") + data.label(r) for _, r in evals.iterrows()
     ]
-    stats = evals.groupby(["task", "metric", "label"]).agg(value=("value", "mean"), stderr=("stderr", "mean")).reset_index()
+    stats = (
+        evals.groupby(["task", "metric", "label"]).agg(value=("value", "mean"), stderr=("stderr", "mean")).reset_index()
+    )
     tasks = sorted(stats["task"].unique())
     labels = sorted(stats["label"].unique())
     colors = style.palette(labels)

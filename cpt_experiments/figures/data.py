@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from cpt_experiments import metrics, results
 from cpt_experiments.errors import DataError
 from cpt_experiments.figures import MissingFigureData
+from cpt_experiments.results import metrics, store
 
 
 def load(results_dir: Path, table: str, figure: str) -> pd.DataFrame:
-    """``results.load`` with a missing or empty table reported as MissingFigureData for ``figure``."""
+    """``store.load`` with a missing or empty table reported as MissingFigureData for ``figure``."""
     try:
-        df = results.load(results_dir, table)
+        df = store.load(results_dir, table)
     except DataError as exc:
         raise MissingFigureData(f"{figure}: needs {table}.csv: {exc}") from None
     if df.empty:
@@ -73,8 +73,9 @@ def follows_pretraining(stages: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
     idx = runs.set_index(["run_id", "stage"])
     role, parent = idx["role"], idx["parent_stage"]
     keys = zip(stages["run_id"], stages["stage"])
-    return pd.Series([role.get((rid, parent.get((rid, st)))) == "pretrain" for rid, st in keys],
-                     index=stages.index, dtype=bool)
+    return pd.Series(
+        [role.get((rid, parent.get((rid, st)))) == "pretrain" for rid, st in keys], index=stages.index, dtype=bool
+    )
 
 
 def unique_stages(stages: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:

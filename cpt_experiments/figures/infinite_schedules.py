@@ -33,7 +33,11 @@ def make(results_dir: Path) -> Figure:
     depth = chain.groupby("run_id").apply(_chain_depth, include_groups=False)
     long_ids = depth[depth >= MIN_STAGES].index
     sel = chain[chain["run_id"].isin(long_ids)]
-    data.require(sel, f"run with >= {MIN_STAGES} pretrain/continual stages in runs.csv (repeated cosine or infinite schedules)", NAME)
+    data.require(
+        sel,
+        f"run with >= {MIN_STAGES} pretrain/continual stages in runs.csv (repeated cosine or infinite schedules)",
+        NAME,
+    )
     val = curves[curves["run_id"].isin(long_ids) & (curves["split"] != "train") & (curves["metric"] == "loss")]
     domains = sorted(val["split"].unique())
     data.require(val, f"validation loss curves for runs {sorted(long_ids)}", NAME)

@@ -13,7 +13,6 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
-from cpt_experiments import metrics
 from cpt_experiments.figures import data, style
 
 NAME = "loss_curves"
@@ -71,10 +70,11 @@ def make(results_dir: Path, shift: str | None = None) -> Figure:
                         f"curves rows for the continual stages with shift {shift!r}", NAME)  # fmt: skip
     no_replay = cont[cont["replay_ratio"].fillna(0.0) == 0.0]
     cont = no_replay if not no_replay.empty else cont  # schedule variants only, as in paper 1 Fig. 4
-    domains = [metrics.OLD_DOMAIN, metrics.NEW_DOMAIN[shift]]
+    domains = [cont["old_domain"].dropna().iloc[0], cont["new_domain"].dropna().iloc[0]]
     # The parents' curves too, so the jump at the stage boundary (re-warming, the shift) is visible.
-    parents = runs.merge(cont[["run_id", "parent_stage"]].dropna().rename(columns={"parent_stage": "stage"}),
-                         on=["run_id", "stage"]).drop_duplicates(subset=["stage_hash"])
+    parents = runs.merge(
+        cont[["run_id", "parent_stage"]].dropna().rename(columns={"parent_stage": "stage"}), on=["run_id", "stage"]
+    ).drop_duplicates(subset=["stage_hash"])
     fig, axes = style.new_figure(2, len(domains), sharex="col", height_ratios=[2, 1])
     draw_curves(fig, axes, curves, pd.concat([parents, cont], ignore_index=True), domains)
     union = data.stage_table(results_dir, NAME)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from cpt_experiments import metrics
 from cpt_experiments.errors import DataError
 from cpt_experiments.figures import MissingFigureData, data, style
+from cpt_experiments.results import metrics
 
 NAME = "path_switching"
 

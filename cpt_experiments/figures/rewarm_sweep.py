@@ -24,7 +24,9 @@ def make(results_dir: Path) -> Figure:
     # Only stages continued straight from pre-training (paper 1 Fig. 4), not later stages of a chain.
     runs = data.load(results_dir, "runs", NAME)
     cont = data.unique_stages(cont[data.follows_pretraining(cont, runs)], runs).dropna(subset=["eta_max"])
-    cont = cont.assign(forgetting=cont["old_loss"] - cont["pre_old_loss"], adaptation=cont["pre_new_loss"] - cont["new_loss"])
+    cont = cont.assign(
+        forgetting=cont["old_loss"] - cont["pre_old_loss"], adaptation=cont["pre_new_loss"] - cont["new_loss"]
+    )
     cont = cont.dropna(subset=["forgetting", "adaptation"])
     data.require(cont, "replay-free continual stages (shift weak/strong) with eta_max and pre-training losses", NAME)
     cont = cont.assign(schedule=cont["schedule"].fillna(""))

@@ -61,7 +61,9 @@ def make(results_dir: Path) -> Figure:
     names = [f"{r.shift}: {r.label}" for r in models.itertuples()]
     ax = axes[0][0]
     for k, (col, name) in enumerate((("old_loss", "old"), ("new_loss", "new"), ("avg", "AVG"))):
-        ax.barh(y + (k - 1) * 0.27, models[col], height=0.27, xerr=models[f"{col}_std"], label=name, color=style.CYCLE[k])
+        ax.barh(
+            y + (k - 1) * 0.27, models[col], height=0.27, xerr=models[f"{col}_std"], label=name, color=style.CYCLE[k]
+        )
     lo = np.nanmin(models[["old_loss", "new_loss", "avg"]].to_numpy())
     ax.set_xlim(left=0.9 * lo)
     ax.set_yticks(y, names)

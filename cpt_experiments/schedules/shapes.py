@@ -74,9 +74,7 @@ def warmup_constant(step: int, *, max_lr: float, warmup_steps: float) -> float:
     return max_lr
 
 
-def warmup_cosine(
-    step: int, *, max_lr: float, min_lr: float, warmup_steps: float, total_steps: int
-) -> float:
+def warmup_cosine(step: int, *, max_lr: float, min_lr: float, warmup_steps: float, total_steps: int) -> float:
     """Warmup 0 → η_max over W, cosine to η_min at T with denominator T − W, floored at η_min.
 
     Paper 1 Eq. 1–2 (A4.1–A4.3); also the re-warm + re-decay at a stage boundary (counter restarts

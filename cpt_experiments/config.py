@@ -1,0 +1,314 @@
+"""Typed config schemas (Hydra structured configs) for both entry points.
+
+The YAML files in ``conf/`` hold the values; these dataclasses hold the shape: every key and its
+type, and a default only where no YAML file sets one (``MISSING`` otherwise). ``register()`` puts the two root schemas in Hydra's ConfigStore, and
+``conf/train.yaml`` / ``conf/evaluate.yaml`` extend them, so Hydra rejects an unknown key
+(``+replay.ratoi=0.1``) or a value of the wrong type (``replay.ratio=lots``) while composing, before
+any work starts. Range checks that types cannot express run in ``__post_init__`` when the pipeline
+turns the composed config into objects (``OmegaConf.to_object``), and name the key they reject.
+Schedules and stages are further validated by ``schedules.build_schedule`` and
+``pipeline.stages``, which know the stage length and the graph.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from cpt_experiments.errors import config_error
+
+# OmegaConf reads these annotations at runtime, so they use typing's Dict/List/Optional.
+
+
+@dataclass
+class PathsConfig:
+    """Where things live; relative paths resolve against the launch directory."""
+
+    data_dir: str = MISSING  # local corpora (CPT_DATA_DIR)
+    benchmark_dir: str = MISSING  # offline lm-eval JSONL files (CPT_BENCHMARK_DIR)
+    output_dir: str = MISSING  # git-ignored: stage cache, token caches, Hydra run dirs
+    cache_dir: str = MISSING  # tokenizers and token caches
+    stage_dir: str = MISSING  # the stage cache
+    results_dir: str = MISSING  # runs/curves/evals tables and configs/<config_hash>.yaml
+
+
+@dataclass
+class TrainConfig:
+    """Batch geometry and bookkeeping shared by every stage of a run."""
+
+    global_batch_windows: int = MISSING  # sequences per optimizer step over all ranks (part of the stage hash)
+    micro_batch: int = MISSING  # sequences per rank and forward pass; accumulation is derived
+    checkpoint_every_n_steps: int = MISSING  # resume granularity, optimizer steps
+    val_every_n_steps: int = MISSING  # periodic per-domain validation, optimizer steps
+    val_windows: int = MISSING  # fixed validation windows per domain
+    num_workers: int = MISSING  # DataLoader worker processes
+    log_every_n_steps: int = MISSING  # train metrics (loss, lr, tokens/s) are logged every n steps
+    torch_threads: Optional[int] = MISSING  # intra-op threads; null = torch's default
+
+    def __post_init__(self) -> None:
+        for key in (
+            "global_batch_windows",
+            "micro_batch",
+            "checkpoint_every_n_steps",
+            "val_every_n_steps",
+            "val_windows",
+            "log_every_n_steps",
+        ):
+            if getattr(self, key) < 1:
+                raise config_error(f"train.{key}", f"must be >= 1, got {getattr(self, key)}")
+        if self.num_workers < 0:
+            raise config_error("train.num_workers", f"must be >= 0, got {self.num_workers}")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise config_error("train.torch_threads", f"must be >= 1 or null, got {self.torch_threads}")
+
+
+@dataclass
+class BudgetConfig:
+    """Token budgets per stage kind, set by the ``scale`` preset."""
+
+    pretrain_tokens: int = MISSING
+    continual_tokens: int = MISSING
+    anneal_tokens: int = MISSING  # short decay branches (infinite schedules, path switching)
+
+    def __post_init__(self) -> None:
+        for key in ("pretrain_tokens", "continual_tokens", "anneal_tokens"):
+            if getattr(self, key) < 1:
+                raise config_error(f"budget.{key}", f"must be a positive token count, got {getattr(self, key)}")
+
+
+@dataclass
+class LRConfig:
+    """Peak, floor and constant learning rates the schedule presets interpolate (absolute LRs)."""
+
+    eta_max: float = MISSING
+    eta_min: float = MISSING
+    eta_const: float = MISSING  # infinite schedules' constant phase: 0.55 x eta_max (paper 1, Table 14)
+
+
+@dataclass
+class ScheduleConfig:
+    """One LR schedule: ``name`` picks the function, the other keys are its parameters (null = unused).
+
+    Which keys a schedule takes is checked by ``schedules.build_schedule``; fractions are of the stage.
+    """
+
+    name: str = MISSING
+    lr: Optional[float] = None
+    max_lr: Optional[float] = None
+    min_lr: Optional[float] = None
+    const_lr: Optional[float] = None
+    warmup_frac: Optional[float] = None
+    cooldown_frac: Optional[float] = None
+    anneal_frac: Optional[float] = None
+    decay_frac: Optional[float] = None
+    cooldown_shape: Optional[str] = None
+    decay_shape: Optional[str] = None
+    shape: Optional[str] = None
+    alpha: Optional[float] = None
+    num_repeats: Optional[int] = None
+    step_fracs: Optional[List[float]] = None
+    step_factors: Optional[List[float]] = None
+
+
+@dataclass
+class ReplayConfig:
+    """Replay of old data inside a stage; normalised and range-checked by ``data.replay.Replay``."""
+
+    ratio: float = 0.0  # share of the stage's tokens drawn from `sources`, in [0, 1)
+    mode: str = "seen"  # seen: windows an ancestor trained on; fresh: windows no ancestor read
+    sources: Dict[str, float] = field(default_factory=dict)  # corpus role -> weight (sums to 1)
+    reshuffle: bool = False  # seen mode: permute instead of the original order
+
+
+@dataclass
+class StageConfig:
+    """One node of an experiment's stage graph (see ``pipeline.stages``)."""
+
+    data: Dict[str, float] = MISSING  # corpus role -> weight of the new data (sums to 1)
+    tokens: int = MISSING  # the stage's total token budget (replay included)
+    schedule: ScheduleConfig = MISSING
+    parent: Optional[str] = None  # start from this stage's final weights
+    init_from: Optional[str] = None  # or from a hub id / local Hugging Face folder
+    optimizer: str = "reset"  # reset | keep (the parent's AdamW moments)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    role: Optional[str] = None  # pretrain | continual | union | branch | main | ptfs | cpt; default by parent
+    version: Optional[int] = None  # paper 2: the release this stage belongs to
+    allow_repeat: bool = False  # let a source repeat windows when it is smaller than its quota
+    evaluate: bool = False  # run the evaluation suite on it when evaluation.auto
+
+
+@dataclass
+class UnionConfig:
+    """The derived union baseline: from scratch on all the data of the chain ending at ``leaf``."""
+
+    leaf: str = MISSING
+    schedule: ScheduleConfig = MISSING  # usually the pre-training schedule (from scratch)
+    name: str = "union"
+    allow_repeat: bool = False
+
+
+@dataclass
+class ExperimentConfig:
+    """A stage graph; ``params`` holds a preset's own knobs (e.g. ``params.cooldown_shape``)."""
+
+    name: str = MISSING
+    stages: Dict[str, StageConfig] = MISSING
+    variant: Optional[str] = None  # legend label of the ablation cell
+    union: Optional[UnionConfig] = None
+    params: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ShiftConfig:
+    """Paper 1's distribution shift of the continual stage: a label and the new-data mixture."""
+
+    name: str = MISSING  # none | weak | strong (a label; rows record the shift measured from the corpora)
+    data: Dict[str, float] = MISSING
+
+
+@dataclass
+class OptimConfig:
+    """AdamW as in paper 1's GPT-NeoX setup (§6.1): the LR itself comes from the stage's schedule."""
+
+    betas: List[float] = MISSING
+    eps: float = MISSING
+    weight_decay: float = MISSING  # on >= 2-D parameters only
+    lr_scale: float = MISSING  # per-group multiplier read by LRScheduleCallback
+    grad_clip_norm: float = MISSING  # global L2 norm, passed as Trainer(gradient_clip_val=...)
+    fused: Optional[bool] = MISSING  # null: the fused kernel on CPU/CUDA
+
+    def __post_init__(self) -> None:
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise config_error("optim.betas", f"must be two numbers in [0, 1), got {list(self.betas)}")
+        if not self.eps > 0:
+            raise config_error("optim.eps", f"must be > 0, got {self.eps}")
+        if self.weight_decay < 0:
+            raise config_error("optim.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        if not (math.isfinite(self.grad_clip_norm) and self.grad_clip_norm > 0):
+            raise config_error("optim.grad_clip_norm", f"must be > 0, got {self.grad_clip_norm}")
+
+
+@dataclass
+class ModelConfig:
+    """A GPT-NeoX decoder shape (``training.model``); the weights are always a stage's business."""
+
+    name: str = MISSING
+    d_model: int = MISSING
+    n_layers: int = MISSING
+    n_heads: int = MISSING
+    seq_len: int = MISSING  # context, tokens
+    vocab_size: Optional[int] = None  # embedding rows; null: the tokenizer's size
+    rotary_pct: float = 0.25
+    parallel_residual: bool = True
+    dropout: float = 0.0
+    d_ff: Optional[int] = None  # MLP width; null: 4 * d_model
+    rotary_base: Optional[float] = None  # null: 10000
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning Trainer arguments the runner passes through."""
+
+    accelerator: str = MISSING
+    devices: Any = MISSING  # int, -1 (all visible) or a list of ids
+    precision: str = MISSING
+    strategy: str = MISSING
+    num_nodes: int = MISSING
+
+
+@dataclass
+class LoggerConfig:
+    """Extra loggers beside the always-on CSV log (which feeds the results tables)."""
+
+    extra: List[str] = field(default_factory=list)  # tensorboard | wandb
+    wandb_mode: str = "offline"  # offline | online | disabled
+    wandb_project: str = "cpt-experiments"
+
+
+@dataclass
+class EvalSuiteConfig:
+    """An lm-eval suite: task names and how to run them."""
+
+    tasks: List[str] = MISSING
+    num_fewshot: Optional[int] = 0
+    limit: Optional[float] = None  # per task: a count (>= 1) or a fraction (< 1); held-out: documents per role
+    batch_size: int = 8
+    offline: bool = True  # only local task files, no hub
+    heldout: bool = False  # render cpt_heldout_<role> tasks from the corpora's validation documents
+
+
+@dataclass
+class EvaluationConfig:
+    """Evaluation after training: the stages marked ``evaluate: true``."""
+
+    auto: bool = False
+    suite: EvalSuiteConfig = MISSING
+
+
+@dataclass
+class TrainRoot:
+    """Root of ``python -m cpt_experiments.train``."""
+
+    seed: int = 0
+    scale: str = MISSING
+    allow_dirty_results: bool = False  # write into results/ from a tree with uncommitted changes
+    paths: PathsConfig = MISSING
+    corpora: Dict[str, Any] = MISSING  # role -> corpus (validated by data.corpus.CorpusSpec)
+    tokenizer: Dict[str, Any] = MISSING  # validated by data.tokenizer.get_tokenizer
+    model: ModelConfig = MISSING
+    optim: OptimConfig = MISSING
+    train: TrainConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    logger: LoggerConfig = MISSING
+    shift: ShiftConfig = MISSING
+    replay: ReplayConfig = MISSING
+    lr: LRConfig = MISSING  # set by `scale`
+    budget: BudgetConfig = MISSING  # set by `scale`
+    schedules: Dict[str, ScheduleConfig] = field(default_factory=dict)
+    evaluation: EvaluationConfig = MISSING
+    experiment: Optional[ExperimentConfig] = None
+
+
+@dataclass
+class EvaluateRoot:
+    """Root of ``python -m cpt_experiments.evaluate``: one checkpoint folder or a run's stages."""
+
+    paths: PathsConfig = MISSING
+    corpora: Dict[str, Any] = MISSING
+    eval_suite: EvalSuiteConfig = MISSING
+    checkpoint: Optional[str] = None  # an exported stage folder; rows get run_id "adhoc"
+    run_id: Optional[str] = None  # every finished stage of this run in the runs table...
+    stages: Optional[List[str]] = None  # ...or only these
+    device: str = "cpu"
+    seed: int = 0
+
+
+def typed(schema: type, cfg: Any) -> tuple[Any, dict[str, Any]]:
+    """``cfg`` merged into ``schema``: (the dataclass instance, the resolved plain dict).
+
+    Merging rejects unknown keys and wrong types; instantiating runs the range checks. Every
+    error is one ``ConfigError`` line naming the key.
+    """
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
+        plain = OmegaConf.to_container(merged, resolve=True, throw_on_missing=True)
+        return OmegaConf.to_object(merged), plain  # type: ignore[return-value]
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "config"
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise config_error(str(key), msg) from None
+
+
+def register() -> None:
+    """Store the root schemas as ``train_schema`` and ``evaluate_schema`` (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainRoot)
+    cs.store(name="evaluate_schema", node=EvaluateRoot)
+
+
+register()

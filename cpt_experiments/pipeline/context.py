@@ -1,0 +1,108 @@
+"""What every stage of a run shares: the typed config, tokenizer, token caches, batch geometry, valsets.
+
+``typed_config`` turns a composed Hydra config into the typed ``config.TrainRoot`` (the one
+validation of keys, types and ranges); ``prepare_run`` then builds the data side of a run:
+tokenizer, token caches of every role the stages use, and the fixed validation windows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from cpt_experiments.config import TrainRoot, typed
+from cpt_experiments.data.corpus import CorpusSpec
+from cpt_experiments.data.token_cache import TokenFile, prepare_corpora
+from cpt_experiments.data.tokenizer import get_tokenizer, tokenizer_hash
+from cpt_experiments.errors import config_error
+from cpt_experiments.eval.domain_loss import ValSet, make_valset
+from cpt_experiments.pipeline.stage_plan import Geometry
+from cpt_experiments.pipeline.stages import Stage
+from cpt_experiments.training.model import resolve_vocab_size
+
+log = logging.getLogger(__name__)
+
+
+def typed_config(cfg: DictConfig | Mapping[str, Any]) -> tuple[TrainRoot, dict[str, Any]]:
+    """The composed config as a typed ``TrainRoot`` (keys, types and ranges checked) and as a resolved dict."""
+    root, plain = typed(TrainRoot, cfg)
+    if root.experiment is None:
+        raise config_error("experiment", "choose an experiment preset, e.g. experiment=quickstart")
+    return root, plain
+
+
+def roles_of(stages: Mapping[str, Stage]) -> list[str]:
+    """Corpus roles the stages read (as data or replay), in first-use order."""
+    roles: list[str] = []
+    for s in stages.values():
+        for r in [*s.data, *s.replay.sources]:
+            if r not in roles:
+                roles.append(r)
+    return roles
+
+
+@dataclass
+class RunContext:
+    """Everything a stage of this run needs besides its own spec and plan."""
+
+    cfg: TrainRoot
+    tokenizer: Any
+    tokenizer_hash: str
+    vocab_size: int  # embedding rows of the model
+    geometry: Geometry
+    roles: list[str]  # corpus roles the experiment reads
+    token_files: dict[str, dict[str, TokenFile]]  # role -> split -> token cache
+    valsets: dict[str, ValSet]  # role -> fixed validation windows (roles with a validation split)
+
+    @property
+    def model_cfg(self) -> dict[str, Any]:
+        return asdict(self.cfg.model)
+
+    @property
+    def optim_cfg(self) -> dict[str, Any]:
+        return asdict(self.cfg.optim)
+
+    def train_tokens(self, role: str) -> np.ndarray:
+        return self.token_files[role]["train"].tokens
+
+    def corpus_id(self, role: str) -> str:
+        """``<corpus name>@<train cache key>``: which corpus filled ``role``, and its exact content."""
+        manifest = self.token_files[role]["train"].manifest
+        return f"{manifest['spec']['name']}@{manifest['cache_key'][:12]}"
+
+
+def prepare_run(cfg: TrainRoot, stages: Mapping[str, Stage]) -> RunContext:
+    """Build the tokenizer, the token caches of every role the stages use, and the validation windows."""
+    if cfg.train.torch_threads:
+        torch.set_num_threads(cfg.train.torch_threads)
+    roles = roles_of(stages)
+    for s in stages.values():
+        for r in [*s.data, *s.replay.sources]:
+            if r not in cfg.corpora:
+                raise config_error(
+                    f"experiment.stages.{s.name}", f"unknown corpus role {r!r} (known: {', '.join(cfg.corpora)})"
+                )
+    paths = cfg.paths
+    tok_cfg = dict(cfg.tokenizer)
+    train_role = tok_cfg.get("train_corpus")
+    if train_role is not None and train_role not in cfg.corpora:
+        raise config_error("tokenizer.train_corpus", f"no corpus role {train_role!r} (known: {', '.join(cfg.corpora)})")
+    tok_spec = CorpusSpec.from_config(cfg.corpora[train_role], key=f"corpora.{train_role}") if train_role else None
+    tokenizer = get_tokenizer(tok_cfg, tok_spec, paths.data_dir, paths.cache_dir)
+    vocab_size = resolve_vocab_size(asdict(cfg.model), len(tokenizer))
+    token_files = prepare_corpora(cfg.corpora, tokenizer, paths.data_dir, paths.cache_dir, roles=roles)
+    geometry = Geometry(cfg.model.seq_len, cfg.train.global_batch_windows)
+    valsets = {
+        r: make_valset(
+            files["validation"].tokens, geometry.seq_len, cfg.train.val_windows, tokenizer, key=f"corpora.{r}"
+        )
+        for r, files in token_files.items()
+        if "validation" in files
+    }
+    return RunContext(cfg, tokenizer, tokenizer_hash(tokenizer), vocab_size, geometry, roles, token_files, valsets)

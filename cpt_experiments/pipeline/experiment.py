@@ -1,0 +1,186 @@
+"""Run an experiment: a stage graph, trained in topological order through the stage cache.
+
+``train(cfg)`` is what ``python -m cpt_experiments.train`` calls. ``run_experiment`` does it in
+four steps, each its own function or module:
+
+1. **plan** (``plan_experiment``): typed config -> stage graph (plus the derived union baseline)
+   -> tokenizer, token caches and validation windows (``context.prepare_run``) -> a content hash
+   and a ``StagePlan`` (steps, schedule, mixture) per stage. Every stage is validated here,
+   before any training;
+2. **train** each stage through the stage cache (``stage_runner.train_stage``), or reuse it;
+3. **measure** its final loss on every domain of the experiment (``eval.domain_loss``);
+4. **record** its ``runs`` and ``curves`` rows and the run's config snapshot (``records``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from cpt_experiments.config import ExperimentConfig, TrainRoot
+from cpt_experiments.errors import config_error
+from cpt_experiments.eval.domain_loss import domain_losses
+from cpt_experiments.pipeline import records
+from cpt_experiments.pipeline.context import RunContext, prepare_run, typed_config
+from cpt_experiments.pipeline.evaluation import evaluate_marked_stages
+from cpt_experiments.pipeline.stage_cache import stage_dir
+from cpt_experiments.pipeline.stage_plan import REPLAY_PREFIX, PlanBuilder
+from cpt_experiments.pipeline.stage_runner import StageJob, train_stage
+from cpt_experiments.pipeline.stages import Stage, lineage, parse_graph, stage_hash, union_baseline
+from cpt_experiments.results import store
+from cpt_experiments.training.loggers import extra_loggers
+from cpt_experiments.training.model import load_pretrained
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    """What one ``train`` call did: per stage, its hash, status and final per-domain losses."""
+
+    run_id: str
+    roles: list[str] = field(default_factory=list)
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def trained(self) -> list[str]:
+        return [n for n, s in self.stages.items() if s["status"] == "done"]
+
+
+@dataclass
+class ExperimentPlan:
+    """A validated experiment, ready to train: its stages, their hashes and plans, the shared context."""
+
+    stages: dict[str, Stage]
+    hashes: dict[str, str]
+    plans: PlanBuilder
+    ctx: RunContext
+
+
+def build_stages(exp: ExperimentConfig) -> dict[str, Stage]:
+    """Parse the experiment's stages and add the derived union baseline, if requested."""
+    stages = parse_graph({name: asdict(s) for name, s in exp.stages.items()})
+    union = exp.union
+    if union is not None:
+        if union.leaf not in stages:
+            raise config_error("experiment.union.leaf", f"unknown stage {union.leaf!r}")
+        if union.name in stages:
+            raise config_error("experiment.union.name", f"stage {union.name!r} already exists")
+        schedule = {k: v for k, v in asdict(union.schedule).items() if v is not None}
+        stages[union.name] = union_baseline(
+            stages, union.leaf, schedule, name=union.name, allow_repeat=union.allow_repeat
+        )
+    return stages
+
+
+def hash_stages(stages: Mapping[str, Stage], ctx: RunContext) -> dict[str, str]:
+    """Content hash of every stage: its spec, what shapes its training, and its parent's hash."""
+    cfg = ctx.cfg
+    hashes: dict[str, str] = {}
+    for s in stages.values():
+        context = {
+            "model": asdict(cfg.model), "optim": asdict(cfg.optim), "tokenizer": ctx.tokenizer_hash, "seed": cfg.seed,
+            "corpora": {r: ctx.token_files[r]["train"].manifest["cache_key"] for r in sorted({*s.data, *s.replay.sources})},
+            "seq_len": ctx.geometry.seq_len, "global_batch_windows": ctx.geometry.global_batch_windows,
+            "precision": cfg.trainer.precision,
+        }  # fmt: skip
+        hashes[s.name] = stage_hash(s, context, hashes[s.parent] if s.parent else None)
+    return hashes
+
+
+def check_init_checkpoint(name_or_path: str, vocab_size: int, key: str) -> None:
+    """The init checkpoint exists (local dir or hub id) and its embeddings fit the tokenizer."""
+    from transformers import AutoConfig
+
+    try:
+        hf_cfg = AutoConfig.from_pretrained(name_or_path)
+    except (OSError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise config_error(key, f"init checkpoint {name_or_path!r} not found: {first}") from None
+    if getattr(hf_cfg, "vocab_size", vocab_size) < vocab_size:
+        raise config_error(
+            key, f"tokenizer has {vocab_size} tokens but checkpoint {name_or_path!r} has {hf_cfg.vocab_size} embeddings"
+        )
+
+
+def plan_experiment(cfg: TrainRoot) -> ExperimentPlan:
+    """Build and validate every stage (budget, mixture, schedule, init checkpoint) before training anything."""
+    assert cfg.experiment is not None  # typed_config guarantees it
+    stages = build_stages(cfg.experiment)
+    ctx = prepare_run(cfg, stages)
+    hashes = hash_stages(stages, ctx)
+    plans = PlanBuilder(stages, hashes, {r: ctx.train_tokens(r) for r in ctx.roles}, ctx.geometry, cfg.seed)
+    for name, stage in stages.items():
+        plans.stage_plan(name)
+        if stage.init_from:
+            check_init_checkpoint(stage.init_from, ctx.vocab_size, f"experiment.stages.{name}.init_from")
+    return ExperimentPlan(stages, hashes, plans, ctx)
+
+
+def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
+    """Train (or reuse) every stage of ``cfg.experiment``; append results rows; return a summary."""
+    root, plain = typed_config(cfg)
+    commit = records.check_results_dir(root.paths.results_dir, root.allow_dirty_results)
+    xp = plan_experiment(root)
+    cfg_hash = records.config_hash(plain)
+    exp = root.experiment
+    assert exp is not None
+    rid = store.run_id(exp.name, root.seed, cfg_hash)
+    info = records.RunInfo(Path(root.paths.results_dir), rid, cfg_hash, commit, exp.name, exp.variant, xp.ctx)
+    records.write_config_snapshot(info, plain, xp.hashes)
+    summary = RunSummary(rid, xp.ctx.roles)
+    cumulative: dict[str, tuple[int, float]] = {}
+    for name, stage in xp.stages.items():
+        outcome, sd, plan, tokens_before = _run_stage(xp, info, plain, name)
+        model = load_pretrained(sd.final_dir, model_cfg=xp.ctx.model_cfg, vocab_size=xp.ctx.vocab_size)
+        final_val = domain_losses(model, xp.ctx.valsets)
+        done = outcome.summary
+        before_flops = cumulative[stage.parent][1] if stage.parent else 0.0
+        cumulative[name] = (tokens_before + int(done["tokens"]), before_flops + float(done.get("flops", 0.0)))
+        status = "done" if outcome.status == "trained" else "reused"
+        parent_hash = xp.hashes[stage.parent] if stage.parent else None
+        row = records.run_row(info, stage, xp.stages, sd, plan, status, done, cumulative[name], parent_hash)
+        records.append_stage_rows(info, row, sd, final_val, tokens_before)
+        summary.stages[name] = {
+            "hash": xp.hashes[name],
+            "status": status,
+            "final_val": final_val,
+            "dir": str(sd.root),
+            "checkpoint": str(sd.final_dir),
+            "evaluate": stage.evaluate,
+        }
+    return summary
+
+
+def _run_stage(xp: ExperimentPlan, info: records.RunInfo, plain: Mapping[str, Any], name: str):
+    """Train or reuse one stage; returns (outcome, stage dir, plan, tokens of its ancestors)."""
+    stage, ctx = xp.stages[name], xp.ctx
+    plan = xp.plans.stage_plan(name)
+    sd = stage_dir(ctx.cfg.paths.stage_dir, xp.hashes[name])
+    parent_sd = stage_dir(ctx.cfg.paths.stage_dir, xp.hashes[stage.parent]) if stage.parent else None
+    ancestors = lineage(xp.stages, name)[:-1]
+    tokens_before = sum(xp.plans.stage_plan(s.name).steps for s in ancestors) * ctx.geometry.tokens_per_step
+    job = StageJob(
+        stage=stage, stage_hash=xp.hashes[name], sd=sd, parent_sd=parent_sd, plan=plan,
+        train_sources={n: ctx.train_tokens(n.removeprefix(REPLAY_PREFIX)) for n in plan.mixture.names},
+        tokens_before=tokens_before, ctx=ctx,
+        spec={"stage": name, "hash": xp.hashes[name], "parent_hash": xp.hashes.get(stage.parent or ""),
+              "experiment": info.experiment, "config": dict(plain)},
+        extra_loggers=extra_loggers(asdict(ctx.cfg.logger), run_name=f"{info.run_id}-{name}", save_dir=sd.root),
+    )  # fmt: skip
+    return train_stage(job), sd, plan, tokens_before
+
+
+def train(cfg: DictConfig) -> RunSummary:
+    """Train or reuse every stage of ``cfg.experiment``, then evaluate marked stages if ``evaluation.auto``."""
+    summary = run_experiment(cfg)
+    for name, s in summary.stages.items():
+        losses = ", ".join(f"{d} {m['loss']:.3f}" for d, m in s["final_val"].items())
+        log.info("%s [%s] %s: %s", summary.run_id, s["status"], name, losses)
+    if cfg.evaluation.auto:
+        evaluate_marked_stages(cfg, summary.run_id, summary.roles, summary.stages)
+    return summary

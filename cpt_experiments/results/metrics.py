@@ -1,0 +1,247 @@
+"""Continual-pre-training metrics from the results tables: the loss matrix and what derives from it.
+
+Every quantity is computed from a stored loss matrix M[(run_id, stage), domain] of final
+validation losses (nats/token), with stage boundaries taken from ``runs`` (formulas written
+down, not implied). Domains are validation roles; which one is a stage's old data (D0, where
+forgetting shows) and which its new data (D1, where adaptation shows) is recorded in each runs
+row (``old_domain``, ``new_domain``), so no domain name is hard-coded here.
+
+Paper 2's cost accounting (``cumulative_cost``, ``cost_ratio``) uses only token (or FLOP)
+counts from ``runs``; the ratio to PTFS is computed, never assumed (paper 2, §4).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from cpt_experiments.errors import DataError
+
+#: Paper 1 metrics (forgetting, adaptation, union gap) apply to these roles; paper 2 uses version_losses.
+CONTINUAL_ROLES = frozenset({"continual"})
+#: Paper 2 strategies and the roles whose stages make up each one's training cost.
+STRATEGY_ROLES = {"ptfs": ("ptfs",), "cpt": ("cpt",), "path_switching": ("main", "branch")}
+
+
+def loss_matrix(curves: pd.DataFrame, runs: pd.DataFrame, *, metric: str = "loss") -> pd.DataFrame:
+    """Final validation ``metric`` per stage and domain: M[(run_id, stage), domain].
+
+    M[s, d] = value of the ``curves`` row (split=d, metric) at the last step of stage s that
+    has any validation row; a domain not evaluated at that step is NaN. Only stages present
+    in ``runs`` with status done or reused are kept (failed/running stages have no final
+    loss). Columns are the validation splits (every split except ``train``), sorted.
+    """
+    val = curves[(curves["metric"] == metric) & (curves["split"] != "train")]
+    if val.empty:
+        raise DataError(f"curves: no validation rows with metric {metric!r}")
+    last_step = val.groupby(["run_id", "stage"])["step"].transform("max")
+    final = val[val["step"] == last_step]
+    matrix = final.pivot_table(index=["run_id", "stage"], columns="split", values="value", aggfunc="mean")
+    ok = runs[runs["status"].isin(["done", "reused"])].set_index(["run_id", "stage"]).index
+    matrix = matrix[matrix.index.isin(ok)]
+    matrix.columns.name = "domain"
+    return matrix.reindex(columns=sorted(matrix.columns)).astype("float64")
+
+
+def stage_table(matrix: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per stage in ``matrix`` joined with its run factors and its pre-training reference.
+
+    Columns added: ``old_domain``, ``new_domain`` (from the runs row), ``old_loss``,
+    ``new_loss`` (M[s, old_domain], M[s, new_domain]), ``avg`` = (old_loss + new_loss) / 2
+    (paper 1's AVG), ``root_stage`` (the first ancestor of s following ``parent_stage``
+    within the run; s itself for a root) and ``pre_old_loss`` / ``pre_new_loss`` (M at the
+    root stage; looked up by (run_id, stage), else by the root's ``stage_hash`` in another run,
+    because a reused pre-training stage may have been collected only once).
+    """
+    info = runs.set_index(["run_id", "stage"])
+    rows = []
+    by_hash = _losses_by_hash(matrix, runs)
+    for (rid, stage), losses in matrix.iterrows():
+        if (rid, stage) not in info.index:
+            continue
+        r = info.loc[(rid, stage)]
+        shift = r["shift"] if pd.notna(r["shift"]) else "none"
+        if pd.isna(r["old_domain"]):
+            raise DataError(f"runs: stage {rid}/{stage} has no old_domain (collected by an older version?)")
+        old_dom = r["old_domain"]
+        new_dom = r["new_domain"] if pd.notna(r["new_domain"]) else old_dom
+        root = _root_stage(info, rid, stage)
+        pre = _lookup(matrix, by_hash, info, rid, root)
+        old_loss, new_loss = losses.get(old_dom, float("nan")), losses.get(new_dom, float("nan"))
+        rows.append(
+            {
+                "run_id": rid, "stage": stage, "role": r["role"], "experiment": r["experiment"],
+                "variant": r["variant"], "shift": shift, "schedule": r["schedule"],
+                "replay_ratio": r["replay_ratio"], "eta_max": r["eta_max"], "seed": r["seed"],
+                "scale": r["scale"], "model": r["model"], "version": r["version"],
+                "old_domain": old_dom, "new_domain": new_dom, "root_stage": root,
+                "old_loss": old_loss, "new_loss": new_loss, "avg": (old_loss + new_loss) / 2,
+                "pre_old_loss": pre.get(old_dom, float("nan")), "pre_new_loss": pre.get(new_dom, float("nan")),
+            }
+        )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def forgetting(table: pd.DataFrame) -> pd.Series:
+    """Forgetting of each continual stage: old_loss − pre_old_loss (nats/token; > 0 = forgot).
+
+    ``table`` is ``stage_table(...)``; the result is indexed by (run_id, stage) and holds only
+    stages with role continual.
+    """
+    t = _continual(table)
+    return (t["old_loss"] - t["pre_old_loss"]).rename("forgetting")
+
+
+def adaptation(table: pd.DataFrame) -> pd.Series:
+    """Adaptation of each continual stage: pre_new_loss − new_loss (nats/token; > 0 = learned).
+
+    pre_new_loss is the pre-trained model's loss on the new domain, i.e. the loss at the start
+    of the continual stage.
+    """
+    t = _continual(table)
+    return (t["pre_new_loss"] - t["new_loss"]).rename("adaptation")
+
+
+def union_gap(table: pd.DataFrame, *, match: tuple[str, ...] = ("shift", "scale", "model")) -> pd.DataFrame:
+    """Gap of each continual stage to its union baseline, per domain and AVG (nats/token).
+
+    gap_old = old_loss − U_old, gap_new = new_loss − U_new, gap_avg = avg − U_avg, where U is
+    the mean over seeds of the final losses of union-role stages with the same ``match``
+    columns (missing values match missing). Positive = the continual model is worse. Stages
+    without a matching union baseline get NaN.
+    """
+    t = _continual(table).reset_index()
+    union = table[table["role"] == "union"]
+    keys = list(match)
+    ref = (
+        union.assign(**{k: union[k].astype("object").fillna("") for k in keys})
+        .groupby(keys, dropna=False)[["old_loss", "new_loss", "avg"]]
+        .mean()
+        .add_prefix("union_")
+        .reset_index()
+    )
+    t = t.assign(**{f"_{k}": t[k].astype("object").fillna("") for k in keys})
+    merged = t.merge(ref, left_on=[f"_{k}" for k in keys], right_on=keys, how="left", suffixes=("", "_u"))
+    out = pd.DataFrame(
+        {
+            "run_id": merged["run_id"],
+            "stage": merged["stage"],
+            "gap_old": merged["old_loss"] - merged["union_old_loss"],
+            "gap_new": merged["new_loss"] - merged["union_new_loss"],
+            "gap_avg": merged["avg"] - merged["union_avg"],
+        }
+    )
+    return out.set_index(["run_id", "stage"])
+
+
+def summary(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Per continual stage: factors, old/new/AVG loss, forgetting, adaptation and union gaps."""
+    table = stage_table(loss_matrix(curves, runs), runs)
+    t = _continual(table)
+    return t.join(forgetting(table)).join(adaptation(table)).join(union_gap(table))
+
+
+def version_losses(matrix: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Paper 2: final loss of the model released at each version, per strategy.
+
+    The released model of version i is stage ptfs_i (PTFS), cpt_i (CPT) or branch_i (path
+    switching; the main path is never released). loss = mean of M over the domains evaluated
+    at that stage (paper 2's versions share one distribution), averaged over seeds. Returns
+    columns strategy, variant, version, loss, n_seeds.
+    """
+    released = {"ptfs": "ptfs", "cpt": "cpt", "branch": "path_switching"}
+    info = runs[runs["role"].isin(list(released))].set_index(["run_id", "stage"])
+    keep = matrix.index.isin(info.index)
+    if not keep.any():
+        raise DataError("curves: no validation loss for stages with role ptfs, cpt or branch")
+    rows = info.loc[matrix.index[keep]].assign(loss=matrix[keep].mean(axis=1, skipna=True).to_numpy())
+    rows = rows.assign(strategy=rows["role"].map(released), variant=rows["variant"].fillna(""))
+    if rows["version"].isna().any():
+        raise DataError("runs: a ptfs/cpt/branch stage has no 'version'")
+    out = rows.groupby(["strategy", "variant", "version"]).agg(loss=("loss", "mean"), n_seeds=("seed", "nunique"))
+    out = out.reset_index()
+    out["version"] = out["version"].astype("int64")
+    return out
+
+
+def cumulative_cost(runs: pd.DataFrame, *, unit: str = "tokens") -> pd.DataFrame:
+    """Paper 2's training cost per strategy and version, cumulated over versions.
+
+    With T(s) = ``stage_<unit>`` of stage s (tokens or FLOPs) and stages counted once per
+    ``stage_hash`` (a stage shared by two runs is paid once):
+
+    * C_PTFS(N) = Σ_{i≤N} T(ptfs_i)          — version i re-trains from scratch on all data up to i;
+    * C_CPT(N)  = Σ_{i≤N} T(cpt_i)           — version i trains on the new data only;
+    * C_PS(N)   = Σ_{i≤N} [T(main_i) + T(branch_i)] — main path at η_max plus one decay branch per version.
+
+    With equal increments ΔS and branches of α·ΔS this is accounting A of papers.md B-d5:
+    C_PTFS = N(N+1)/2·ΔS, C_CPT = N·ΔS, C_PS = N(1+α)·ΔS. Costs are computed per (strategy,
+    variant, seed) and then averaged over seeds. Returns columns strategy, variant, version,
+    cost, cumulative_cost.
+    """
+    col = f"stage_{unit}"
+    if col not in runs.columns:
+        raise DataError(f"runs: no column {col!r} (unit must be 'tokens' or 'flops')")
+    frames = []
+    for strategy, roles in STRATEGY_ROLES.items():
+        sel = runs[runs["role"].isin(roles) & runs["status"].isin(["done", "reused"])].copy()
+        if sel.empty:
+            continue
+        if sel["version"].isna().any() or sel[col].isna().any():
+            bad = sel[sel["version"].isna() | sel[col].isna()].iloc[0]
+            raise DataError(f"runs: {strategy} stage {bad['run_id']}/{bad['stage']} lacks 'version' or {col!r}")
+        sel["_stage_key"] = sel["stage_hash"].fillna(sel["run_id"] + "/" + sel["stage"])
+        sel["variant"] = sel["variant"].fillna("")
+        sel = sel.drop_duplicates(["variant", "seed", "_stage_key"])
+        per = sel.groupby(["variant", "seed", "version"], dropna=False)[col].sum().astype("float64").rename("cost")
+        per = per.reset_index().sort_values(["variant", "seed", "version"])
+        per["cumulative_cost"] = per.groupby(["variant", "seed"], dropna=False)["cost"].cumsum()
+        mean = per.groupby(["variant", "version"], dropna=False)[["cost", "cumulative_cost"]].mean().reset_index()
+        frames.append(mean.assign(strategy=strategy))
+    if not frames:
+        raise DataError("runs: no stages with role ptfs, cpt, main or branch (paper 2 cost accounting)")
+    out = pd.concat(frames, ignore_index=True)
+    out["version"] = out["version"].astype("int64")
+    return out[["strategy", "variant", "version", "cost", "cumulative_cost"]]
+
+
+def cost_ratio(costs: pd.DataFrame) -> pd.DataFrame:
+    """Add ``ratio_to_ptfs`` = C_strategy(N) / C_PTFS(N) to ``cumulative_cost(...)`` output.
+
+    Under accounting A with equal increments this is 2(1+α)/(N+1) for path switching and
+    2/(N+1) for CPT (papers.md B-d5); the value here comes from the recorded token counts.
+    """
+    ptfs = costs[costs["strategy"] == "ptfs"]
+    if ptfs.empty:
+        raise DataError("runs: no stages with role ptfs: the cost ratio needs the PTFS baseline")
+    if ptfs["variant"].nunique() > 1:
+        raise DataError(f"runs: several PTFS variants {sorted(ptfs['variant'].unique())}: ratio is ambiguous")
+    base = ptfs.set_index("version")["cumulative_cost"]
+    return costs.assign(ratio_to_ptfs=costs["cumulative_cost"] / costs["version"].map(base))
+
+
+def _continual(table: pd.DataFrame) -> pd.DataFrame:
+    return table[table["role"].isin(CONTINUAL_ROLES)].set_index(["run_id", "stage"])
+
+
+def _root_stage(info: pd.DataFrame, rid: str, stage: str) -> str:
+    seen = {stage}
+    while True:
+        parent = info.loc[(rid, stage), "parent_stage"]
+        if pd.isna(parent) or (rid, parent) not in info.index:
+            return stage
+        if parent in seen:
+            raise DataError(f"runs: parent_stage cycle in run {rid!r} at stage {parent!r}")
+        seen.add(parent)
+        stage = parent
+
+
+def _losses_by_hash(matrix: pd.DataFrame, runs: pd.DataFrame) -> dict[str, pd.Series]:
+    hashes = runs.dropna(subset=["stage_hash"]).set_index(["run_id", "stage"])["stage_hash"]
+    return {hashes[k]: row for k, row in matrix.iterrows() if k in hashes.index}
+
+
+def _lookup(matrix: pd.DataFrame, by_hash: dict, info: pd.DataFrame, rid: str, stage: str) -> pd.Series:
+    if (rid, stage) in matrix.index:
+        return matrix.loc[(rid, stage)]
+    h = info.loc[(rid, stage), "stage_hash"]
+    return by_hash.get(h, pd.Series(dtype="float64")) if pd.notna(h) else pd.Series(dtype="float64")

@@ -1,0 +1,1 @@
+"""Training one stage: the model, the LightningModule, its datamodule, callbacks and loggers."""

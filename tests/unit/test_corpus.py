@@ -1,0 +1,236 @@
+"""Corpus specs: document-level split, caps, the one datasets-based loader, bad input, shipped configs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from cpt_experiments.data.corpus import (
+    CorpusSpec,
+    document_split,
+    iter_documents,
+    source_fingerprint,
+    split_documents,
+)
+from cpt_experiments.errors import ConfigError, DataError
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def local_spec(**overrides) -> CorpusSpec:
+    cfg = {"name": "toy", "source": "local", "path": "toy.jsonl", "id_field": "id", "validation_fraction": 0.3}
+    cfg.update(overrides)
+    return CorpusSpec.from_config(cfg, key="corpora.en_old")
+
+
+@pytest.fixture
+def toy_dir(tmp_path: Path) -> Path:
+    rows = [{"id": f"doc-{i}", "text": f"document number {i} says hello"} for i in range(200)]
+    write_jsonl(tmp_path / "toy.jsonl", rows)
+    return tmp_path
+
+
+def test_documents_in_file_order_with_ids(toy_dir: Path) -> None:
+    docs = list(iter_documents(local_spec(), toy_dir))
+    assert len(docs) == 200
+    assert docs[0] == ("doc-0", "document number 0 says hello")
+    assert docs[199][0] == "doc-199"
+
+
+def test_split_matches_sha256_rule_and_is_disjoint(toy_dir: Path) -> None:
+    spec = local_spec()
+    train = [k for k, _ in split_documents(spec, toy_dir, "train")]
+    val = [k for k, _ in split_documents(spec, toy_dir, "validation")]
+    assert not set(train) & set(val)
+    assert sorted(train + val) == sorted(f"doc-{i}" for i in range(200))
+    # The rule, restated independently: sha256(salt + key) as a fraction of 2**64 below 0.3.
+    expected_val = [
+        f"doc-{i}"
+        for i in range(200)
+        if int.from_bytes(hashlib.sha256(f"cpt-split-v1doc-{i}".encode()).digest()[:8], "big") / 2**64 < 0.3
+    ]
+    assert val == expected_val
+    assert 40 <= len(val) <= 80  # binomial(200, 0.3): mean 60, sd 6.5
+    assert [k for k, _ in split_documents(spec, toy_dir, "validation")] == val  # deterministic
+
+
+def test_split_is_per_document_not_per_position(toy_dir: Path) -> None:
+    full = local_spec()
+    capped = local_spec(max_documents=50)
+    val_capped = {k for k, _ in split_documents(capped, toy_dir, "validation")}
+    val_full = {k for k, _ in split_documents(full, toy_dir, "validation")}
+    assert val_capped == {k for k in val_full if int(k.split("-")[1]) < 50}
+    other_salt = {k for k, _ in split_documents(local_spec(split_salt="other"), toy_dir, "validation")}
+    assert other_salt != val_full
+
+
+def test_text_identifies_document_without_id_field(toy_dir: Path) -> None:
+    spec = local_spec(id_field=None)
+    key, text = next(iter_documents(spec, toy_dir))
+    assert key == text == "document number 0 says hello"
+    assert document_split(key, spec) in ("train", "validation")
+
+
+def test_max_documents_counts_non_empty_docs_in_order(tmp_path: Path) -> None:
+    rows = [{"id": "a", "text": "one"}, {"id": "b", "text": "  "}, {"id": "c", "text": "two"}, {"id": "d", "text": "x"}]
+    write_jsonl(tmp_path / "toy.jsonl", rows)
+    assert list(iter_documents(local_spec(max_documents=2), tmp_path)) == [("a", "one"), ("c", "two")]
+
+
+def test_text_and_parquet_formats(tmp_path: Path) -> None:
+    (tmp_path / "toy.txt").write_text("first line\nsecond line\n", encoding="utf-8")
+    spec = local_spec(path="toy.txt", format="text", id_field=None)
+    assert [t for _, t in iter_documents(spec, tmp_path)] == ["first line", "second line"]
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": ["p1", "p2"], "body": ["alpha", "beta"]}), tmp_path / "toy.parquet")
+    spec = local_spec(path=str(tmp_path / "toy.parquet"), format="parquet", text_field="body")
+    assert list(iter_documents(spec, None)) == [("p1", "alpha"), ("p2", "beta")]
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_hub_path_through_same_loader_on_local_dataset_dir(tmp_path: Path, monkeypatch, streaming: bool) -> None:
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_cache")  # non-streaming writes Arrow
+    repo = tmp_path / "fake_hub_repo"
+    repo.mkdir()
+    write_jsonl(repo / "train.jsonl", [{"id": "h1", "text": "hub one"}, {"id": "h2", "text": "hub two"}])
+    cfg = {
+        "name": "hubtoy",
+        "source": "hub",
+        "hub": {"path": str(repo), "name": None, "split": "train", "streaming": streaming},
+        "id_field": "id",
+    }
+    spec = CorpusSpec.from_config(cfg, key="corpora.en_new")
+    assert list(iter_documents(spec, None)) == [("h1", "hub one"), ("h2", "hub two")]
+
+
+def test_source_fingerprint_is_file_sha256_and_tracks_changes(toy_dir: Path) -> None:
+    spec = local_spec()
+    path = toy_dir / "toy.jsonl"
+    assert source_fingerprint(spec, toy_dir) == hashlib.sha256(path.read_bytes()).hexdigest()
+    path.write_text(path.read_text() + json.dumps({"id": "new", "text": "more"}) + "\n")
+    assert source_fingerprint(spec, toy_dir) == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_hub_fingerprint_depends_on_revision() -> None:
+    def hub(rev):
+        return CorpusSpec.from_config({"name": "h", "source": "hub", "hub": {"path": "org/ds", "revision": rev}})
+
+    assert source_fingerprint(hub("v1"), None) == source_fingerprint(hub("v1"), None)
+    assert source_fingerprint(hub("v1"), None) != source_fingerprint(hub("v2"), None)
+
+
+# --- bad input: one-line errors naming the file or key ---------------------------------------------------------
+
+
+def _one_line_error(excinfo) -> str:
+    msg = str(excinfo.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_missing_file_names_path(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as ei:
+        list(iter_documents(local_spec(path="nope.jsonl"), tmp_path))
+    assert str(tmp_path / "nope.jsonl") in _one_line_error(ei)
+
+
+@pytest.mark.parametrize("content", [b"", b'{"id": "a", "text": ""}\n{"id": "b", "text": "   "}\n'])
+def test_empty_corpus(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "toy.jsonl").write_bytes(content)
+    with pytest.raises(DataError) as ei:
+        list(iter_documents(local_spec(), tmp_path))
+    assert "toy.jsonl" in _one_line_error(ei)
+
+
+@pytest.mark.parametrize(
+    "fmt,name,content",
+    [
+        ("jsonl", "bad.jsonl", b'{"id": "a", "text": "ok"}\n{"id": "b", "text": "caf\xe9 \xff"}\n'),
+        ("text", "bad.txt", b"fine line\nbroken \xff\xfe line\n"),
+    ],
+)
+def test_invalid_utf8_names_file(tmp_path: Path, fmt: str, name: str, content: bytes) -> None:
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(DataError) as ei:
+        list(iter_documents(local_spec(path=name, format=fmt, id_field=None), tmp_path))
+    msg = _one_line_error(ei)
+    assert name in msg and "UTF-8" in msg
+
+
+def test_missing_text_field(tmp_path: Path) -> None:
+    (tmp_path / "toy.jsonl").write_text('{"id": "a", "text": "fine"}\n{"id": "b", "body": "text elsewhere"}\n')
+    with pytest.raises(DataError) as ei:
+        list(iter_documents(local_spec(), tmp_path))
+    msg = _one_line_error(ei)
+    assert "toy.jsonl" in msg and "record 2 has no text field 'text'" in msg
+
+
+def test_missing_id_field(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "toy.jsonl", [{"text": "no id here"}])
+    with pytest.raises(DataError, match="no id field 'id'"):
+        list(iter_documents(local_spec(), tmp_path))
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ({"source": "ftp"}, "corpora.en_old.source"),
+        ({"format": "csv"}, "corpora.en_old.format"),
+        ({"max_tokens": -1}, "corpora.en_old.max_tokens"),
+        ({"max_documents": -5}, "corpora.en_old.max_documents"),
+        ({"max_validation_tokens": 1.5}, "corpora.en_old.max_validation_tokens"),
+        ({"validation_fraction": 1.0}, "corpora.en_old.validation_fraction"),
+        ({"validation_fraction": -0.1}, "corpora.en_old.validation_fraction"),
+        ({"max_tokns": 5}, "corpora.en_old.max_tokns"),
+        ({"path": None}, "corpora.en_old.path"),
+    ],
+)
+def test_bad_config_names_key(override: dict, key: str) -> None:
+    with pytest.raises(ConfigError) as ei:
+        local_spec(**override)
+    assert _one_line_error(ei).startswith(key + ":")
+
+
+def test_hub_without_path_is_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"^corpora.x.hub"):
+        CorpusSpec.from_config({"name": "h", "source": "hub"}, key="corpora.x")
+
+
+# --- shipped configs ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted((CONF_DIR / "corpus").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_corpus_configs_are_valid(path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    spec = CorpusSpec.from_config(OmegaConf.load(path), key=f"corpus.{path.stem}")
+    assert spec.validation_fraction > 0
+
+
+@pytest.mark.parametrize(
+    "choice,names",
+    [
+        ("local", ("wiki_en", "web_en", "bundestag_de")),
+        ("hub", ("pile", "slimpajama", "fineweb2_de")),
+    ],
+)
+def test_corpora_role_sets_compose(choice: str, names: tuple[str, str, str]) -> None:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name=None, overrides=[f"+corpora={choice}"])
+    assert (cfg.corpora.en_old.name, cfg.corpora.en_new.name, cfg.corpora.de_new.name) == names
+    for role in ("en_old", "en_new", "de_new"):
+        CorpusSpec.from_config(cfg.corpora[role], key=f"corpora.{role}")

@@ -1,0 +1,134 @@
+"""Stage graphs: parsing errors, ordering, the derived union baseline, content hashes."""
+
+from __future__ import annotations
+
+import pytest
+
+from cpt_experiments.errors import ConfigError
+from cpt_experiments.pipeline.stages import lineage, parse_graph, stage_hash, union_baseline
+
+COS = {"name": "warmup_cosine", "max_lr": 1e-3, "min_lr": 1e-4, "warmup_frac": 0.01}
+
+
+def graph(**overrides):
+    g = {
+        "pre": {"data": {"en_old": 1.0}, "tokens": 1000, "schedule": COS},
+        "cont": {
+            "parent": "pre",
+            "data": {"de_new": 1.0},
+            "tokens": 500,
+            "schedule": COS,
+            "replay": {"ratio": 0.25, "sources": {"en_old": 1.0}, "mode": "seen"},
+        },
+    }
+    for k, v in overrides.items():
+        g[k] = v
+    return g
+
+
+def test_parse_orders_parents_first_and_fills_roles():
+    stages = parse_graph({"cont": graph()["cont"], "pre": graph()["pre"]})
+    assert list(stages) == ["pre", "cont"]
+    assert stages["pre"].role == "pretrain" and stages["cont"].role == "continual"
+    assert [s.name for s in lineage(stages, "cont")] == ["pre", "cont"]
+
+
+@pytest.mark.parametrize(
+    "patch, key",
+    [
+        (
+            {"cont": {"parent": "nope", "data": {"x": 1.0}, "tokens": 1, "schedule": COS}},
+            "experiment.stages.cont.parent",
+        ),
+        (
+            {"pre": {"parent": "cont", "data": {"x": 1.0}, "tokens": 1, "schedule": COS}},
+            "parent: the stage graph has a cycle",
+        ),
+        (
+            {"pre": {"data": {"a": 0.7, "b": 0.7}, "tokens": 1, "schedule": COS}},
+            "experiment.stages.pre.data: weights must sum to 1",
+        ),
+        (
+            {"pre": {"data": {"a": -0.5, "b": 1.5}, "tokens": 1, "schedule": COS}},
+            "experiment.stages.pre.data.a: weight must be a finite number >= 0",
+        ),
+        (
+            {"pre": {"data": {"a": 1.0}, "tokens": 0, "schedule": COS}},
+            "experiment.stages.pre.tokens: must be a positive integer",
+        ),
+        ({"pre": {"data": {"a": 1.0}, "tokens": 5, "schedule": {"max_lr": 1}}}, "experiment.stages.pre.schedule"),
+        (
+            {"pre": {"data": {"a": 1.0}, "tokens": 5, "schedule": COS, "optimizer": "keep"}},
+            "experiment.stages.pre.optimizer",
+        ),
+        (
+            {
+                "cont": {
+                    "parent": "pre",
+                    "data": {"a": 1.0},
+                    "tokens": 5,
+                    "schedule": COS,
+                    "replay": {"ratio": 1.0, "sources": {"a": 1}},
+                }
+            },
+            "experiment.stages.cont.replay.ratio: must be in [0, 1)",
+        ),
+        (
+            {"cont": {"parent": "pre", "data": {"a": 1.0}, "tokens": 5, "schedule": COS, "replay": {"ratio": -0.1}}},
+            "experiment.stages.cont.replay.ratio",
+        ),
+        (
+            {
+                "cont": {
+                    "parent": "pre",
+                    "data": {"a": 1.0},
+                    "tokens": 5,
+                    "schedule": COS,
+                    "replay": {"ratio": 0.1, "sources": {"a": 1}, "mode": "old"},
+                }
+            },
+            "experiment.stages.cont.replay.mode: unknown replay mode",
+        ),
+        (
+            {"cont": {"parent": "pre", "init_from": "x", "data": {"a": 1.0}, "tokens": 5, "schedule": COS}},
+            "experiment.stages.cont.init_from",
+        ),
+    ],
+)
+def test_bad_graphs_name_the_key(patch, key):
+    with pytest.raises(ConfigError) as err:
+        parse_graph(graph(**patch))
+    msg = str(err.value)
+    assert key in msg and "\n" not in msg
+
+
+def test_union_baseline_mixes_data_in_proportion_and_ignores_replay():
+    stages = parse_graph(graph())
+    union = union_baseline(stages, "cont", COS)
+    assert union.tokens == 1500
+    assert union.data == pytest.approx({"de_new": 500 / 1500, "en_old": 1000 / 1500})
+    assert union.parent is None and union.role == "union"
+    # Same union whatever the replay ratio: one baseline serves a whole replay sweep.
+    other = graph()
+    other["cont"]["replay"]["ratio"] = 0.05
+    assert union_baseline(parse_graph(other), "cont", COS).data == union.data
+
+
+def test_hash_stable_and_sensitive_to_what_matters():
+    stages = parse_graph(graph())
+    ctx = {"model": {"d": 32}, "seed": 0}
+    h_pre = stage_hash(stages["pre"], ctx, None)
+    assert h_pre == stage_hash(parse_graph(graph())["pre"], dict(ctx), None)
+    # The name does not matter (a shared pre-training stage is reused across experiments)...
+    renamed = parse_graph({"other": graph()["pre"]})["other"]
+    assert stage_hash(renamed, ctx, None) == h_pre
+    # ...its content, context and parent do.
+    assert stage_hash(stages["pre"], {**ctx, "seed": 1}, None) != h_pre
+    more = graph()
+    more["pre"]["tokens"] = 2000
+    assert stage_hash(parse_graph(more)["pre"], ctx, None) != h_pre
+    h_cont = stage_hash(stages["cont"], ctx, h_pre)
+    assert stage_hash(stages["cont"], ctx, "other-parent") != h_cont
+    lr = graph()
+    lr["cont"]["schedule"] = {**COS, "max_lr": 2e-3}
+    assert stage_hash(parse_graph(lr)["cont"], ctx, h_pre) != h_cont
