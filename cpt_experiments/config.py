@@ -12,6 +12,7 @@ Schedules and stages are further validated by ``schedules.build_schedule`` and
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
@@ -297,11 +298,27 @@ def typed(schema: type, cfg: Any) -> tuple[Any, dict[str, Any]]:
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
         plain = OmegaConf.to_container(merged, resolve=True, throw_on_missing=True)
-        return OmegaConf.to_object(merged), plain  # type: ignore[return-value]
+        obj = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or "config"
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise config_error(str(key), msg) from None
+    _reject_unknown(obj, plain, "")
+    return obj, plain
+
+
+def _reject_unknown(obj: Any, plain: Any, prefix: str) -> None:
+    """Hydra's ``+key=value`` adds keys even to a typed node, and ``to_object`` drops them silently;
+    a typo such as ``+replay.ratoi=0.1`` must fail instead of training with the default."""
+    if dataclasses.is_dataclass(obj) and isinstance(plain, dict):
+        known = {f.name for f in dataclasses.fields(obj)}
+        for key in plain:
+            if key not in known:
+                raise config_error(f"{prefix}{key}", f"unknown key (known: {', '.join(sorted(known))})")
+            _reject_unknown(getattr(obj, key), plain[key], f"{prefix}{key}.")
+    elif isinstance(obj, dict) and isinstance(plain, dict):
+        for key, value in obj.items():
+            _reject_unknown(value, plain.get(key), f"{prefix}{key}.")
 
 
 def register() -> None:

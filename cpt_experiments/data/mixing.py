@@ -1,7 +1,7 @@
 """A deterministic mixture plan: global window position -> (source, window), with exact per-block quotas.
 
 Why exact quotas: Paper 1 applies replay per batch (GPT-NeoX blends every 1104-sample batch to x% +- 1,
-papers.md A5), and mixtures that only hold "on average" drift visibly (landscape pitfall 14). Here every block of
+paper 1, §4.2), and mixtures that only hold "on average" drift visibly. Here every block of
 ``block_batches * batch_windows`` consecutive positions holds a fixed count per source. The plan is a pure function
 of its arguments; position ``p`` is resolved in O(block + sources) without materialising the stage.
 Pure numpy, no torch.

@@ -1,6 +1,6 @@
 """Replay of old data (paper 1, compute-equivalent): its settings, weights, and sources built from an earlier stage's plan.
 
-Replay REPLACES that share of new tokens, so a stage's budget stays fixed (papers.md A5). A ``seen``
+Replay REPLACES that share of new tokens, so a stage's budget stays fixed (paper 1, §4.2). A ``seen``
 source re-reads the windows an earlier stage consumed, in their original order by default; a
 ``fresh`` source draws old-corpus windows no earlier stage consumed. Pure numpy, no torch.
 """

@@ -1,6 +1,6 @@
 """Rank-sharded, resumable batch sampler over the global positions of a mixture plan.
 
-The global order is the plan's position order and does not depend on the world size (style guide C4).
+The global order is the plan's position order and does not depend on the world size.
 With ``G = micro_batch * world_size * accumulate`` windows per optimizer step, step ``s`` consumes positions
 ``[s*G, (s+1)*G)``. Within the step, micro-batch ``j`` (0 <= j < accumulate) of rank ``r`` is
 
@@ -8,7 +8,7 @@ With ``G = micro_batch * world_size * accumulate`` windows per optimizer step, s
 
 so the ranks' shards are disjoint, each micro-batch slot is a contiguous slice, and the union over ranks and
 micro-batches is exactly the global order. Resuming at step ``s`` yields exactly the suffix of the uninterrupted
-stream, so a resumed run neither repeats nor skips windows (landscape pitfalls 1, 15).
+stream, so a resumed run neither repeats nor skips windows.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Fixed-length training windows over a 1-D token array (nanoGPT's memmap contract).
 
-Every window has the same number of tokens, so a fraction of windows is the same fraction of tokens
-(style guide C4): a 5% replay share in windows is a 5% share in tokens.
+Every window has the same number of tokens, so a fraction of windows is the same fraction of tokens:
+a 5% replay share in windows is a 5% share in tokens.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ def config_hash(plain_cfg: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(material).encode()).hexdigest()
 
 
-def git_state(root: Path = REPO_ROOT) -> tuple[str, bool]:
+def git_state(root: Path | None = None) -> tuple[str, bool]:
     """(HEAD commit, whether the tree has changes outside ``results/``); ("", False) outside git.
 
     Changes under ``results/`` do not count: a sweep writing its rows there would otherwise make
@@ -76,8 +76,9 @@ def is_under(path: str | Path, root: str | Path) -> bool:
     return True
 
 
-def check_results_dir(results_dir: str | Path, allow_dirty: bool, root: Path = REPO_ROOT) -> str:
+def check_results_dir(results_dir: str | Path, allow_dirty: bool, root: Path | None = None) -> str:
     """The git commit to record (``+dirty`` when dirty); refuses a dirty write into committed results."""
+    root = root or REPO_ROOT
     sha, dirty = git_state(root)
     if dirty and not allow_dirty and is_under(results_dir, root / "results"):
         raise config_error(

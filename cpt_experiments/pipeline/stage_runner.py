@@ -1,7 +1,7 @@
 """Train one stage: build its module, data and trainer; resume, checkpoint, export, mark done.
 
 The runner never uses Lightning's ``ckpt_path`` to *start* a stage from its parent (that would
-restore the parent's optimizer, schedule counters and data position: landscape pitfalls 1-2).
+restore the parent's optimizer, schedule counters and data position).
 A stage starts from the parent's exported weights (and, with ``optimizer: keep``, its moments);
 ``ckpt_path`` is used only to resume the *same* stage after an interruption.
 """

@@ -173,7 +173,7 @@ def cumulative_cost(runs: pd.DataFrame, *, unit: str = "tokens") -> pd.DataFrame
     * C_CPT(N)  = Σ_{i≤N} T(cpt_i)           — version i trains on the new data only;
     * C_PS(N)   = Σ_{i≤N} [T(main_i) + T(branch_i)] — main path at η_max plus one decay branch per version.
 
-    With equal increments ΔS and branches of α·ΔS this is accounting A of papers.md B-d5:
+    With equal increments ΔS and branches of α·ΔS this is accounting A of the README's reading of paper 2's cost model:
     C_PTFS = N(N+1)/2·ΔS, C_CPT = N·ΔS, C_PS = N(1+α)·ΔS. Costs are computed per (strategy,
     variant, seed) and then averaged over seeds. Returns columns strategy, variant, version,
     cost, cumulative_cost.
@@ -208,7 +208,7 @@ def cost_ratio(costs: pd.DataFrame) -> pd.DataFrame:
     """Add ``ratio_to_ptfs`` = C_strategy(N) / C_PTFS(N) to ``cumulative_cost(...)`` output.
 
     Under accounting A with equal increments this is 2(1+α)/(N+1) for path switching and
-    2/(N+1) for CPT (papers.md B-d5); the value here comes from the recorded token counts.
+    2/(N+1) for CPT (accounting A); the value here comes from the recorded token counts.
     """
     ptfs = costs[costs["strategy"] == "ptfs"]
     if ptfs.empty:

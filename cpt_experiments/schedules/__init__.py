@@ -4,8 +4,8 @@ Conventions (one place; ``tests/test_schedules.py`` checks each):
 
 * ``step`` = number of completed optimizer steps **within the stage**, 0-based. ``f(step)`` is the
   LR used by the update that takes the model from ``step`` to ``step + 1``, so a stage of T steps
-  applies ``f(0) … f(T − 1)``. The counter restarts at 0 in every stage, as in paper 1's fork
-  (papers.md A3 "Stage transition").
+  applies ``f(0) … f(T − 1)``. The counter restarts at 0 in every stage, as in paper 1's training code
+  (paper 1, §5.2).
 * Every function returns the **absolute** LR (the papers sweep η_max = 0.5×/1×/2× the peak).
   The callback multiplies it by an optional per-param-group ``lr_scale``.
 * Warmup is linear **from 0**: ``f(n) = η_max·n/W`` for ``0 ≤ n ≤ W`` (so ``f(0) = 0`` and
@@ -18,7 +18,8 @@ Conventions (one place; ``tests/test_schedules.py`` checks each):
 * Stage-length parameters in a spec are fractions of the stage; ``build_schedule`` converts them
   with the stage's ``total_steps`` (derived by the caller from the token budget).
 
-Formulas: papers.md A4 items 1–6 (paper 1, from the authors' GPT-NeoX fork) and B2/B-d4 (paper 2).
+Formulas: paper 1, §5 and §7.2–7.4 (as in the authors' GPT-NeoX configs), and paper 2's main path and
+branches (shapes where the paper gives none are our reading, stated in the README).
 """
 
 from cpt_experiments.schedules.build import SCHEDULES, Schedule, build_schedule, schedule_preview

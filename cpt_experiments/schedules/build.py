@@ -131,7 +131,7 @@ def _build_infinite(s: _Spec, total: int) -> Schedule:
             "exceeds the stage (must be <= 1)",
         )
     shape_name = s.choice("cooldown_shape", _COOLDOWN_SHAPES)
-    alpha = s.number("alpha", 10.0)  # paper 1's timescale (A4.5)
+    alpha = s.number("alpha", 10.0)  # paper 1's timescale (§7.2)
     if alpha <= 0:
         raise s.fail("alpha", f"must be > 0, got {alpha!r}")
     cooldown: shapes.DecayShape = {
@@ -190,7 +190,7 @@ def _build_repeated_cosine(s: _Spec, total: int) -> Schedule:
     num_repeats = s.number("num_repeats")
     if num_repeats < 1 or num_repeats != int(num_repeats) or num_repeats > total:
         raise s.fail("num_repeats", f"must be an integer in [1, total_steps={total}], got {num_repeats!r}")
-    warmup_frac = s.frac("warmup_frac")  # of each cycle, as in the fork (W = 0.01·P)
+    warmup_frac = s.frac("warmup_frac")  # of each cycle, as in the authors' configs (W = 0.01·P)
     if warmup_frac >= 1.0:
         raise s.fail("warmup_frac", f"warmup must be shorter than a cycle, got {warmup_frac!r}")
     period = total / int(num_repeats)
@@ -227,7 +227,7 @@ def _build_branch_decay(s: _Spec, total: int) -> Schedule:
     s.used.update({"step_fracs", "step_factors"})  # allowed in every preset, read only by multistep
     if shape_name == "multistep":
         decay = _multistep_shape(s, max_lr, min_lr)
-    else:  # Knee's exploit phase is a linear decay (Iyer et al.; papers.md B-d4).
+    else:  # Knee's exploit phase is a linear decay (Iyer et al.'s explore-exploit schedule).
         decay = shapes.cosine_decay if shape_name == "cosine" else shapes.linear_decay
     return functools.partial(
         shapes.branch_decay, max_lr=max_lr, min_lr=min_lr, decay_steps=decay_frac * total, decay=decay

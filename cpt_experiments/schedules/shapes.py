@@ -20,12 +20,12 @@ DecayShape = Callable[[float, float, float], float]
 
 
 def linear_decay(s: float, hi: float, lo: float) -> float:
-    """hi − (hi − lo)·s: the linear cooldown of paper 1 (A4.5) and the Knee branch of paper 2 (B-d4)."""
+    """hi − (hi − lo)·s: the linear cooldown of paper 1 (§7.2) and the Knee branch of paper 2."""
     return hi - (hi - lo) * s
 
 
 def cosine_decay(s: float, hi: float, lo: float) -> float:
-    """lo + ½(hi − lo)(1 + cos πs): paper 1 Eq. 2 (A4.2) and the cosine cooldown (A4.5)."""
+    """lo + ½(hi − lo)(1 + cos πs): paper 1 Eq. 2 (§5) and the cosine cooldown (§7.2)."""
     return lo + 0.5 * (hi - lo) * (1.0 + math.cos(math.pi * s))
 
 
@@ -35,7 +35,7 @@ def sqrt_decay(s: float, hi: float, lo: float) -> float:
 
 
 def inverse_sqrt_decay(s: float, hi: float, lo: float, *, alpha: float) -> float:
-    """hi + (lo − hi)·h(s)/h(1), h(x) = 1/√(1 + αx) − 1: paper 1's InvSqrt cooldown, α = 10 (A4.5)."""
+    """hi + (lo − hi)·h(s)/h(1), h(x) = 1/√(1 + αx) − 1: paper 1's InvSqrt cooldown, α = 10 (§7.2)."""
 
     def h(x: float) -> float:
         return 1.0 / math.sqrt(1.0 + alpha * x) - 1.0
@@ -46,7 +46,7 @@ def inverse_sqrt_decay(s: float, hi: float, lo: float, *, alpha: float) -> float
 def multistep_decay(
     s: float, hi: float, lo: float, *, step_fracs: Sequence[float], step_factors: Sequence[float]
 ) -> float:
-    """hi·step_factors[k] for the last k with step_fracs[k] ≤ s, hi before the first drop (B-d4).
+    """hi·step_factors[k] for the last k with step_fracs[k] ≤ s, hi before the first drop.
 
     DeepSeek-style drops (×0.316, then 0.1 of the peak). ``lo`` is reached by the caller at s = 1;
     the builder checks that the last factor times ``hi`` equals ``lo`` so the hold is continuous.
@@ -63,7 +63,7 @@ def multistep_decay(
 
 
 def constant(step: int, *, lr: float) -> float:
-    """``lr`` at every step: paper 1's no-re-warm baseline at η_min (A4.4)."""
+    """``lr`` at every step: paper 1's no-re-warm baseline at η_min (§5.1)."""
     return lr
 
 
@@ -77,7 +77,7 @@ def warmup_constant(step: int, *, max_lr: float, warmup_steps: float) -> float:
 def warmup_cosine(step: int, *, max_lr: float, min_lr: float, warmup_steps: float, total_steps: int) -> float:
     """Warmup 0 → η_max over W, cosine to η_min at T with denominator T − W, floored at η_min.
 
-    Paper 1 Eq. 1–2 (A4.1–A4.3); also the re-warm + re-decay at a stage boundary (counter restarts
+    Paper 1 Eq. 1–2 (§5); also the re-warm + re-decay at a stage boundary (counter restarts
     at 0, so the re-warm starts from 0). Steps past T hold η_min.
     """
     if warmup_steps > 0 and step <= warmup_steps:
@@ -99,7 +99,7 @@ def infinite(
     anneal_steps: float,
     cooldown: DecayShape,
 ) -> float:
-    """Paper 1's infinite schedule (A4.5): warmup, cooldown η_max → η_const, constant, exp anneal.
+    """Paper 1's infinite schedule (§7.2): warmup, cooldown η_max → η_const, constant, exp anneal.
 
     With m = step − W: cooldown for m < D (progress m/D), η_const while m ≤ K (``constant_end``),
     then η_const·(η_min/η_const)^((m − K)/A), floored at η_min. ``anneal_steps`` = 0 means no anneal
@@ -147,7 +147,7 @@ def wsd(
 def repeated_cosine(
     step: int, *, max_lr: float, min_lr: float, warmup_steps: float, period_steps: float, total_steps: int
 ) -> float:
-    """The fork's ``cosine-inf`` (A4.6): cycles of length P, each warmup W then cosine to η_min.
+    """The authors' ``cosine-inf`` (paper 1, §7.2): cycles of length P, each warmup W then cosine to η_min.
 
     The first cycle warms from 0; later cycles re-warm from η_min. W is per cycle. Steps ≥ T hold
     η_min.
@@ -163,7 +163,7 @@ def repeated_cosine(
 
 
 def branch_decay(step: int, *, max_lr: float, min_lr: float, decay_steps: float, decay: DecayShape) -> float:
-    """Paper 2's branch (B-d4): from η_max at step 0, ``decay`` to η_min over decay_steps, then hold."""
+    """Paper 2's branch: from η_max at step 0, ``decay`` to η_min over decay_steps, then hold."""
     if step >= decay_steps:
         return min_lr
     return decay(step / decay_steps, max_lr, min_lr)

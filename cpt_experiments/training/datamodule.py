@@ -157,7 +157,7 @@ class CPTDataModule(pl.LightningDataModule):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Refuse to resume a different stream: a new stage is a transition, never a dataloader resume (pitfall 1)."""
+        """Refuse to resume a different stream: a new stage is a transition, never a dataloader resume."""
         mine = self.plan.fingerprint()
         if state_dict.get("plan_fingerprint") != mine:
             raise config_error(

@@ -49,7 +49,7 @@ def _plain(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
 def param_groups(model: torch.nn.Module, optim_cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
     """AdamW groups: weight decay on ≥2-D parameters (matrices, embeddings), none on biases/LayerNorms.
 
-    Follows the paper's fork (papers.md A3) and nanoGPT's ``configure_optimizers`` rule by ``dim()``.
+    Follows GPT-NeoX (paper 1's training code) and nanoGPT's ``configure_optimizers`` rule by ``dim()``.
     Each group carries the config's hyperparameters and ``lr_scale``, read by LRScheduleCallback.
     """
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]

@@ -99,7 +99,7 @@ def neox_config(model_cfg: Mapping[str, Any], vocab_size: int) -> GPTNeoXConfig:
         use_parallel_residual=bool(_get(model_cfg, "parallel_residual", True)),
         attention_dropout=dropout,
         hidden_dropout=dropout,
-        # GPT-NeoX "small_init" (Nguyen & Salazar 2019): std = sqrt(2 / (5 d)); papers.md A3.
+        # GPT-NeoX "small_init" (Nguyen & Salazar 2019): std = sqrt(2 / (5 d)), GPT-NeoX's default (paper 1, §6.1).
         initializer_range=math.sqrt(2.0 / (5.0 * d_model)),
         tie_word_embeddings=False,
         use_cache=False,

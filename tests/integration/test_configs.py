@@ -1,4 +1,4 @@
-"""Every experiment preset composes at every scale; bad configs fail before training with one-line errors."""
+"""Every preset composes and validates; unknown keys and bad values fail before any training, in one line."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from hydra.errors import ConfigCompositionException
 
 from cpt_experiments.errors import ConfigError
+from cpt_experiments.pipeline.context import typed_config
 from cpt_experiments.pipeline.experiment import build_stages
 from cpt_experiments.pipeline.stage_plan import Geometry
 from cpt_experiments.schedules import build_schedule
@@ -21,32 +22,90 @@ REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 SCALES = sorted(p.stem for p in (CONF / "scale").glob("*.yaml"))
+# Every option of every group that is not an experiment or a scale, as `group=option` overrides.
+GROUP_OPTIONS = sorted(
+    f"{p.parent.name}={p.stem}"
+    for p in CONF.glob("*/*.yaml")
+    if p.parent.name not in ("experiment", "scale", "corpus", "schedule", "eval_suite")
+)
+# Groups mounted elsewhere in the tree, by their package.
+GROUP_OPTIONS += [f"schedule@schedules.continual={p.stem}" for p in sorted((CONF / "schedule").glob("*.yaml"))]
+GROUP_OPTIONS += [f"eval_suite@evaluation.suite={p.stem}" for p in sorted((CONF / "eval_suite").glob("*.yaml"))]
+GROUP_OPTIONS += [f"corpus@corpora.en_new={p.stem}" for p in sorted((CONF / "corpus").glob("*.yaml"))]
 
 
-def _compose(*overrides: str):
+def _compose(*overrides: str, config: str = "train"):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
+        return compose(config, overrides=list(overrides))
 
 
 @pytest.mark.parametrize("scale", SCALES)
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_composes_and_its_stages_build(experiment, scale):
-    cfg = _compose(f"experiment={experiment}", f"scale={scale}")
-    c = OmegaConf.to_container(cfg, resolve=True)
-    stages = build_stages(c["experiment"])
-    geometry = Geometry(int(c["model"]["seq_len"]), int(c["train"]["global_batch_windows"]))
+def test_every_experiment_composes_and_validates(experiment: str, scale: str) -> None:
+    root, _ = typed_config(_compose(f"experiment={experiment}", f"scale={scale}"))
+    stages = build_stages(root.experiment)
+    geometry = Geometry(root.model.seq_len, root.train.global_batch_windows)
     for name, stage in stages.items():
         steps = geometry.steps_for(stage.tokens, f"experiment.stages.{name}.tokens")
-        f = build_schedule(stage.schedule, steps, key=f"experiment.stages.{name}.schedule")
-        assert 0.0 <= f(0) <= f(max(1, steps // 100)) or stage.schedule["name"] != "warmup_cosine"
+        build_schedule(stage.schedule, steps, key=f"experiment.stages.{name}.schedule")
         for role in [*stage.data, *stage.replay.sources]:
-            assert role in c["corpora"], f"{experiment}: stage {name} reads unknown role {role}"
+            assert role in root.corpora, f"{experiment}: stage {name} reads unknown role {role}"
+    if "union" in stages:  # the derived baseline starts from random weights
+        assert stages["union"].parent is None and stages["union"].init_from is None
 
 
-def test_paper_scale_model_builds_on_meta_with_pythia_410m_size():
-    cfg = _compose("experiment=quickstart", "scale=paper")
-    n = count_parameters(OmegaConf.to_container(cfg.model, resolve=True), 50277)
-    assert 3.5e8 < n < 4.5e8
+@pytest.mark.parametrize("option", GROUP_OPTIONS)
+def test_every_group_option_composes_and_validates(option: str) -> None:
+    root, plain = typed_config(_compose("experiment=cpt", "scale=smoke", option))
+    build_stages(root.experiment)
+    assert "init_from_hub" not in plain["model"]  # weights are a stage's business, never the model's
+
+
+def test_paper_shapes_build_on_meta() -> None:
+    root, _ = typed_config(_compose("experiment=quickstart", "scale=paper"))
+    assert root.model.name == "neox_405m"
+    assert count_parameters(vars(root.model), 50277) == 405_334_016
+    big, _ = typed_config(_compose("experiment=quickstart", "scale=paper", "model=neox_10b"))
+    assert count_parameters(vars(big.model), 50277) == 9_642_249_216
+
+
+def test_evaluate_root_composes() -> None:
+    cfg = _compose("eval_suite=offline", "run_id=r", config="evaluate")
+    assert list(cfg.eval_suite.tasks)
+
+
+@pytest.mark.parametrize("override", ["replay.ratio=lots", "seed=abc", "train.micro_batch=many", "replay.ratoi=0.1"])
+def test_wrong_types_and_unknown_keys_fail_while_composing(override: str) -> None:
+    with pytest.raises(ConfigCompositionException):
+        _compose("experiment=quickstart", "scale=smoke", override)
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [("+replay.ratoi=0.1", "replay.ratoi"), ("+optim.lr=3e-4", "optim.lr"),
+     ("+model.init_from_hub=EleutherAI/pythia-410m", "model.init_from_hub"),
+     ("+experiment.stages.pretrain.typo=1", "experiment.stages.pretrain.typo")],
+)  # fmt: skip
+def test_keys_added_with_plus_are_rejected_before_any_work(override: str, key: str) -> None:
+    # Hydra lets `+` add a key even to a typed node; the typed config refuses it.
+    cfg = _compose("experiment=quickstart", "scale=smoke", override)
+    with pytest.raises(ConfigError, match=rf"^{key}: unknown key"):
+        typed_config(cfg)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("train.val_every_n_steps=0", "train.val_every_n_steps: must be >= 1"),
+        ("train.checkpoint_every_n_steps=0", "train.checkpoint_every_n_steps: must be >= 1"),
+        ("optim.betas=[0.9]", "optim.betas: must be two numbers"),
+        ("budget.pretrain_tokens=0", "budget.pretrain_tokens: must be a positive token count"),
+    ],
+)
+def test_range_checks_name_the_key(override: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        typed_config(_compose("experiment=quickstart", "scale=smoke", override))
+    assert str(err.value).startswith(expected) and "\n" not in str(err.value)
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +115,9 @@ def cache_dir(tmp_path_factory) -> Path:
 
 def _smoke(tmp_path: Path, data_dir: Path, cache: Path, *overrides: str):
     return _compose(
-        "experiment=quickstart",
-        "scale=smoke",
-        f"paths.data_dir={data_dir}",
-        f"paths.output_dir={tmp_path}",
-        f"paths.cache_dir={cache}",
-        *overrides,
-    )
+        "experiment=quickstart", "scale=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}",
+        f"paths.cache_dir={cache}", *overrides,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -71,95 +126,53 @@ def _smoke(tmp_path: Path, data_dir: Path, cache: Path, *overrides: str):
         (["schedules.continual.name=cosine_typo"], "experiment.stages.de_replay0.schedule.name: unknown schedule"),
         (["schedules.pretrain.warmup_frac=1.5"], "experiment.stages.pretrain.schedule.warmup_frac"),
         (["lr.eta_max=-1.0"], "experiment.stages.pretrain.schedule.max_lr"),
-        (
-            [
-                "lr.eta_min=0.0",
-                "schedules.continual.name=constant",
-                "~schedules.continual.max_lr",
-                "~schedules.continual.min_lr",
-                "~schedules.continual.warmup_frac",
-                "+schedules.continual.lr=0.0",
-            ],
-            "experiment.stages.de_replay0.schedule.lr",
-        ),
-        (
-            ["budget.continual_tokens=100"],
-            "experiment.stages.de_replay0.tokens: budget of 100 tokens is smaller than one batch",
-        ),
-        (
-            ["experiment.stages.de_replay25.replay.ratio=1.0"],
-            "experiment.stages.de_replay25.replay.ratio: must be in [0, 1)",
-        ),
+        (["lr.eta_min=0.0", "schedule@schedules.continual=constant"], "experiment.stages.de_replay0.schedule.lr"),
+        (["budget.continual_tokens=100"], "experiment.stages.de_replay0.tokens: budget of 100 tokens is smaller than one batch"),
+        (["experiment.stages.de_replay25.replay.ratio=1.0"], "experiment.stages.de_replay25.replay.ratio: must be in [0, 1)"),
+        (["experiment.stages.de_replay25.replay.mode=old"], "experiment.stages.de_replay25.replay.mode: unknown replay mode"),
         (["experiment.stages.de_replay0.parent=nowhere"], "experiment.stages.de_replay0.parent: unknown parent stage"),
-        (
-            ["+experiment.stages.extra={data: {fr_new: 1.0}, tokens: 4096, schedule: ${schedules.pretrain}}"],
-            "experiment.stages.extra: unknown corpus role 'fr_new'",
-        ),
-        (
-            [
-                "+experiment.stages.hub={init_from: /nonexistent/ckpt, data: {de_new: 1.0}, tokens: 4096, schedule: ${schedules.pretrain}}"
-            ],
-            "experiment.stages.hub.init_from: init checkpoint '/nonexistent/ckpt' not found",
-        ),
+        (["+experiment.stages.extra={data: {fr_new: 1.0}, tokens: 4096, schedule: ${schedules.pretrain}}"],
+         "experiment.stages.extra: unknown corpus role 'fr_new'"),
+        (["+experiment.stages.hub={init_from: /nonexistent/ckpt, data: {de_new: 1.0}, tokens: 4096, schedule: ${schedules.pretrain}}"],
+         "experiment.stages.hub.init_from: init checkpoint '/nonexistent/ckpt' not found"),
     ],
-)
-def test_bad_configs_fail_before_training(tmp_path, shared_data_dir, cache_dir, overrides, expected):
-    cfg = _smoke(tmp_path, shared_data_dir, cache_dir, *overrides)
+)  # fmt: skip
+def test_bad_configs_fail_before_training(tmp_path, data_dir, cache_dir, overrides, expected):
+    cfg = _smoke(tmp_path, data_dir, cache_dir, *overrides)
     with pytest.raises(ConfigError) as err:
         train(cfg)
     assert expected in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "stages").exists() or not any((tmp_path / "stages").glob("*/done.json"))
 
 
-def test_no_experiment_chosen(tmp_path, shared_data_dir, cache_dir):
-    cfg = _compose("scale=smoke", f"paths.data_dir={shared_data_dir}", f"paths.output_dir={tmp_path}")
+def test_no_experiment_chosen(tmp_path, data_dir):
+    cfg = _compose("scale=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}")
     with pytest.raises(ConfigError, match="experiment: choose an experiment preset"):
         train(cfg)
 
 
-def test_init_checkpoint_vocabulary_mismatch(tmp_path, shared_data_dir, cache_dir):
+def test_init_checkpoint_vocabulary_mismatch(tmp_path, data_dir, cache_dir):
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-    small = GPTNeoXConfig(
-        vocab_size=100,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
+    small = GPTNeoXConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=64, max_position_embeddings=64)  # fmt: skip
     GPTNeoXForCausalLM(small).save_pretrained(tmp_path / "ckpt")
-    cfg = _smoke(
-        tmp_path / "out",
-        shared_data_dir,
-        cache_dir,
-        f"+experiment.stages.hub={{init_from: {tmp_path / 'ckpt'}, data: {{de_new: 1.0}}, tokens: 4096, schedule: ${{schedules.pretrain}}}}",
+    stage = (
+        f"{{init_from: {tmp_path / 'ckpt'}, data: {{de_new: 1.0}}, tokens: 4096, schedule: ${{schedules.pretrain}}}}"
     )
+    cfg = _smoke(tmp_path / "out", data_dir, cache_dir, f"+experiment.stages.hub={stage}")
     with pytest.raises(
-        ConfigError,
-        match=r"experiment.stages.hub.init_from: tokenizer has 512 tokens but checkpoint .* has 100 embeddings",
+        ConfigError, match=r"experiment.stages.hub.init_from: tokenizer has 512 tokens but checkpoint .* has 100"
     ):
         train(cfg)
 
 
-def test_cli_prints_one_line_error_and_exits_2(tmp_path, shared_data_dir, cache_dir):
+def test_cli_prints_one_line_error_and_exits_2(tmp_path, data_dir, cache_dir):
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cpt_experiments.train",
-            "experiment=quickstart",
-            "scale=smoke",
-            "budget.continual_tokens=10",
-            f"paths.data_dir={shared_data_dir}",
-            f"paths.output_dir={tmp_path}",
-            f"paths.cache_dir={cache_dir}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+        [sys.executable, "-m", "cpt_experiments.train", "experiment=quickstart", "scale=smoke", "budget.continual_tokens=10",
+         f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}", f"paths.cache_dir={cache_dir}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
     assert proc.returncode == 2
     assert "error: experiment.stages.de_replay0.tokens: budget of 10 tokens is smaller than one batch" in proc.stderr
     assert "Traceback" not in proc.stderr

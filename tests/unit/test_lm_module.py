@@ -72,7 +72,7 @@ def test_weight_decay_groups_cover_every_parameter_once():
     assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in module.parameters()}
     decayed = {id(p) for p in decay["params"]}
     names = {n for n, p in module.model.named_parameters() if id(p) in decayed}
-    assert "gpt_neox.embed_in.weight" in names and "lm_head.weight" in names  # embeddings decayed (A3)
+    assert "gpt_neox.embed_in.weight" in names and "lm_head.weight" in names  # embeddings decayed, as in GPT-NeoX
     assert not any("layernorm" in n or n.endswith(".bias") for n in names)
     assert len(param_groups(module.model, OPTIM)) == 2
 

@@ -33,7 +33,7 @@ def test_smoke_and_cpu_parameter_counts():
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    # papers.md A3: the fork's configs give these totals with padded vocabularies 50,304 / 50,688.
+    # paper 1, §6.1 and §6.4: the GPT-NeoX configs give these totals with padded vocabularies 50,304 / 50,688.
     [("neox_405m", 405_334_016), ("neox_10b", 9_642_249_216)],
 )
 def test_paper_shapes_build_on_meta_with_paper_counts(name, expected):

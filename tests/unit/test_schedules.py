@@ -178,7 +178,7 @@ def test_registry_functions_are_what_build_binds() -> None:
 
 
 def test_paper_405m_warmup_stays_real() -> None:
-    # 300B-token stage: T = 132,366, W = 1% of T = 1323.66 steps (papers.md A4.3), not rounded.
+    # 300B-token stage: T = 132,366, W = 1% of T = 1323.66 steps (paper 1, §5), not rounded.
     f = build_schedule({"name": "warmup_cosine", "max_lr": 3e-4, "min_lr": 3e-5, "warmup_frac": 0.01}, 132_366)
     assert f.keywords["warmup_steps"] == pytest.approx(1323.66)
     assert f(1323) == pytest.approx(3e-4 * 1323 / 1323.66, rel=1e-12)
