@@ -204,9 +204,9 @@ class ModelConfig:
     n_heads: int = MISSING
     seq_len: int = MISSING  # context, tokens
     vocab_size: Optional[int] = None  # embedding rows; null: the tokenizer's size
-    rotary_pct: float = 0.25
-    parallel_residual: bool = True
-    dropout: float = 0.0
+    rotary_pct: float = MISSING  # fraction of each head's dims with rotary embeddings
+    parallel_residual: bool = MISSING
+    dropout: float = MISSING
     d_ff: Optional[int] = None  # MLP width; null: 4 * d_model
     rotary_base: Optional[float] = None  # null: 10000
 

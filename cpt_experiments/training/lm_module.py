@@ -73,19 +73,17 @@ def build_optimizer(model: torch.nn.Module, optim_cfg: Mapping[str, Any]) -> tor
 
 
 def group_hparams(optim_cfg: Mapping[str, Any], *, decayed: bool) -> dict[str, Any]:
-    """The hyperparameters a param group gets from ``optim_cfg`` (also re-applied after a state load)."""
-    betas = tuple(float(b) for b in optim_cfg.get("betas", (0.9, 0.95)))
-    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-        raise config_error("optim.betas", f"must be two numbers in [0, 1), got {list(betas)}")
-    weight_decay = float(optim_cfg.get("weight_decay", 0.1))
-    if weight_decay < 0:
-        raise config_error("optim.weight_decay", f"must be ≥ 0, got {weight_decay}")
+    """The hyperparameters a param group gets from ``optim_cfg`` (also re-applied after a state load).
+
+    ``optim_cfg`` holds the keys of ``config.OptimConfig`` (validated there). ``lr`` is a placeholder:
+    ``LRScheduleCallback`` writes the stage's LR into every group before every step.
+    """
     return {
-        "lr": float(optim_cfg.get("lr", 3e-4)),
-        "betas": betas,
-        "eps": float(optim_cfg.get("eps", 1e-8)),
-        "weight_decay": weight_decay if decayed else 0.0,
-        "lr_scale": float(optim_cfg.get("lr_scale", 1.0)),
+        "lr": 0.0,
+        "betas": tuple(float(b) for b in optim_cfg["betas"]),
+        "eps": float(optim_cfg["eps"]),
+        "weight_decay": float(optim_cfg["weight_decay"]) if decayed else 0.0,
+        "lr_scale": float(optim_cfg["lr_scale"]),
     }
 
 
@@ -132,7 +130,6 @@ class CausalLMModule(pl.LightningModule):
                 "tokens_before": tokens_before,
             }
         )
-        group_hparams(self.optim_cfg, decayed=True)  # validate optim keys at construction
         self.model = build_model(self.model_cfg, vocab_size)
         if init_state_dict is not None:  # parent-stage or init_from weights replace the random init
             try:

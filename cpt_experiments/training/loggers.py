@@ -20,7 +20,7 @@ KNOWN = ("tensorboard", "wandb")
 def extra_loggers(logger_cfg: Mapping[str, Any], *, run_name: str, save_dir: str | Path) -> list[Any]:
     """Instantiate the loggers named in ``logger.extra`` for one stage."""
     out: list[Any] = []
-    for name in logger_cfg.get("extra") or []:
+    for name in logger_cfg["extra"]:
         if name == "tensorboard":
             from pytorch_lightning.loggers import TensorBoardLogger
 
@@ -28,13 +28,13 @@ def extra_loggers(logger_cfg: Mapping[str, Any], *, run_name: str, save_dir: str
         elif name == "wandb":
             from pytorch_lightning.loggers import WandbLogger
 
-            mode = str(logger_cfg.get("wandb_mode", "offline"))
+            mode = str(logger_cfg["wandb_mode"])
             if mode not in ("offline", "online", "disabled"):
                 raise config_error("logger.wandb_mode", f"must be offline, online or disabled, got {mode!r}")
             out.append(
                 WandbLogger(
                     name=run_name,
-                    project=logger_cfg.get("wandb_project", "cpt-experiments"),
+                    project=logger_cfg["wandb_project"],
                     save_dir=str(save_dir),
                     offline=mode == "offline",
                     mode=mode,

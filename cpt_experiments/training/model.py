@@ -75,15 +75,15 @@ def neox_config(model_cfg: Mapping[str, Any], vocab_size: int) -> GPTNeoXConfig:
     d_model, n_heads = model_cfg["d_model"], model_cfg["n_heads"]
     if d_model % n_heads:
         raise config_error("model.d_model", f"{d_model} is not divisible by model.n_heads={n_heads}")
-    rotary_pct = float(_get(model_cfg, "rotary_pct", 0.25))
+    rotary_pct = float(model_cfg["rotary_pct"])
     if not 0.0 < rotary_pct <= 1.0:
         raise config_error("model.rotary_pct", f"must be in (0, 1], got {rotary_pct}")
     if (d_model // n_heads) * rotary_pct < 2:
         raise config_error("model.rotary_pct", f"rotates fewer than 2 of the {d_model // n_heads} head dims")
-    dropout = float(_get(model_cfg, "dropout", 0.0))
+    dropout = float(model_cfg["dropout"])
     if not 0.0 <= dropout < 1.0:
         raise config_error("model.dropout", f"must be in [0, 1), got {dropout}")
-    d_ff = _get(model_cfg, "d_ff", 4 * d_model)
+    d_ff = _get(model_cfg, "d_ff", 4 * d_model)  # null: GPT-NeoX's 4 x d_model
     return GPTNeoXConfig(
         vocab_size=resolve_vocab_size(model_cfg, vocab_size),
         hidden_size=d_model,
@@ -93,10 +93,10 @@ def neox_config(model_cfg: Mapping[str, Any], vocab_size: int) -> GPTNeoXConfig:
         max_position_embeddings=model_cfg["seq_len"],
         rope_parameters={
             "rope_type": "default",
-            "rope_theta": float(_get(model_cfg, "rotary_base", 10000.0)),
+            "rope_theta": float(_get(model_cfg, "rotary_base", 10000.0)),  # null: GPT-NeoX's 10000
             "partial_rotary_factor": rotary_pct,
         },
-        use_parallel_residual=bool(_get(model_cfg, "parallel_residual", True)),
+        use_parallel_residual=bool(model_cfg["parallel_residual"]),
         attention_dropout=dropout,
         hidden_dropout=dropout,
         # GPT-NeoX "small_init" (Nguyen & Salazar 2019): std = sqrt(2 / (5 d)), GPT-NeoX's default (paper 1, §6.1).

@@ -10,13 +10,15 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from cpt_experiments.config import OptimConfig
 from cpt_experiments.errors import ConfigError
+from cpt_experiments.training.callbacks.lr_schedule import LRScheduleCallback
 from cpt_experiments.training.lm_module import CausalLMModule, param_groups
 from cpt_experiments.training.model import load_model_cfg
 
 VOCAB = 256
 T = 64  # smoke context
-OPTIM = {"lr": 3e-3, "betas": [0.9, 0.95], "eps": 1e-8, "weight_decay": 0.1, "lr_scale": 1.0}
+OPTIM = {"betas": [0.9, 0.95], "eps": 1e-8, "weight_decay": 0.1, "lr_scale": 1.0}
 
 
 @pytest.fixture(autouse=True)
@@ -83,8 +85,9 @@ def test_fused_adamw_is_the_cpu_default_and_can_be_turned_off():
 
 
 def test_bad_optim_config_is_config_error():
+    # Optimizer settings are validated once, by the typed config (config.OptimConfig).
     with pytest.raises(ConfigError, match=r"^optim\.betas: must be two numbers"):
-        _module(optim_cfg={**OPTIM, "betas": [0.9]})
+        OptimConfig(**{**OPTIM, "betas": [0.9], "grad_clip_norm": 1.0, "fused": None})
 
 
 def test_fit_reduces_loss_on_repeated_batch_and_logs_counters():
@@ -93,7 +96,7 @@ def test_fit_reduces_loss_on_repeated_batch_and_logs_counters():
     with torch.no_grad():
         before = module._token_losses(batch["tokens"], "mean").item()
     assert abs(before - math.log(VOCAB)) < 0.35
-    trainer = _trainer(12, log_every_n_steps=1)
+    trainer = _trainer(12, log_every_n_steps=1, callbacks=[LRScheduleCallback(lambda step: 3e-3)])
     trainer.fit(module, train_dataloaders=_loader([batch] * 12))
     with torch.no_grad():
         after = module._token_losses(batch["tokens"], "mean").item()
@@ -133,7 +136,8 @@ def test_keep_optimizer_state_reapplies_config_hyperparameters():
 
     _trainer(1, callbacks=[Spy()]).fit(child, train_dataloaders=_loader(_train_batches(1, seed=1)))
     decay, no_decay = seen["groups"]
-    assert decay == {"betas": (0.8, 0.9), "eps": 1e-7, "weight_decay": 0.05, "lr_scale": 0.5, "lr": 3e-3}
+    # the parent's LR (1.0) is not carried over: the placeholder 0 stays until a schedule writes one
+    assert decay == {"betas": (0.8, 0.9), "eps": 1e-7, "weight_decay": 0.05, "lr_scale": 0.5, "lr": 0.0}
     assert no_decay["weight_decay"] == 0.0 and no_decay["betas"] == (0.8, 0.9)
     assert seen["step"] == 3.0  # moments (and their step count) came from the parent
 
