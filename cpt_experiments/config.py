@@ -155,13 +155,26 @@ class UnionConfig:
 
 @dataclass
 class ExperimentConfig:
-    """A stage graph; ``params`` holds a preset's own knobs (e.g. ``params.cooldown_shape``)."""
+    """A stage graph; ``params`` holds a preset's own knobs (e.g. ``params.cooldown_shape``).
+
+    ``stages`` maps a stage name to a ``StageConfig``. It is typed as ``Any`` for Hydra (whose
+    ``+experiment.stages.<new>={...}`` cannot assign a mapping into a dict of dataclasses) and
+    checked against ``StageConfig`` here, when the config becomes objects.
+    """
 
     name: str = MISSING
-    stages: Dict[str, StageConfig] = MISSING
+    stages: Dict[str, Any] = MISSING
     variant: Optional[str] = None  # legend label of the ablation cell
     union: Optional[UnionConfig] = None
     params: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise config_error("experiment.stages", "an experiment needs at least one stage")
+        self.stages = {
+            name: stage if isinstance(stage, StageConfig) else typed(StageConfig, stage, key=f"experiment.stages.{name}")[0]
+            for name, stage in self.stages.items()
+        }
 
 
 @dataclass
@@ -289,21 +302,21 @@ class EvaluateRoot:
     seed: int = 0
 
 
-def typed(schema: type, cfg: Any) -> tuple[Any, dict[str, Any]]:
+def typed(schema: type, cfg: Any, key: str = "") -> tuple[Any, dict[str, Any]]:
     """``cfg`` merged into ``schema``: (the dataclass instance, the resolved plain dict).
 
     Merging rejects unknown keys and wrong types; instantiating runs the range checks. Every
-    error is one ``ConfigError`` line naming the key.
+    error is one ``ConfigError`` line naming the key (prefixed with ``key``, where ``cfg`` sits).
     """
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
         plain = OmegaConf.to_container(merged, resolve=True, throw_on_missing=True)
         obj = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None) or "config"
+        where = ".".join(k for k in (key, str(getattr(exc, "full_key", None) or "")) if k) or "config"
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise config_error(str(key), msg) from None
-    _reject_unknown(obj, plain, "")
+        raise config_error(where, msg) from None
+    _reject_unknown(obj, plain, f"{key}." if key else "")
     return obj, plain
 
 
