@@ -172,7 +172,9 @@ class ExperimentConfig:
         if not self.stages:
             raise config_error("experiment.stages", "an experiment needs at least one stage")
         self.stages = {
-            name: stage if isinstance(stage, StageConfig) else typed(StageConfig, stage, key=f"experiment.stages.{name}")[0]
+            name: stage
+            if isinstance(stage, StageConfig)
+            else typed(StageConfig, stage, key=f"experiment.stages.{name}")[0]
             for name, stage in self.stages.items()
         }
 
