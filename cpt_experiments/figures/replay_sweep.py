@@ -32,7 +32,7 @@ def make(results_dir: Path) -> Figure:
         data.require(stats.iloc[0:0], "shift with at least two replay ratios", NAME)
     fig, axes = style.new_figure(1, 3, sharex=True)
     colors = style.palette(stats["shift"])
-    for ax, col, title in zip(axes[0], ("old_loss", "new_loss", "avg"), ("old domain (en_old)", "new domain", "AVG")):
+    for ax, col, title in zip(axes[0], ("old_loss", "new_loss", "avg"), ("old domain", "new domain", "AVG")):
         for shift, part in stats.groupby("shift"):
             part = part.sort_values("replay_ratio")
             ax.errorbar(100 * part["replay_ratio"], part[col], yerr=part[f"{col}_std"], marker="o", capsize=2,
