@@ -1,5 +1,6 @@
-"""The shipped offline task YAMLs and eval suites: every local task runs offline on the real
-benchmark files (tiny random model, a few documents each), and suites name real tasks."""
+"""The shipped offline task YAMLs and eval suites: every local task runs offline (tiny random model, a few
+documents each) on hand-made benchmark files in the real files' schema, and, marked ``real_data``, on the
+real benchmark files; suites name real tasks."""
 
 from __future__ import annotations
 
@@ -82,6 +83,29 @@ def offline_rows(benchmark_dir: Path, tmp_path_factory) -> list[dict]:
             offline=True,
             bootstrap_iters=100,
         )
+
+
+@pytest.mark.real_data
+def test_every_local_task_runs_on_the_real_benchmark_files(real_benchmark_dir: Path, tmp_path: Path) -> None:
+    """The task YAMLs and their document hooks fit the real files (the hand-made ones only mimic them)."""
+    model, tokenizer = tiny_model_and_tokenizer()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CPT_CACHE_DIR", str(tmp_path))
+        mp.setenv("DISABLE_MULTIPROC", "1")
+        rows = evaluate_model(
+            model,
+            tokenizer,
+            sorted(EXPECTED_METRICS),
+            benchmark_dir=real_benchmark_dir,
+            limit=2,
+            batch_size=8,
+            offline=True,
+            bootstrap_iters=10,
+        )
+    for task, metrics in EXPECTED_METRICS.items():
+        got = {r["metric"]: r["value"] for r in rows if r["task"] == task}
+        assert set(got) == metrics, task
+        assert all(math.isfinite(v) and v >= 0.0 for v in got.values()), (task, got)
 
 
 @pytest.mark.parametrize("task", sorted(EXPECTED_METRICS))

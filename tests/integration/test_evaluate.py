@@ -17,7 +17,7 @@ CONF = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory, shared_data_dir):
+def smoke_run(tmp_path_factory, data_dir):
     """A pretrain -> continual smoke run with automatic held-out evaluation of the continual stage."""
     out = tmp_path_factory.mktemp("eval_run")
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
@@ -25,13 +25,13 @@ def smoke_run(tmp_path_factory, shared_data_dir):
             "train",
             overrides=[
                 "experiment=cpt",
-                "~experiment.union",
+                "experiment.union=null",
                 "scale=smoke",
                 "budget.pretrain_tokens=8192",
                 "budget.continual_tokens=4096",
                 "evaluation.auto=true",
                 "evaluation.suite.limit=3",
-                f"paths.data_dir={shared_data_dir}",
+                f"paths.data_dir={data_dir}",
                 f"paths.output_dir={out}",
             ],
         )
@@ -57,11 +57,11 @@ def _eval_cfg(out: Path, data_dir: Path, *overrides: str):
         return compose("evaluate", overrides=[f"paths.data_dir={data_dir}", f"paths.output_dir={out}", *overrides])
 
 
-def test_evaluate_run_offline_benchmark_is_idempotent(smoke_run, shared_data_dir, benchmark_dir):
+def test_evaluate_run_offline_benchmark_is_idempotent(smoke_run, data_dir, benchmark_dir):
     out, summary = smoke_run
     cfg = _eval_cfg(
         out,
-        shared_data_dir,
+        data_dir,
         f"run_id={summary.run_id}",
         "stages=[pretrain,continual]",
         "eval_suite=offline_en",
@@ -79,13 +79,11 @@ def test_evaluate_run_offline_benchmark_is_idempotent(smoke_run, shared_data_dir
     assert len(after) == len(before) and set(after["task"]) >= {"cpt_arc_easy", "cpt_heldout_de_new"}
 
 
-def test_evaluate_a_checkpoint_folder(smoke_run, shared_data_dir):
+def test_evaluate_a_checkpoint_folder(smoke_run, data_dir):
     out, summary = smoke_run
     ckpt = summary.stages["pretrain"]["checkpoint"]
     rows = evaluate(
-        _eval_cfg(
-            out, shared_data_dir, f"checkpoint={ckpt}", "eval_suite.tasks=[cpt_heldout_en_old]", "eval_suite.limit=2"
-        )
+        _eval_cfg(out, data_dir, f"checkpoint={ckpt}", "eval_suite.tasks=[cpt_heldout_en_old]", "eval_suite.limit=2")
     )
     assert {r["run_id"] for r in rows} == {"adhoc"} and {r["task"] for r in rows} == {"cpt_heldout_en_old"}
 
@@ -98,13 +96,13 @@ def test_evaluate_a_checkpoint_folder(smoke_run, shared_data_dir):
         (["checkpoint=/nonexistent"], "checkpoint: /nonexistent is not an exported stage checkpoint"),
     ],
 )
-def test_evaluate_bad_selection(smoke_run, shared_data_dir, overrides, message):
+def test_evaluate_bad_selection(smoke_run, data_dir, overrides, message):
     out, _ = smoke_run
     with pytest.raises(ConfigError, match=message):
-        evaluate(_eval_cfg(out, shared_data_dir, *overrides))
+        evaluate(_eval_cfg(out, data_dir, *overrides))
 
 
-def test_evaluate_unknown_stage(smoke_run, shared_data_dir):
+def test_evaluate_unknown_stage(smoke_run, data_dir):
     out, summary = smoke_run
     with pytest.raises(ConfigError, match="stages: not finished stages of .*: nope"):
-        evaluate(_eval_cfg(out, shared_data_dir, f"run_id={summary.run_id}", "stages=[nope]"))
+        evaluate(_eval_cfg(out, data_dir, f"run_id={summary.run_id}", "stages=[nope]"))

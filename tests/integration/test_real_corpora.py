@@ -1,7 +1,10 @@
-"""The three shipped corpora build train and validation caches (small caps) with consistent manifests."""
+"""The three shipped corpora build train and validation caches (small caps) with consistent manifests: on the
+synthetic stand-in folder always, on the real corpora (marker ``real_data``) when they are present; and the
+synthetic stand-ins keep the real files' names and fields."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,7 @@ from cpt_experiments.data.token_cache import prepare_corpora
 from cpt_experiments.data.tokenizer import get_tokenizer, tokenizer_hash
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+BENCHMARK_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "benchmarks"
 
 
 @pytest.fixture(scope="module")
@@ -27,21 +31,27 @@ def corpora_cfg() -> dict:
     return corpora
 
 
-def test_real_corpora_build_consistent_caches(shared_data_dir: Path, corpora_cfg: dict, tmp_path: Path) -> None:
+@pytest.fixture(params=["synthetic", pytest.param("real", marks=pytest.mark.real_data)])
+def corpus_dir(request: pytest.FixtureRequest) -> Path:
+    """The synthetic corpora, or the real ones (``real_data``: skipped when absent)."""
+    return request.getfixturevalue("data_dir" if request.param == "synthetic" else "real_data_dir")
+
+
+def test_corpora_build_consistent_caches(corpus_dir: Path, corpora_cfg: dict, tmp_path: Path) -> None:
     old = CorpusSpec.from_config(corpora_cfg["en_old"], key="corpora.en_old")
-    tok = get_tokenizer({"kind": "bpe", "vocab_size": 512, "train_max_chars": 300_000}, old, shared_data_dir, tmp_path)
-    out = prepare_corpora(corpora_cfg, tok, shared_data_dir, tmp_path, progress=False)
+    tok = get_tokenizer({"kind": "bpe", "vocab_size": 512, "train_max_chars": 300_000}, old, corpus_dir, tmp_path)
+    out = prepare_corpora(corpora_cfg, tok, corpus_dir, tmp_path, progress=False)
     assert set(out) == {"en_old", "en_new", "de_new"}
     for role, splits in out.items():
         spec = CorpusSpec.from_config(corpora_cfg[role], key=f"corpora.{role}")
-        train_ids = {k for k, _ in split_documents(spec, shared_data_dir, "train")}
-        val_ids = {k for k, _ in split_documents(spec, shared_data_dir, "validation")}
+        train_ids = {k for k, _ in split_documents(spec, corpus_dir, "train")}
+        val_ids = {k for k, _ in split_documents(spec, corpus_dir, "validation")}
         assert train_ids and val_ids and not train_ids & val_ids and len(train_ids | val_ids) == 40
         for split, tf in splits.items():
             m = tf.manifest
             assert m["corpus"] == spec.name and m["split"] == split and m["dtype"] == "uint16"
             assert m["tokenizer_hash"] == tokenizer_hash(tok) and m["vocab_size"] == len(tok) == 512
-            assert m["source_fingerprint"] == source_fingerprint(spec, shared_data_dir)
+            assert m["source_fingerprint"] == source_fingerprint(spec, corpus_dir)
             assert tf.num_tokens == m["num_tokens"] == len(tf.tokens) > 0
             assert (tf.path / "tokens.bin").stat().st_size == 2 * tf.num_tokens
             assert int(tf.tokens.max()) < 512
@@ -57,8 +67,37 @@ def test_real_corpora_build_consistent_caches(shared_data_dir: Path, corpora_cfg
     en = CorpusSpec.from_config(corpora_cfg["en_old"])
 
     def chars_per_token(spec: CorpusSpec, role: str) -> float:
-        chars = sum(len(t) for _, t in split_documents(spec, shared_data_dir, "train"))
+        chars = sum(len(t) for _, t in split_documents(spec, corpus_dir, "train"))
         tf = out[role]["train"]
         return chars / (tf.num_tokens - tf.manifest["num_documents"])
 
     assert chars_per_token(de, "de_new") < chars_per_token(en, "en_old")
+
+
+def _first_record(path: Path) -> dict:
+    with open(path, encoding="utf-8") as fh:
+        return json.loads(fh.readline())
+
+
+def _schema(record: dict) -> dict[str, str]:
+    """Field -> JSON type name, one level into objects (ARC's ``choices``); null counts as any type."""
+    out = {}
+    for key, value in record.items():
+        out[key] = type(value).__name__ if value is not None else "null"
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": type(v).__name__ for k, v in value.items()})
+    return out
+
+
+@pytest.mark.real_data
+def test_synthetic_stand_ins_keep_the_real_files_names_and_fields(data_dir: Path, real_data_dir: Path) -> None:
+    """If the real files change shape, the synthetic ones (and the tests passing on them) must follow."""
+    for name in ("A_en_wikipedia.jsonl", "B_en_web_mix.jsonl", "C_de_bundestag.jsonl"):
+        real, synthetic = _first_record(real_data_dir / name), _first_record(data_dir / name)
+        assert set(synthetic) <= set(real) and {"id", "text"} <= set(synthetic), name
+        assert all(isinstance(synthetic[k], type(real[k])) for k in synthetic), name
+    real_bench = real_data_dir / "benchmarks"
+    for path in sorted(BENCHMARK_FIXTURES.glob("*.jsonl")):
+        real, synthetic = _schema(_first_record(real_bench / path.name)), _schema(_first_record(path))
+        assert set(synthetic) == set(real), path.name
+        assert all(synthetic[k] == real[k] for k in real if "null" not in (real[k], synthetic[k])), path.name

@@ -1,4 +1,4 @@
-"""End to end at scale=smoke on the real corpora: quickstart, stage reuse, sweeps, SIGKILL resume."""
+"""End to end at scale=smoke on the synthetic corpora: quickstart, stage reuse, sweeps, SIGKILL resume."""
 
 from __future__ import annotations
 
@@ -43,8 +43,8 @@ def shared_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
-def test_quickstart_end_to_end_then_reused(tmp_path, shared_data_dir, shared_cache):
-    cfg = compose_cfg(tmp_path, shared_data_dir, "experiment=quickstart", f"paths.cache_dir={shared_cache}")
+def test_quickstart_end_to_end_then_reused(tmp_path, data_dir, shared_cache):
+    cfg = compose_cfg(tmp_path, data_dir, "experiment=quickstart", f"paths.cache_dir={shared_cache}")
     summary = train(cfg)
     assert set(summary.stages) == {"pretrain", "de_replay0", "de_replay25", "union"}
     assert summary.trained() == ["pretrain", "de_replay0", "de_replay25", "union"]
@@ -77,10 +77,15 @@ def test_quickstart_end_to_end_then_reused(tmp_path, shared_data_dir, shared_cac
     assert len(runs2) == 4
 
 
-def test_sweep_members_share_the_pretraining_stage(tmp_path, shared_data_dir, shared_cache):
-    common = ["experiment=cpt", "~experiment.union", f"paths.cache_dir={shared_cache}", "budget.continual_tokens=8192"]
-    first = train(compose_cfg(tmp_path, shared_data_dir, *common, "replay=seen", "replay.ratio=0.25"))
-    second = train(compose_cfg(tmp_path, shared_data_dir, *common, "replay=seen", "replay.ratio=0.5", "shift=weak"))
+def test_sweep_members_share_the_pretraining_stage(tmp_path, data_dir, shared_cache):
+    common = [
+        "experiment=cpt",
+        "experiment.union=null",
+        f"paths.cache_dir={shared_cache}",
+        "budget.continual_tokens=8192",
+    ]
+    first = train(compose_cfg(tmp_path, data_dir, *common, "replay=seen", "replay.ratio=0.25"))
+    second = train(compose_cfg(tmp_path, data_dir, *common, "replay=seen", "replay.ratio=0.5", "shift=weak"))
     assert first.trained() == ["pretrain", "continual"]
     assert second.trained() == ["continual"]
     assert second.stages["pretrain"]["hash"] == first.stages["pretrain"]["hash"]
@@ -104,19 +109,19 @@ def _run_cli(args: list[str], env_extra: dict[str, str] | None = None, **kw) -> 
 @pytest.mark.parametrize(
     "launcher", [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], []], ids=["joblib", "basic"]
 )
-def test_multirun_trains_shared_stage_once(tmp_path, shared_data_dir, shared_cache, launcher):
+def test_multirun_trains_shared_stage_once(tmp_path, data_dir, shared_cache, launcher):
     """A two-member sweep (joblib: both at once in 2 processes): the shared stage is trained by one of them."""
     args = [
         "-m",
         *launcher,
         "experiment=cpt",
-        "~experiment.union",
+        "experiment.union=null",
         "scale=smoke",
         "replay=seen",
         "replay.ratio=0.0,0.25",
         "budget.pretrain_tokens=16384",
         "budget.continual_tokens=4096",
-        f"paths.data_dir={shared_data_dir}",
+        f"paths.data_dir={data_dir}",
         f"paths.output_dir={tmp_path / 'out'}",
         f"paths.cache_dir={shared_cache}",
         f"paths.results_dir={tmp_path / 'results'}",
@@ -138,16 +143,16 @@ def _final_state(stage_root: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_stage_then_resume_matches_uninterrupted(tmp_path, shared_data_dir, shared_cache):
+def test_sigkill_mid_stage_then_resume_matches_uninterrupted(tmp_path, data_dir, shared_cache):
     """Kill -9 a run mid-stage, rerun the same command: same weights and losses as an uninterrupted run."""
     base = [
         "experiment=cpt",
-        "~experiment.union",
+        "experiment.union=null",
         "~experiment.stages.continual",
         "scale=smoke",
         "budget.pretrain_tokens=131072",
         "train.checkpoint_every_n_steps=10",
-        f"paths.data_dir={shared_data_dir}",
+        f"paths.data_dir={data_dir}",
         f"paths.cache_dir={shared_cache}",
     ]
     ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
@@ -187,7 +192,7 @@ def test_sigkill_mid_stage_then_resume_matches_uninterrupted(tmp_path, shared_da
 
 @pytest.mark.parametrize("micro_batch", [8, 4], ids=["no-accumulation", "accumulate-2"])
 def test_interrupted_stage_resumes_to_the_uninterrupted_result(
-    tmp_path, shared_data_dir, shared_cache, monkeypatch, micro_batch
+    tmp_path, data_dir, shared_cache, monkeypatch, micro_batch
 ):
     """In process: a crash after a checkpoint, then the same call again, gives the uninterrupted weights.
 
@@ -197,14 +202,14 @@ def test_interrupted_stage_resumes_to_the_uninterrupted_result(
 
     overrides = [
         "experiment=cpt",
-        "~experiment.union",
+        "experiment.union=null",
         "~experiment.stages.continual",
         f"paths.cache_dir={shared_cache}",
         "budget.pretrain_tokens=16384",
         "train.checkpoint_every_n_steps=8",
         f"train.micro_batch={micro_batch}",
     ]
-    ref = train(compose_cfg(tmp_path / "ref", shared_data_dir, *overrides))
+    ref = train(compose_cfg(tmp_path / "ref", data_dir, *overrides))
 
     class Crash(RuntimeError):
         pass
@@ -216,7 +221,7 @@ def test_interrupted_stage_resumes_to_the_uninterrupted_result(
                 raise Crash("simulated crash after the step-16 checkpoint")
 
     monkeypatch.setattr(runner, "ResumeCheckpoint", CrashingCheckpoint)
-    cfg = compose_cfg(tmp_path / "run", shared_data_dir, *overrides)
+    cfg = compose_cfg(tmp_path / "run", data_dir, *overrides)
     with pytest.raises(Crash):
         train(cfg)
     stage_root = Path(ref.stages["pretrain"]["dir"].replace(str(tmp_path / "ref"), str(tmp_path / "run")))
@@ -244,14 +249,14 @@ def test_interrupted_stage_resumes_to_the_uninterrupted_result(
 
 
 @pytest.mark.parametrize("logger", ["tensorboard", pytest.param("wandb", marks=pytest.mark.slow)])
-def test_extra_loggers_write_their_files(tmp_path, shared_data_dir, shared_cache, logger, monkeypatch):
+def test_extra_loggers_write_their_files(tmp_path, data_dir, shared_cache, logger, monkeypatch):
     """TensorBoard and W&B (offline: no network, no login) log next to the always-on CSV."""
     monkeypatch.setenv("WANDB_MODE", "offline")
     cfg = compose_cfg(
         tmp_path,
-        shared_data_dir,
+        data_dir,
         "experiment=cpt",
-        "~experiment.union",
+        "experiment.union=null",
         "~experiment.stages.continual",
         f"paths.cache_dir={shared_cache}",
         "budget.pretrain_tokens=4096",
@@ -266,17 +271,17 @@ def test_extra_loggers_write_their_files(tmp_path, shared_data_dir, shared_cache
     assert list(root.glob("logs/version_0/metrics.csv"))
 
 
-def test_optimizer_keep_policy_carries_the_parents_moments(tmp_path, shared_data_dir, shared_cache):
+def test_optimizer_keep_policy_carries_the_parents_moments(tmp_path, data_dir, shared_cache):
     """`optimizer: keep` starts from the parent's Adam moments (a different stage, other weights than reset)."""
     common = [
         "experiment=cpt",
-        "~experiment.union",
+        "experiment.union=null",
         f"paths.cache_dir={shared_cache}",
         "budget.pretrain_tokens=8192",
         "budget.continual_tokens=4096",
     ]
-    reset = train(compose_cfg(tmp_path, shared_data_dir, *common))
-    keep = train(compose_cfg(tmp_path, shared_data_dir, *common, "+experiment.stages.continual.optimizer=keep"))
+    reset = train(compose_cfg(tmp_path, data_dir, *common))
+    keep = train(compose_cfg(tmp_path, data_dir, *common, "+experiment.stages.continual.optimizer=keep"))
     assert keep.stages["pretrain"]["status"] == "reused"
     assert keep.stages["continual"]["hash"] != reset.stages["continual"]["hash"]
     a = _final_state(Path(reset.stages["continual"]["dir"]))

@@ -234,3 +234,36 @@ def test_corpora_role_sets_compose(choice: str, names: tuple[str, str, str]) -> 
     assert (cfg.corpora.en_old.name, cfg.corpora.en_new.name, cfg.corpora.de_new.name) == names
     for role in ("en_old", "en_new", "de_new"):
         CorpusSpec.from_config(cfg.corpora[role], key=f"corpora.{role}")
+
+
+# --- the synthetic corpora of the test suite (tests/conftest.py) -------------------------------------------------
+
+
+def test_synthetic_corpora_fit_the_local_configs_and_differ_by_language(data_dir: Path, tmp_path: Path) -> None:
+    """The stand-in for the real corpora that most integration tests train on: the shipped ``corpora=local``
+    configs read it, it splits ~5% of documents off for validation, is deterministic, and English differs from
+    German the way the real corpora do (vocabulary, letters)."""
+    import re
+    from collections import Counter
+
+    from conftest import write_synthetic_corpora
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name=None, overrides=["+corpora=local"])
+    words: dict[str, Counter] = {}
+    for role in ("en_old", "en_new", "de_new"):
+        spec = CorpusSpec.from_config(cfg.corpora[role], key=f"corpora.{role}")
+        docs = list(iter_documents(spec, data_dir))
+        assert len(docs) >= 250 and len({k for k, _ in docs}) == len(docs)
+        assert all(300 <= len(text.split()) <= 800 for _, text in docs)
+        n_val = sum(1 for _ in split_documents(spec, data_dir, "validation"))
+        assert 3 <= n_val <= 35  # binomial(300, 0.05): mean 15
+        words[role] = Counter(w for _, text in docs for w in re.findall(r"[^\W\d_]+", text.lower()))
+    en, de = set(words["en_old"]), set(words["de_new"])
+    assert len(en & de) < 0.05 * len(en | de)
+    umlauts = {role: sum(n for w, n in c.items() if any(ch in w for ch in "äöüß")) for role, c in words.items()}
+    assert umlauts["en_old"] == umlauts["en_new"] == 0 < umlauts["de_new"]
+    again = write_synthetic_corpora(tmp_path / "again")
+    for name in ("A_en_wikipedia.jsonl", "B_en_web_mix.jsonl", "C_de_bundestag.jsonl"):
+        assert (again / name).read_bytes() == (data_dir / name).read_bytes(), name

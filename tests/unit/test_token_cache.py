@@ -28,7 +28,8 @@ def tokenizer():
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
+def toy_dir(tmp_path: Path) -> Path:
+    """A 60-document toy corpus (not the session-wide synthetic ``data_dir``: these tests edit the file)."""
     d = tmp_path / "data"
     d.mkdir()
     rows = make_rows(60)
@@ -49,12 +50,12 @@ def spec(**overrides) -> CorpusSpec:
     return CorpusSpec.from_config({**cfg, **overrides})
 
 
-def expected_tokens(s: CorpusSpec, split: str, data_dir: Path, tok) -> list[int]:
+def expected_tokens(s: CorpusSpec, split: str, toy_dir: Path, tok) -> list[int]:
     out: list[int] = []
     backend = tok.backend_tokenizer
     backend.encode_special_tokens = True  # the reference also reads a literal "<|endoftext|>" as text
     try:
-        for _, text in split_documents(s, data_dir, split):
+        for _, text in split_documents(s, toy_dir, split):
             out += backend.encode(text, add_special_tokens=False).ids + [tok.eos_token_id]
     finally:
         backend.encode_special_tokens = False
@@ -62,13 +63,13 @@ def expected_tokens(s: CorpusSpec, split: str, data_dir: Path, tok) -> list[int]
 
 
 @pytest.mark.parametrize("split", ["train", "validation"])
-def test_build_writes_exact_tokens_and_manifest(tokenizer, data_dir: Path, tmp_path: Path, split: str) -> None:
+def test_build_writes_exact_tokens_and_manifest(tokenizer, toy_dir: Path, tmp_path: Path, split: str) -> None:
     s = spec()
-    tf = build_token_cache(s, split, tokenizer, data_dir, tmp_path / "cache", progress=False)
-    want = expected_tokens(s, split, data_dir, tokenizer)
+    tf = build_token_cache(s, split, tokenizer, toy_dir, tmp_path / "cache", progress=False)
+    want = expected_tokens(s, split, toy_dir, tokenizer)
     assert tf.built and tf.tokens.dtype == np.uint16
     assert tf.tokens.tolist() == want and tf.num_tokens == len(want)
-    n_docs = len(list(split_documents(s, data_dir, split)))
+    n_docs = len(list(split_documents(s, toy_dir, split)))
     m = tf.manifest
     assert (m["corpus"], m["split"], m["num_documents"], m["num_tokens"]) == ("toy", split, n_docs, len(want))
     assert m["dtype"] == "uint16" and m["vocab_size"] == len(tokenizer) and m["truncated"] is False
@@ -80,23 +81,23 @@ def test_build_writes_exact_tokens_and_manifest(tokenizer, data_dir: Path, tmp_p
         tf.tokens[0] = 1  # read-only memmap
 
 
-def test_second_call_reuses_without_tokenizing(tokenizer, data_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    first = build_token_cache(spec(), "train", tokenizer, data_dir, tmp_path / "cache", progress=False)
+def test_second_call_reuses_without_tokenizing(tokenizer, toy_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    first = build_token_cache(spec(), "train", tokenizer, toy_dir, tmp_path / "cache", progress=False)
 
     def boom(*a, **k):
         raise AssertionError("tokenized again")
 
     monkeypatch.setattr(tc, "encode_documents", boom)
-    second = build_token_cache(spec(), "train", tokenizer, data_dir, tmp_path / "cache", progress=False)
+    second = build_token_cache(spec(), "train", tokenizer, toy_dir, tmp_path / "cache", progress=False)
     assert not second.built and second.path == first.path
     assert np.array_equal(second.tokens, first.tokens)
 
 
-def test_any_input_change_gives_a_new_key(tokenizer, data_dir: Path, tmp_path: Path) -> None:
+def test_any_input_change_gives_a_new_key(tokenizer, toy_dir: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
 
     def path(s=None, split="train", tok=tokenizer):
-        return build_token_cache(s or spec(), split, tok, data_dir, cache, progress=False).path
+        return build_token_cache(s or spec(), split, tok, toy_dir, cache, progress=False).path
 
     base_train, base_val = path(), path(split="validation")
     assert path(spec(max_documents=30)) != base_train
@@ -108,25 +109,25 @@ def test_any_input_change_gives_a_new_key(tokenizer, data_dir: Path, tmp_path: P
     assert path(spec(max_validation_tokens=40)) == base_train
     assert path(spec(max_validation_tokens=40), "validation") != base_val
     assert path(spec(max_tokens=50), "validation") == base_val
-    with open(data_dir / "toy.jsonl", "a", encoding="utf-8") as fh:
+    with open(toy_dir / "toy.jsonl", "a", encoding="utf-8") as fh:
         fh.write(json.dumps({"id": "late", "text": "a new document"}) + "\n")
     assert path() != base_train
 
 
-def test_caps_cut_exactly(tokenizer, data_dir: Path, tmp_path: Path) -> None:
-    full = expected_tokens(spec(), "train", data_dir, tokenizer)
+def test_caps_cut_exactly(tokenizer, toy_dir: Path, tmp_path: Path) -> None:
+    full = expected_tokens(spec(), "train", toy_dir, tokenizer)
     mid_doc = full.index(tokenizer.eos_token_id) + 3  # three tokens into the second document
-    tf = build_token_cache(spec(max_tokens=mid_doc), "train", tokenizer, data_dir, tmp_path / "c", progress=False)
+    tf = build_token_cache(spec(max_tokens=mid_doc), "train", tokenizer, toy_dir, tmp_path / "c", progress=False)
     assert tf.num_tokens == mid_doc and tf.tokens.tolist() == full[:mid_doc]
     assert tf.manifest["truncated"] is True and tf.manifest["num_documents"] == 2
-    val_full = expected_tokens(spec(), "validation", data_dir, tokenizer)
+    val_full = expected_tokens(spec(), "validation", toy_dir, tokenizer)
     tf = build_token_cache(
-        spec(max_validation_tokens=11), "validation", tokenizer, data_dir, tmp_path / "c", progress=False
+        spec(max_validation_tokens=11), "validation", tokenizer, toy_dir, tmp_path / "c", progress=False
     )
     assert tf.tokens.tolist() == val_full[:11]
     cap_at_boundary = full.index(tokenizer.eos_token_id) + 1  # first document ends exactly at the cap
     tf = build_token_cache(
-        spec(max_tokens=cap_at_boundary), "train", tokenizer, data_dir, tmp_path / "c", progress=False
+        spec(max_tokens=cap_at_boundary), "train", tokenizer, toy_dir, tmp_path / "c", progress=False
     )
     assert tf.manifest["truncated"] is False and tf.manifest["num_documents"] == 1
 
@@ -158,21 +159,21 @@ def _remove_manifest(p: Path) -> None:
 @pytest.mark.parametrize(
     "corrupt", [_corrupt_truncate, _corrupt_flip, _corrupt_manifest_count, _corrupt_manifest_json, _remove_manifest]
 )
-def test_corrupt_cache_detected(tokenizer, data_dir: Path, tmp_path: Path, caplog, corrupt) -> None:
+def test_corrupt_cache_detected(tokenizer, toy_dir: Path, tmp_path: Path, caplog, corrupt) -> None:
     cache = tmp_path / "cache"
-    good = build_token_cache(spec(), "train", tokenizer, data_dir, cache, progress=False)
+    good = build_token_cache(spec(), "train", tokenizer, toy_dir, cache, progress=False)
     want = good.tokens.tolist()
     corrupt(good.path)
     with pytest.raises(CacheError) as ei:
-        build_token_cache(spec(), "train", tokenizer, data_dir, cache, progress=False, rebuild_corrupt=False)
+        build_token_cache(spec(), "train", tokenizer, toy_dir, cache, progress=False, rebuild_corrupt=False)
     assert str(good.path) in str(ei.value)
     with caplog.at_level(logging.WARNING, logger="cpt_experiments.data.token_cache"):
-        again = build_token_cache(spec(), "train", tokenizer, data_dir, cache, progress=False)
+        again = build_token_cache(spec(), "train", tokenizer, toy_dir, cache, progress=False)
     assert "rebuilding corrupt token cache" in caplog.text
     assert again.built and again.tokens.tolist() == want
 
 
-def test_killed_writer_leaves_nothing_valid(tokenizer, data_dir: Path, tmp_path: Path, monkeypatch) -> None:
+def test_killed_writer_leaves_nothing_valid(tokenizer, toy_dir: Path, tmp_path: Path, monkeypatch) -> None:
     cache = tmp_path / "cache"
     real = tc.encode_documents
     calls = {"n": 0}
@@ -186,43 +187,43 @@ def test_killed_writer_leaves_nothing_valid(tokenizer, data_dir: Path, tmp_path:
     monkeypatch.setattr(tc, "BATCH_DOCS", 8)
     monkeypatch.setattr(tc, "encode_documents", dies_on_second_batch)
     with pytest.raises(KeyboardInterrupt):
-        build_token_cache(spec(), "train", tokenizer, data_dir, cache, progress=False)
+        build_token_cache(spec(), "train", tokenizer, toy_dir, cache, progress=False)
     assert [p for p in (cache / "tokens").iterdir() if not p.name.startswith(".")] == []
     assert not list((cache / "tokens").glob("*/manifest.json"))
     monkeypatch.setattr(tc, "encode_documents", real)
-    assert build_token_cache(spec(), "train", tokenizer, data_dir, cache, progress=False).built
+    assert build_token_cache(spec(), "train", tokenizer, toy_dir, cache, progress=False).built
 
 
-def test_dtype_choice(tokenizer, data_dir: Path, tmp_path: Path, monkeypatch) -> None:
+def test_dtype_choice(tokenizer, toy_dir: Path, tmp_path: Path, monkeypatch) -> None:
     assert token_dtype(65535) == np.uint16 and token_dtype(65536) == np.uint32 and token_dtype(50_277) == np.uint16
-    small = build_token_cache(spec(), "train", tokenizer, data_dir, tmp_path / "a", progress=False)
+    small = build_token_cache(spec(), "train", tokenizer, toy_dir, tmp_path / "a", progress=False)
     monkeypatch.setattr(tc, "vocab_size_of", lambda tok: 100_000)  # a GPT-NeoX-sized vocab would not fit uint16
-    big = build_token_cache(spec(), "train", tokenizer, data_dir, tmp_path / "b", progress=False)
+    big = build_token_cache(spec(), "train", tokenizer, toy_dir, tmp_path / "b", progress=False)
     assert big.tokens.dtype == np.uint32 and big.manifest["dtype"] == "uint32"
     small_bytes = (small.path / "tokens.bin").stat().st_size
     assert (big.path / "tokens.bin").stat().st_size == 4 * big.num_tokens == 2 * small_bytes
     assert big.tokens.tolist() == small.tokens.tolist()
 
 
-def test_empty_split_is_an_error(tokenizer, data_dir: Path, tmp_path: Path) -> None:
+def test_empty_split_is_an_error(tokenizer, toy_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="split 'validation' has no tokens"):
-        build_token_cache(spec(validation_fraction=0.0), "validation", tokenizer, data_dir, tmp_path, progress=False)
+        build_token_cache(spec(validation_fraction=0.0), "validation", tokenizer, toy_dir, tmp_path, progress=False)
     assert [p for p in (tmp_path / "tokens").iterdir() if not p.name.startswith(".")] == []
 
 
-def test_prepare_corpora_by_role(tokenizer, data_dir: Path, tmp_path: Path) -> None:
+def test_prepare_corpora_by_role(tokenizer, toy_dir: Path, tmp_path: Path) -> None:
     base = {"source": "local", "path": "toy.jsonl", "id_field": "id"}
     corpora = {
         "en_old": {**base, "name": "old", "validation_fraction": 0.25},
         "en_new": {**base, "name": "new", "validation_fraction": 0.0, "max_documents": 10},
     }
-    out = prepare_corpora(corpora, tokenizer, data_dir, tmp_path / "cache", progress=False)
+    out = prepare_corpora(corpora, tokenizer, toy_dir, tmp_path / "cache", progress=False)
     assert set(out) == {"en_old", "en_new"}
     assert set(out["en_old"]) == {"train", "validation"} and set(out["en_new"]) == {"train"}
     assert out["en_new"]["train"].manifest["num_documents"] == 10
-    only = prepare_corpora(corpora, tokenizer, data_dir, tmp_path / "cache", roles=["en_old"], progress=False)
+    only = prepare_corpora(corpora, tokenizer, toy_dir, tmp_path / "cache", roles=["en_old"], progress=False)
     assert set(only) == {"en_old"} and not only["en_old"]["train"].built
     with pytest.raises(ConfigError, match=r"^corpora.de_new: no such role"):
-        prepare_corpora(corpora, tokenizer, data_dir, tmp_path / "cache", roles=["de_new"])
+        prepare_corpora(corpora, tokenizer, toy_dir, tmp_path / "cache", roles=["de_new"])
     with pytest.raises(ConfigError, match=r"^corpora.en_old.max_tokens"):
-        prepare_corpora({"en_old": {**corpora["en_old"], "max_tokens": -3}}, tokenizer, data_dir, tmp_path)
+        prepare_corpora({"en_old": {**corpora["en_old"], "max_tokens": -3}}, tokenizer, toy_dir, tmp_path)
