@@ -18,8 +18,6 @@ import pytorch_lightning as pl
 import torch
 
 from cpt_experiments.atomic import atomic_path
-from cpt_experiments.config import TrainConfig, TrainerConfig
-from cpt_experiments.errors import config_error
 from cpt_experiments.pipeline.context import RunContext
 from cpt_experiments.pipeline.stage_cache import StageDir, locked
 from cpt_experiments.pipeline.stage_plan import StagePlan
@@ -31,6 +29,7 @@ from cpt_experiments.training.datamodule import CPTDataModule
 from cpt_experiments.training.lm_module import CausalLMModule
 from cpt_experiments.training.loggers import UpdateStepCSVLogger
 from cpt_experiments.training.model import load_pretrained
+from cpt_experiments.training.trainer import accumulation, build_trainer
 
 log = logging.getLogger(__name__)
 
@@ -75,55 +74,6 @@ def _init_weights(job: StageJob) -> tuple[dict[str, torch.Tensor] | None, dict[s
     return None, None
 
 
-def _world_size(tc: TrainerConfig) -> int:
-    """Ranks the trainer config asks for (``devices: -1`` = every visible GPU)."""
-    if isinstance(tc.devices, (list, tuple)):
-        per_node = len(tc.devices)
-    elif int(tc.devices) == -1:
-        per_node = max(1, torch.cuda.device_count())
-    else:
-        per_node = int(tc.devices)
-    return per_node * tc.num_nodes
-
-
-def accumulation(train: TrainConfig, trainer: TrainerConfig) -> int:
-    """Micro-batches per optimizer step so that every step sees ``global_batch_windows`` windows."""
-    world = _world_size(trainer)
-    micro, g = train.micro_batch, train.global_batch_windows
-    if g % (micro * world):
-        raise config_error(
-            "train.global_batch_windows", f"{g} is not a multiple of train.micro_batch x world size = {micro} x {world}"
-        )
-    return g // (micro * world)
-
-
-def build_trainer(job: StageJob, callbacks: list[pl.Callback], loggers: list[Any]) -> pl.Trainer:
-    """The Lightning Trainer of a stage: one epoch = the whole stage plan."""
-    cfg = job.ctx.cfg
-    tc = cfg.trainer
-    return pl.Trainer(
-        accelerator=tc.accelerator,
-        devices=tc.devices,
-        num_nodes=tc.num_nodes,
-        strategy=tc.strategy,
-        precision=tc.precision,
-        max_steps=job.plan.steps,
-        max_epochs=1,
-        accumulate_grad_batches=accumulation(cfg.train, tc),
-        gradient_clip_val=cfg.optim.grad_clip_norm,
-        limit_val_batches=0,  # validation runs in DomainValidation, keyed on the update count
-        num_sanity_val_steps=0,
-        log_every_n_steps=cfg.train.log_every_n_steps,
-        use_distributed_sampler=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        logger=loggers,
-        callbacks=callbacks,
-        deterministic=False,
-    )
-
-
 def train_stage(job: StageJob) -> StageOutcome:
     """Train ``job.stage`` unless its hash is already done; resume if a checkpoint exists."""
     ctx, cfg, plan = job.ctx, job.ctx.cfg, job.plan
@@ -161,7 +111,7 @@ def train_stage(job: StageJob) -> StageOutcome:
         ]
         # A fresh CSV version per (re)start; collection keeps the latest value of each step.
         csv_log = UpdateStepCSVLogger(save_dir=str(sd.root), name="logs")
-        trainer = build_trainer(job, callbacks, [csv_log, *job.extra_loggers])
+        trainer = build_trainer(cfg, plan.steps, callbacks, [csv_log, *job.extra_loggers])
         csv_log.trainer = trainer
         t0 = time.time()
         log.info(

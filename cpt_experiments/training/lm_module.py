@@ -7,7 +7,7 @@ Validation is not a Lightning loop here: ``DomainValidation`` measures every dom
 
 Division of labour: ``configure_optimizers`` returns only AdamW (no LR scheduler);
 ``LRScheduleCallback`` writes ``group["lr"]`` before every step and logs ``train/lr``. Gradient
-clipping is done by the Trainer: ``stage_runner.build_trainer`` sets ``gradient_clip_val`` from
+clipping is done by the Trainer: ``training.trainer.build_trainer`` sets ``gradient_clip_val`` from
 ``optim.grad_clip_norm``, so Lightning clips the global norm after unscaling, before the step.
 """
 
