@@ -13,13 +13,16 @@ Schedules and stages are further validated by ``schedules.build_schedule`` and
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import InterpolationResolutionError, OmegaConfBaseException
 
 from cpt_experiments.errors import config_error
 
@@ -336,11 +339,48 @@ def _reject_unknown(obj: Any, plain: Any, prefix: str) -> None:
             _reject_unknown(value, plain.get(key), f"{prefix}{key}.")
 
 
+SHARED_DATA_DIR = "../shared/data"  # our machines' corpora, relative to the launch directory
+SAMPLE_DATA_DIR = Path(__file__).resolve().parent / "data" / "sample"  # embedded sample (package data)
+_announced: set[str] = set()
+
+
+def default_data_dir(scale: Optional[str] = None, corpora: Any = None) -> str:
+    """``paths.data_dir`` unless set: ``$CPT_DATA_DIR``, else ``../shared/data`` if it exists, else the sample
+    that ships with the package (resolver ``cpt_data_dir``, ``conf/paths/default.yaml``).
+
+    The sample holds a few hundred documents per corpus: enough for ``scale=smoke`` only, so another scale
+    that reads a local corpus fails here, before any work, with the fix. Logs the choice once per process.
+    """
+    env = os.environ.get("CPT_DATA_DIR")
+    if env:
+        chosen, why = env, "from CPT_DATA_DIR"
+    elif Path(SHARED_DATA_DIR).is_dir():
+        chosen, why = SHARED_DATA_DIR, "CPT_DATA_DIR unset; ../shared/data exists"
+    else:
+        sources = {c.get("source") for c in (corpora or {}).values() if hasattr(c, "get")}
+        if scale not in (None, "smoke") and "local" in sources:
+            # OmegaConf's own error type passes through unwrapped, so typed() reports one `paths.data_dir: ...`
+            # line (any other exception gets a "... raised while resolving interpolation" prefix).
+            raise InterpolationResolutionError(
+                f"scale={scale} needs corpora, but CPT_DATA_DIR is unset, {SHARED_DATA_DIR} does not exist and "
+                "the embedded sample serves scale=smoke only: fetch them with `python -m cpt_experiments.data.fetch "
+                "--data-dir DIR` and add corpora=fetched paths.data_dir=DIR, or set CPT_DATA_DIR=DIR (or "
+                "paths.data_dir=DIR) for a folder with A_en_wikipedia.jsonl, B_en_web_mix.jsonl, C_de_bundestag.jsonl"
+            )
+        chosen, why = str(SAMPLE_DATA_DIR), "embedded sample for scale=smoke; CPT_DATA_DIR unset, no ../shared/data"
+    if chosen not in _announced:
+        _announced.add(chosen)
+        logging.getLogger(__name__).info("paths.data_dir = %s (%s)", chosen, why)
+    return chosen
+
+
 def register() -> None:
-    """Store the root schemas as ``train_schema`` and ``evaluate_schema`` (idempotent)."""
+    """Store the root schemas as ``train_schema`` and ``evaluate_schema`` and register the ``cpt_data_dir``
+    resolver (idempotent)."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainRoot)
     cs.store(name="evaluate_schema", node=EvaluateRoot)
+    OmegaConf.register_new_resolver("cpt_data_dir", default_data_dir, replace=True)
 
 
 register()

@@ -156,22 +156,117 @@ def resolve_path(spec: CorpusSpec, data_dir: str | os.PathLike | None) -> Path:
         if data_dir is None:
             raise config_error("paths.data_dir", f"needed to resolve relative corpus path {spec.path!r}")
         path = Path(data_dir).expanduser() / path
+    # A gzip-compressed copy stands in for a missing plain file (the embedded sample ships `A_en_wikipedia.jsonl.gz`
+    # for the configs' `A_en_wikipedia.jsonl`); `datasets` decompresses by extension, streaming included.
+    gz = path.with_name(path.name + ".gz")
+    if not path.exists() and path.suffix != ".gz" and gz.is_file():
+        return gz
     return path
+
+
+DATA_FIX = (
+    "point CPT_DATA_DIR=DIR or paths.data_dir=DIR at the folder that holds it, or fetch the hub stand-ins "
+    "with `python -m cpt_experiments.data.fetch --data-dir DIR` and train with corpora=fetched paths.data_dir=DIR"
+)
+"""How to get corpus files; quoted by every 'not found' error."""
+HUB_FIX = (
+    "without network, fetch the data where the Hub is reachable (`python -m cpt_experiments.data.fetch "
+    "--data-dir DIR`), copy DIR here and train with corpora=fetched paths.data_dir=DIR"
+)
+"""How to train without reaching the Hub; quoted by every Hub error."""
+HUB_TIMEOUT_S = 10.0
+"""Seconds to wait for the one reachability request before a Hub dataset is opened."""
+_HUB_REVISIONS: dict[tuple[str, str | None], str] = {}
+
+
+def missing_file_error(path: Path, what: str) -> DataError:
+    """The one-line error for a data file that is not there, naming the file and the fix."""
+    return DataError(f"{path}: {what} not found; {DATA_FIX}")
+
+
+def is_hub_id(path: str) -> bool:
+    """True if ``datasets.load_dataset(path)`` would go to the Hub: not a local folder/file, not a builder name."""
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+
+    return path not in _PACKAGED_DATASETS_MODULES and not Path(path).expanduser().exists()
+
+
+def hub_revision(path: str, revision: str | None = None) -> str | None:
+    """The commit a Hub dataset resolves to, asked once per process with one request and no retries.
+
+    Why: ``datasets`` retries an unreachable Hub five times with back-off (~25 s) and then reports a
+    misleading file error; this check fails in seconds with the fix instead. Returns None for a local folder,
+    a builder name (``json``) or when ``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE`` is set (``datasets`` may then
+    still serve a non-streamed dataset from its cache, and itself fails fast if it cannot).
+    Raises DataError when the Hub is unreachable or does not have the dataset or revision.
+    """
+    import datasets
+
+    if not is_hub_id(path) or datasets.config.HF_HUB_OFFLINE:
+        return None
+    if (path, revision) in _HUB_REVISIONS:
+        return _HUB_REVISIONS[path, revision]
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    label = f"hub:{path}" + (f"@{revision}" if revision else "")
+    try:
+        sha = HfApi().dataset_info(path, revision=revision, timeout=HUB_TIMEOUT_S).sha
+    except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
+        raise DataError(
+            f"{label}: no such dataset or revision on the Hub, or it is gated/private "
+            f"(check hub.path and hub.revision; for a gated dataset run `hf auth login`): {_one_line(exc)}"
+        ) from None
+    except HfHubHTTPError as exc:
+        raise DataError(f"{label}: the Hub refused the request ({_one_line(exc)}); {HUB_FIX}") from None
+    except Exception as exc:  # DNS, refused connection, timeout, proxy: whatever the HTTP client raises
+        raise DataError(f"{label}: cannot reach the Hugging Face Hub ({_one_line(exc)}); {HUB_FIX}") from None
+    _HUB_REVISIONS[path, revision] = sha or ""
+    return sha
+
+
+def open_dataset(
+    path: str,
+    name: str | None = None,
+    *,
+    split: str,
+    streaming: bool = True,
+    revision: str | None = None,
+    data_files: str | list[str] | None = None,
+) -> Any:
+    """``datasets.load_dataset`` for corpora and fetched files: a local builder (``json`` + ``data_files``), a
+    local folder laid out like a Hub repository, or a Hub id (checked first with :func:`hub_revision`)."""
+    import datasets
+
+    hub_revision(path, revision)
+    kwargs: dict[str, Any] = {"split": split, "streaming": streaming}
+    if revision is not None:
+        kwargs["revision"] = revision
+    if data_files is not None:
+        kwargs["data_files"] = data_files
+    try:
+        return datasets.load_dataset(path, name, **kwargs)
+    except ConnectionError as exc:  # offline mode (no request was made) or the Hub went away after the check
+        label = f"hub:{path}" + (f"/{name}" if name else "")
+        if datasets.config.HF_HUB_OFFLINE:
+            raise DataError(
+                f"{label}: HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set and the dataset is not in the local cache; "
+                f"unset them where the Hub is reachable, or {HUB_FIX}"
+            ) from None
+        raise DataError(f"{label}: {_one_line(exc)}; {HUB_FIX}") from None
 
 
 def load_records(spec: CorpusSpec, data_dir: str | os.PathLike | None) -> Iterable[Mapping[str, Any]]:
     """Open the corpus as an iterable of records through ``datasets.load_dataset`` (lazy where streaming)."""
-    import datasets
-
     if spec.source == "local":
         path = resolve_path(spec, data_dir)
         if not path.is_file():
-            raise DataError(f"{path}: corpus file {spec.name!r} not found (check paths.data_dir / CPT_DATA_DIR)")
+            raise missing_file_error(path, f"corpus file of {spec.name!r}")
         # Streaming reads the file directly; no Arrow copy of the corpus lands in the datasets cache.
-        return datasets.load_dataset(FORMATS[spec.format], data_files=str(path), split="train", streaming=True)
+        return open_dataset(FORMATS[spec.format], data_files=str(path), split="train", streaming=True)
     hub = spec.hub
     assert hub is not None
-    return datasets.load_dataset(hub.path, hub.name, split=hub.split, streaming=hub.streaming, revision=hub.revision)
+    return open_dataset(hub.path, hub.name, split=hub.split, streaming=hub.streaming, revision=hub.revision)
 
 
 def _source_label(spec: CorpusSpec, data_dir: str | os.PathLike | None) -> str:
@@ -270,7 +365,7 @@ def source_fingerprint(spec: CorpusSpec, data_dir: str | os.PathLike | None) -> 
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise DataError(f"{path}: corpus file {spec.name!r} not found (check paths.data_dir / CPT_DATA_DIR)") from None
+        raise missing_file_error(path, f"corpus file of {spec.name!r}") from None
     memo_key = (str(path), st.st_size, st.st_mtime_ns)
     if memo_key not in _FILE_DIGESTS:
         h = hashlib.sha256()
