@@ -231,22 +231,20 @@ class ModelConfig:
 
 @dataclass
 class TrainerConfig:
-    """Lightning Trainer arguments the runner passes through."""
+    """The Lightning Trainer, built with ``hydra.utils.instantiate`` (``training.trainer.build_trainer``).
 
+    ``kwargs`` passes any other ``Trainer`` argument (``+trainer.kwargs.profiler=simple``); an argument
+    the Trainer does not take, or one the suite sets itself (max_steps, accumulate_grad_batches,
+    gradient_clip_val, logger, callbacks, ...), is a one-line error before any work.
+    """
+
+    _target_: str = "pytorch_lightning.Trainer"
     accelerator: str = MISSING
     devices: Any = MISSING  # int, -1 (all visible) or a list of ids
     precision: str = MISSING
     strategy: str = MISSING
     num_nodes: int = MISSING
-
-
-@dataclass
-class LoggerConfig:
-    """Extra loggers beside the always-on CSV log (which feeds the results tables)."""
-
-    extra: List[str] = field(default_factory=list)  # tensorboard | wandb
-    wandb_mode: str = "offline"  # offline | online | disabled
-    wandb_project: str = "cpt-experiments"
+    kwargs: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -276,6 +274,7 @@ class TrainRoot:
     seed: int = 0
     scale: str = MISSING
     allow_dirty_results: bool = False  # write into results/ from a tree with uncommitted changes
+    dry_run: bool = False  # print the stage plan (cached or to train, tokens, steps, est. time) and stop
     paths: PathsConfig = MISSING
     corpora: Dict[str, Any] = MISSING  # role -> corpus (validated by data.corpus.CorpusSpec)
     tokenizer: Dict[str, Any] = MISSING  # validated by data.tokenizer.get_tokenizer
@@ -283,7 +282,9 @@ class TrainRoot:
     optim: OptimConfig = MISSING
     train: TrainConfig = MISSING
     trainer: TrainerConfig = MISSING
-    logger: LoggerConfig = MISSING
+    # Extra loggers beside the always-on CSV log (which feeds the results tables): name -> a Lightning
+    # logger config with `_target_`, instantiated once per trained stage (training.loggers).
+    logger: Dict[str, Any] = field(default_factory=dict)
     shift: ShiftConfig = MISSING
     replay: ReplayConfig = MISSING
     lr: LRConfig = MISSING  # set by `scale`

@@ -10,10 +10,13 @@ import logging
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from cpt_experiments.errors import CPTError
 from cpt_experiments.pipeline.experiment import train
+from cpt_experiments.pipeline.failures import handle_failure
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +27,12 @@ __all__ = ["main", "train"]
 def main(cfg: DictConfig) -> None:
     try:
         train(cfg)
-    except CPTError as exc:
-        # One line naming the key or file; no traceback for a user error.
-        log.error("%s", exc)
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    except Exception as exc:  # one member's failure must not end a sweep (KeyboardInterrupt does)
+        reason = handle_failure(cfg, exc)
+        log.error("%s", reason, exc_info=not isinstance(exc, CPTError))
+        print(f"error: {reason}", file=sys.stderr)
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            sys.exit(2 if isinstance(exc, CPTError) else 1)
 
 
 if __name__ == "__main__":

@@ -25,16 +25,19 @@ from omegaconf import DictConfig
 from cpt_experiments.config import ExperimentConfig, TrainRoot
 from cpt_experiments.errors import config_error
 from cpt_experiments.eval.domain_loss import domain_losses
-from cpt_experiments.pipeline import records
+from cpt_experiments.pipeline import records, report
 from cpt_experiments.pipeline.context import RunContext, prepare_run, typed_config
 from cpt_experiments.pipeline.evaluation import evaluate_marked_stages
+from cpt_experiments.pipeline.failures import StageFailed, write_summary
 from cpt_experiments.pipeline.stage_cache import stage_dir
 from cpt_experiments.pipeline.stage_plan import REPLAY_PREFIX, PlanBuilder
 from cpt_experiments.pipeline.stage_runner import StageJob, train_stage
 from cpt_experiments.pipeline.stages import Stage, lineage, parse_graph, stage_hash, union_baseline
 from cpt_experiments.results import store
-from cpt_experiments.training.loggers import extra_loggers
+from cpt_experiments.training.loggers import finish as finish_loggers
+from cpt_experiments.training.loggers import stage_loggers
 from cpt_experiments.training.model import load_pretrained
+from cpt_experiments.training.trainer import check_trainer
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,9 @@ class RunSummary:
     run_id: str
     roles: list[str] = field(default_factory=list)
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    results_dir: str = ""
+    config_hash: str = ""
+    lines: list[str] = field(default_factory=list)  # what the run reports to its user
 
     def trained(self) -> list[str]:
         return [n for n, s in self.stages.items() if s["status"] == "done"]
@@ -111,6 +117,7 @@ def plan_experiment(cfg: TrainRoot) -> ExperimentPlan:
     """Build and validate every stage (budget, mixture, schedule, init checkpoint) before training anything."""
     assert cfg.experiment is not None  # typed_config guarantees it
     stages = build_stages(cfg.experiment)
+    check_trainer(cfg)  # before the tokenizer and token caches, which can take hours at paper scale
     ctx = prepare_run(cfg, stages)
     hashes = hash_stages(stages, ctx)
     plans = PlanBuilder(stages, hashes, {r: ctx.train_tokens(r) for r in ctx.roles}, ctx.geometry, cfg.seed)
@@ -130,14 +137,22 @@ def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
     exp = root.experiment
     assert exp is not None
     rid = store.run_id(exp.name, root.seed, cfg_hash)
+    summary = RunSummary(rid, xp.ctx.roles, results_dir=root.paths.results_dir, config_hash=cfg_hash)
+    if root.dry_run:  # the plan, measured throughput and estimated time; nothing is trained or written
+        steps = {name: xp.plans.stage_plan(name).steps for name in xp.stages}
+        summary.lines = [f"dry run of {rid}"]
+        summary.lines += report.plan_lines(xp.stages, xp.hashes, steps, xp.ctx, report.measure_tokens_per_s(xp.ctx))
+        return summary
     info = records.RunInfo(Path(root.paths.results_dir), rid, cfg_hash, commit, exp.name, exp.variant, xp.ctx)
     records.write_config_snapshot(info, plain, xp.hashes)
-    summary = RunSummary(rid, xp.ctx.roles)
     cumulative: dict[str, tuple[int, float]] = {}
     for name, stage in xp.stages.items():
-        outcome, sd, plan, tokens_before = _run_stage(xp, info, plain, name)
-        model = load_pretrained(sd.final_dir, model_cfg=xp.ctx.model_cfg, vocab_size=xp.ctx.vocab_size)
-        final_val = domain_losses(model, xp.ctx.valsets)
+        try:
+            outcome, sd, plan, tokens_before = _run_stage(xp, info, plain, name)
+            model = load_pretrained(sd.final_dir, model_cfg=xp.ctx.model_cfg, vocab_size=xp.ctx.vocab_size)
+            final_val = domain_losses(model, xp.ctx.valsets)
+        except Exception as exc:  # named by stage and run, recorded as a failed row by the entry point
+            raise StageFailed(rid, name, exc) from exc
         done = outcome.summary
         before_flops = cumulative[stage.parent][1] if stage.parent else 0.0
         cumulative[name] = (tokens_before + int(done["tokens"]), before_flops + float(done.get("flops", 0.0)))
@@ -164,23 +179,43 @@ def _run_stage(xp: ExperimentPlan, info: records.RunInfo, plain: Mapping[str, An
     parent_sd = stage_dir(ctx.cfg.paths.stage_dir, xp.hashes[stage.parent]) if stage.parent else None
     ancestors = lineage(xp.stages, name)[:-1]
     tokens_before = sum(xp.plans.stage_plan(s.name).steps for s in ancestors) * ctx.geometry.tokens_per_step
+    spec = {"stage": name, "hash": xp.hashes[name], "parent_hash": xp.hashes.get(stage.parent or ""),
+            "experiment": info.experiment, "config": dict(plain)}  # fmt: skip
+    # Extra loggers only for a stage this run may train: a reused stage gets no new W&B/TensorBoard run.
+    loggers = [] if sd.done_file.is_file() else stage_loggers(
+        plain["logger"], run_id=info.run_id, stage=name, role=stage.role,
+        hparams={"stage_hash": xp.hashes[name], **_flat(plain)},
+    )  # fmt: skip
     job = StageJob(
         stage=stage, stage_hash=xp.hashes[name], sd=sd, parent_sd=parent_sd, plan=plan,
         train_sources={n: ctx.train_tokens(n.removeprefix(REPLAY_PREFIX)) for n in plan.mixture.names},
-        tokens_before=tokens_before, ctx=ctx,
-        spec={"stage": name, "hash": xp.hashes[name], "parent_hash": xp.hashes.get(stage.parent or ""),
-              "experiment": info.experiment, "config": dict(plain)},
-        extra_loggers=extra_loggers(asdict(ctx.cfg.logger), run_name=f"{info.run_id}-{name}", save_dir=sd.root),
+        tokens_before=tokens_before, ctx=ctx, spec=spec, extra_loggers=loggers,
     )  # fmt: skip
-    return train_stage(job), sd, plan, tokens_before
+    try:
+        return train_stage(job), sd, plan, tokens_before
+    finally:
+        finish_loggers(loggers)
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a/b": 1}``: hyperparameters as loggers display them (paths left out)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if k in ("paths", "logger"):
+            continue
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}/"))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def train(cfg: DictConfig) -> RunSummary:
     """Train or reuse every stage of ``cfg.experiment``, then evaluate marked stages if ``evaluation.auto``."""
     summary = run_experiment(cfg)
-    for name, s in summary.stages.items():
-        losses = ", ".join(f"{d} {m['loss']:.3f}" for d, m in s["final_val"].items())
-        log.info("%s [%s] %s: %s", summary.run_id, s["status"], name, losses)
-    if cfg.evaluation.auto:
+    for line in summary.lines:
+        log.info("%s", line)
+    write_summary(summary.lines)  # for the sweep's combined table
+    if cfg.evaluation.auto and summary.stages:
         evaluate_marked_stages(cfg, summary.run_id, summary.roles, summary.stages)
     return summary

@@ -34,6 +34,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "parent_hash": STR,
         "role": STR,
         "status": STR,
+        "reason": STR,  # one line: why a failed stage or run failed; empty otherwise
         "variant": STR,  # legend label of the ablation cell, e.g. "rewarm 3e-4"; optional
         "shift": STR,
         "old_corpus": STR,  # roles of the old data (the pre-training the stage's chain starts from)
@@ -100,7 +101,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
 
 #: Columns that must be present (and non-empty) in every appended row.
 REQUIRED: dict[str, tuple[str, ...]] = {
-    "runs": ("run_id", "experiment", "stage", "role", "status"),
+    "runs": ("run_id", "experiment", "stage", "status"),
     "curves": ("run_id", "stage", "step", "tokens", "split", "metric", "value"),
     "evals": ("run_id", "stage", "task", "metric", "value"),
 }

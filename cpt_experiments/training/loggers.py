@@ -1,48 +1,64 @@
-"""Optional experiment loggers next to the always-on CSV log: TensorBoard and W&B.
+"""Loggers of a stage: the always-on CSV log (it feeds the results tables) and the configured extras.
 
-W&B runs offline unless the user opts in (``logger.wandb_mode=online``), so a sweep on a
-machine without network never blocks on a login prompt.
+Extra loggers are configs with ``_target_`` (``conf/logger/*.yaml``), instantiated once per trained
+stage with the suite's naming: TensorBoard runs live under ``<save_dir>/<run_id>/<stage>``; W&B gets
+one run per stage, grouped by the experiment run (``group``), with the stage's role as ``job_type``
+and the resolved stage config as ``config``, finished when the stage ends. W&B is offline unless
+the user sets ``logger.wandb.offline=false``, so a sweep on a machine without network never blocks
+on a login prompt.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from pytorch_lightning.loggers import CSVLogger
+from hydra.errors import InstantiationException
+from hydra.utils import get_class, instantiate
+from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 
 from cpt_experiments.errors import config_error
 
-KNOWN = ("tensorboard", "wandb")
+
+def _suite_kwargs(cls: type, run_id: str, stage: str, role: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """Names and metadata the suite gives each kind of logger (a key set in the config wins)."""
+    if issubclass(cls, WandbLogger):
+        return {"name": f"{run_id}/{stage}", "group": run_id, "job_type": role, "config": dict(hparams)}
+    if issubclass(cls, TensorBoardLogger):
+        return {"name": run_id, "version": stage, "default_hp_metric": False}
+    return {}
 
 
-def extra_loggers(logger_cfg: Mapping[str, Any], *, run_name: str, save_dir: str | Path) -> list[Any]:
-    """Instantiate the loggers named in ``logger.extra`` for one stage."""
-    out: list[Any] = []
-    for name in logger_cfg["extra"]:
-        if name == "tensorboard":
-            from pytorch_lightning.loggers import TensorBoardLogger
-
-            out.append(TensorBoardLogger(save_dir=str(save_dir), name="tensorboard"))
-        elif name == "wandb":
-            from pytorch_lightning.loggers import WandbLogger
-
-            mode = str(logger_cfg["wandb_mode"])
-            if mode not in ("offline", "online", "disabled"):
-                raise config_error("logger.wandb_mode", f"must be offline, online or disabled, got {mode!r}")
-            out.append(
-                WandbLogger(
-                    name=run_name,
-                    project=logger_cfg["wandb_project"],
-                    save_dir=str(save_dir),
-                    offline=mode == "offline",
-                    mode=mode,
-                )
-            )
-        else:
-            raise config_error("logger.extra", f"unknown logger {name!r} (known: csv is always on; {', '.join(KNOWN)})")
+def stage_loggers(
+    logger_cfg: Mapping[str, Mapping[str, Any]], *, run_id: str, stage: str, role: str, hparams: Mapping[str, Any]
+) -> list[Logger]:
+    """Instantiate every configured extra logger for one stage; a bad config names ``logger.<name>``."""
+    out: list[Logger] = []
+    for name, spec in logger_cfg.items():
+        key = f"logger.{name}"
+        if not isinstance(spec, Mapping) or "_target_" not in spec:
+            raise config_error(key, "must be a logger config with a _target_ (see conf/logger/)")
+        try:
+            cls = get_class(spec["_target_"])
+            extra = {k: v for k, v in _suite_kwargs(cls, run_id, stage, role, hparams).items() if k not in spec}
+            # Merged, not passed as kwargs: W&B's `config` would clash with instantiate's own parameter.
+            logger = instantiate({**spec, **extra, "_convert_": "all"})
+            _ = logger.experiment  # opens the writer / W&B run now, so a bad setting fails here, named
+            if not isinstance(logger, WandbLogger):  # W&B got the config at init
+                logger.log_hyperparams(dict(hparams))
+        except (InstantiationException, ImportError, ValueError, TypeError) as exc:
+            cause = exc.__cause__ or exc
+            raise config_error(key, (str(cause).strip().splitlines() or [type(cause).__name__])[0]) from None
+        out.append(logger)
     return out
+
+
+def finish(loggers: list[Logger]) -> None:
+    """End each logger's run, so the next stage starts its own (W&B keeps one run per process otherwise)."""
+    for logger in loggers:
+        logger.finalize("success")
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish()
 
 
 class UpdateStepCSVLogger(CSVLogger):

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 
 from cpt_experiments.config import TrainConfig, TrainerConfig, TrainRoot
 from cpt_experiments.errors import config_error
@@ -33,27 +35,46 @@ def accumulation(train: TrainConfig, trainer: TrainerConfig) -> int:
     return g // (micro * world)
 
 
+#: Trainer arguments the suite sets from the stage and the run config; a user value would be ignored.
+SUITE_OWNED = (
+    "max_steps", "max_epochs", "accumulate_grad_batches", "gradient_clip_val", "limit_val_batches",
+    "num_sanity_val_steps", "log_every_n_steps", "use_distributed_sampler", "enable_checkpointing",
+    "logger", "callbacks",
+)  # fmt: skip
+
+
+def trainer_arguments(tc: TrainerConfig) -> dict[str, Any]:
+    """The ``instantiate`` mapping of the trainer config: ``_target_``, its fields and ``kwargs``."""
+    owned = sorted(set(tc.kwargs) & set(SUITE_OWNED))
+    if owned:
+        raise config_error(f"trainer.kwargs.{owned[0]}", "is set by the suite from the stage and train.* settings")
+    fields = {k: v for k, v in vars(tc).items() if k != "kwargs"}
+    return {**fields, "enable_progress_bar": False, "enable_model_summary": False, "deterministic": False, **tc.kwargs}
+
+
 def build_trainer(cfg: TrainRoot, steps: int, callbacks: list[pl.Callback], loggers: list[Any]) -> pl.Trainer:
     """The Lightning Trainer of a stage of ``steps`` optimizer steps: one epoch = the whole stage plan."""
-    tc = cfg.trainer
-    return pl.Trainer(
-        accelerator=tc.accelerator,
-        devices=tc.devices,
-        num_nodes=tc.num_nodes,
-        strategy=tc.strategy,
-        precision=tc.precision,
-        max_steps=steps,
-        max_epochs=1,
-        accumulate_grad_batches=accumulation(cfg.train, tc),
-        gradient_clip_val=cfg.optim.grad_clip_norm,
-        limit_val_batches=0,  # validation runs in DomainValidation, keyed on the update count
-        num_sanity_val_steps=0,
-        log_every_n_steps=cfg.train.log_every_n_steps,
-        use_distributed_sampler=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        logger=loggers,
-        callbacks=callbacks,
-        deterministic=False,
-    )
+    try:
+        return instantiate(
+            trainer_arguments(cfg.trainer),
+            max_steps=steps,
+            max_epochs=1,
+            accumulate_grad_batches=accumulation(cfg.train, cfg.trainer),
+            gradient_clip_val=cfg.optim.grad_clip_norm,
+            limit_val_batches=0,  # validation runs in DomainValidation, keyed on the update count
+            num_sanity_val_steps=0,
+            log_every_n_steps=cfg.train.log_every_n_steps,
+            use_distributed_sampler=False,
+            enable_checkpointing=False,
+            logger=loggers,
+            callbacks=callbacks,
+        )
+    except InstantiationException as exc:
+        cause = exc.__cause__ or exc
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise config_error("trainer", f"cannot build {cfg.trainer._target_}: {first}") from None
+
+
+def check_trainer(cfg: TrainRoot) -> None:
+    """Build the trainer once with the run's settings, so a bad trainer value fails before any work."""
+    build_trainer(cfg, 1, [], [])

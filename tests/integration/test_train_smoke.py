@@ -248,29 +248,6 @@ def test_interrupted_stage_resumes_to_the_uninterrupted_result(
     assert (both["value_ref"] - both["value_run"]).abs().max() < 1e-5
 
 
-@pytest.mark.parametrize("logger", ["tensorboard", pytest.param("wandb", marks=pytest.mark.slow)])
-def test_extra_loggers_write_their_files(tmp_path, data_dir, shared_cache, logger, monkeypatch):
-    """TensorBoard and W&B (offline: no network, no login) log next to the always-on CSV."""
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    cfg = compose_cfg(
-        tmp_path,
-        data_dir,
-        "experiment=cpt",
-        "experiment.union=null",
-        "~experiment.stages.continual",
-        f"paths.cache_dir={shared_cache}",
-        "budget.pretrain_tokens=4096",
-        f"logger={logger}",
-    )
-    summary = train(cfg)
-    root = Path(summary.stages["pretrain"]["dir"])
-    pattern = (
-        "tensorboard/version_*/events.out.tfevents.*" if logger == "tensorboard" else "wandb/offline-run-*/*.wandb"
-    )
-    assert list(root.glob(pattern)), f"no {logger} files under {root}"
-    assert list(root.glob("logs/version_0/metrics.csv"))
-
-
 def test_optimizer_keep_policy_carries_the_parents_moments(tmp_path, data_dir, shared_cache):
     """`optimizer: keep` starts from the parent's Adam moments (a different stage, other weights than reset)."""
     common = [

@@ -1,0 +1,130 @@
+"""Failure isolation for sweeps: a failing member becomes a ``failed`` runs row with a one-line reason.
+
+A Hydra multirun calls the task function once per member. If a member raised (or called
+``sys.exit``, which Hydra's launchers do not catch), the sweep would stop there, or with the
+joblib launcher die with no rows at all. Instead ``handle_failure`` records the member as
+``failed`` (runs row with its reason, a ``FAILED`` file in its Hydra output directory) and returns,
+so the next member runs; ``SweepFailures`` (a Hydra callback) lists the failed members when the
+sweep ends and exits non-zero. Rerunning the sweep retries only what is not done: finished stages
+come from the stage cache.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from cpt_experiments.atomic import atomic_write_text
+from cpt_experiments.errors import CPTError
+from cpt_experiments.results import store
+
+log = logging.getLogger(__name__)
+
+FAILED_MARKER = "FAILED"
+SUMMARY_FILE = "summary.json"
+
+
+class StageFailed(CPTError):
+    """Training or measuring one stage failed; ``stage`` names it, ``cause`` is the original error."""
+
+    def __init__(self, run_id: str, stage: str, cause: BaseException) -> None:
+        super().__init__(f"stage {stage}: {one_line(cause)}")
+        self.run_id, self.stage, self.cause = run_id, stage, cause
+
+
+def one_line(exc: BaseException) -> str:
+    """The user-facing reason: a CPTError's own line, else the exception type and its first line."""
+    if isinstance(exc, CPTError):
+        return str(exc).replace("\n", " ")
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _identity(cfg: DictConfig | Any) -> tuple[str, int | None, str]:
+    """Best-effort (experiment, seed, config hash) of a config that may not even validate."""
+    try:
+        raw = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else dict(cfg)
+    except Exception:  # noqa: BLE001 - a broken config still gets a failure row
+        raw = {}
+    exp = raw.get("experiment") or {}
+    name = str(exp.get("name", "unknown")) if isinstance(exp, dict) else "unknown"
+    seed = raw.get("seed")
+    seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+    material = {k: v for k, v in raw.items() if k not in ("paths", "hydra", "logger", "evaluation")}
+    digest = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+    return name, seed, digest
+
+
+def _output_dir() -> Path | None:
+    try:
+        return Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:  # not running under Hydra (tests, notebooks)
+        return None
+
+
+def handle_failure(cfg: DictConfig, exc: BaseException) -> str:
+    """Record a failed run (runs row + FAILED marker) and return its one-line reason.
+
+    The row's stage is the failing stage, or ``*`` when the run failed before any stage (config,
+    data, tokenizer). Writing the row is best effort: an unwritable results directory must not hide
+    the original error.
+    """
+    reason = one_line(exc)
+    experiment, seed, cfg_hash = _identity(cfg)
+    run_id = getattr(exc, "run_id", None) or store.run_id(experiment, seed or 0, cfg_hash)
+    row = {
+        "run_id": run_id, "experiment": experiment, "stage": getattr(exc, "stage", "*"), "status": "failed",
+        "reason": reason, "seed": seed, "config_hash": cfg_hash if not getattr(exc, "run_id", None) else None,
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }  # fmt: skip
+    try:
+        results_dir = OmegaConf.select(cfg, "paths.results_dir", throw_on_missing=False)
+        if results_dir:
+            store.append(results_dir, "runs", [row])
+    except Exception as write_exc:  # noqa: BLE001 - keep the original failure visible
+        log.warning("could not record the failure in the runs table: %s", one_line(write_exc))
+    out = _output_dir()
+    if out is not None:
+        atomic_write_text(out / FAILED_MARKER, reason + "\n")
+    if not isinstance(exc, CPTError):  # an unexpected error: the traceback goes to the log file
+        log.debug("".join(traceback.format_exception(exc)))
+    return reason
+
+
+def write_summary(lines: list[str]) -> None:
+    """The member's end-of-run table, for the sweep's combined table."""
+    out = _output_dir()
+    if out is not None:
+        atomic_write_text(out / SUMMARY_FILE, json.dumps(lines))
+
+
+class SweepFailures(Callback):
+    """At the end of a multirun: print every member's table and failure, exit 1 if any member failed."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        members = sorted((p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+        failed = []
+        print(f"\nsweep {sweep}: {len(members)} members", file=sys.stderr)
+        for m in members:
+            if (m / FAILED_MARKER).is_file():
+                reason = (m / FAILED_MARKER).read_text().strip()
+                failed.append(m.name)
+                print(f"  member {m.name}: FAILED  {reason}", file=sys.stderr)
+            elif (m / SUMMARY_FILE).is_file():
+                for line in json.loads((m / SUMMARY_FILE).read_text()):
+                    print(f"  member {m.name}: {line}", file=sys.stderr)
+        if failed:
+            print(f"{len(failed)} of {len(members)} members failed; rerun the same command to retry them "
+                  "(finished stages are reused)", file=sys.stderr)  # fmt: skip
+            sys.exit(1)
