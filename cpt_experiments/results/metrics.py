@@ -15,6 +15,7 @@ from __future__ import annotations
 import pandas as pd
 
 from cpt_experiments.errors import DataError
+from cpt_experiments.results import groups
 
 #: Paper 1 metrics (forgetting, adaptation, union gap) apply to these roles; paper 2 uses version_losses.
 CONTINUAL_ROLES = frozenset({"continual"})
@@ -43,23 +44,23 @@ def loss_matrix(curves: pd.DataFrame, runs: pd.DataFrame, *, metric: str = "loss
 
 
 def stage_table(matrix: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per stage in ``matrix`` joined with its run factors and its pre-training reference.
+    """One row per stage in ``matrix``: its ``runs`` row, its cell and its pre-training reference.
 
-    Columns added: ``old_domain``, ``new_domain`` (from the runs row), ``old_loss``,
-    ``new_loss`` (M[s, old_domain], M[s, new_domain]), ``avg`` = (old_loss + new_loss) / 2
-    (paper 1's AVG), ``root_stage`` (the first ancestor of s following ``parent_stage``
-    within the run; s itself for a root) and ``pre_old_loss`` / ``pre_new_loss`` (M at the
-    root stage; looked up by (run_id, stage), else by the root's ``stage_hash`` in another run,
-    because a reused pre-training stage may have been collected only once).
+    Columns: every ``runs`` column, ``cell``, ``chain_corpora``, ``chain_roles`` (``groups.annotate``), and
+    ``old_loss``, ``new_loss`` (M[s, old_domain], M[s, new_domain]), ``avg`` = (old_loss +
+    new_loss) / 2 (paper 1's AVG), ``root_stage`` (the first ancestor of s following
+    ``parent_stage`` within the run; s itself for a root) and ``pre_old_loss`` /
+    ``pre_new_loss`` (M at the root stage; looked up by (run_id, stage), else by the root's
+    ``stage_hash`` in another run, because a reused pre-training stage may have been collected
+    only once). A missing ``shift`` reads as "none", a missing ``new_domain`` as ``old_domain``.
     """
-    info = runs.set_index(["run_id", "stage"])
+    info = groups.annotate(runs).set_index(["run_id", "stage"])
     rows = []
     by_hash = _losses_by_hash(matrix, runs)
     for (rid, stage), losses in matrix.iterrows():
         if (rid, stage) not in info.index:
             continue
         r = info.loc[(rid, stage)]
-        shift = r["shift"] if pd.notna(r["shift"]) else "none"
         if pd.isna(r["old_domain"]):
             raise DataError(f"runs: stage {rid}/{stage} has no old_domain (collected by an older version?)")
         old_dom = r["old_domain"]
@@ -69,10 +70,8 @@ def stage_table(matrix: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
         old_loss, new_loss = losses.get(old_dom, float("nan")), losses.get(new_dom, float("nan"))
         rows.append(
             {
-                "run_id": rid, "stage": stage, "role": r["role"], "experiment": r["experiment"],
-                "variant": r["variant"], "shift": shift, "schedule": r["schedule"],
-                "replay_ratio": r["replay_ratio"], "eta_max": r["eta_max"], "seed": r["seed"],
-                "scale": r["scale"], "model": r["model"], "version": r["version"],
+                **r.to_dict(), "run_id": rid, "stage": stage,
+                "shift": r["shift"] if pd.notna(r["shift"]) else "none",
                 "old_domain": old_dom, "new_domain": new_dom, "root_stage": root,
                 "old_loss": old_loss, "new_loss": new_loss, "avg": (old_loss + new_loss) / 2,
                 "pre_old_loss": pre.get(old_dom, float("nan")), "pre_new_loss": pre.get(new_dom, float("nan")),
@@ -101,36 +100,76 @@ def adaptation(table: pd.DataFrame) -> pd.Series:
     return (t["pre_new_loss"] - t["new_loss"]).rename("adaptation")
 
 
-def union_gap(table: pd.DataFrame, *, match: tuple[str, ...] = ("shift", "scale", "model")) -> pd.DataFrame:
+#: What a union baseline shares with the continual stages it is the reference of: shift, size and
+#: the same data along the stage's whole chain (``chain_roles``: which roles, ``chain_corpora``:
+#: which corpus filled each; a third dataset in the chain is not this union's data).
+UNION_MATCH = ("shift", "scale", "model", "chain_roles", "chain_corpora")
+#: A union cell is defined by its content, not by the experiment or run that recorded it.
+UNION_FACTORS = tuple(c for c in groups.CELL_FACTORS if c not in ("experiment", "stage", "parent_stage"))
+
+
+def union_reference(table: pd.DataFrame) -> pd.DataFrame:
+    """Union-baseline cells of ``stage_table(...)``: old/new/AVG loss, mean ± std over the cell's own seeds.
+
+    Each union stage counts once (by ``stage_hash``) however many runs reused it; cells are
+    formed over ``UNION_FACTORS`` (see ``groups``). Columns: the cell's factors, ``union_cell``,
+    ``old_loss``, ``new_loss``, ``avg`` and their ``_std``, ``n`` (seeds).
+    """
+    union = table[table["role"] == "union"]
+    if union.empty:
+        return union.assign(union_cell=pd.Series(dtype="object"), n=pd.Series(dtype="int64"))
+    cells = groups.annotate(union, factors=UNION_FACTORS)["cell"].to_numpy()
+    ref = groups.aggregate(union.assign(cell=cells), ["old_loss", "new_loss", "avg"])
+    return ref.rename(columns={"cell": "union_cell"})
+
+
+def union_gap(table: pd.DataFrame, *, match: tuple[str, ...] = UNION_MATCH) -> pd.DataFrame:
     """Gap of each continual stage to its union baseline, per domain and AVG (nats/token).
 
     gap_old = old_loss − U_old, gap_new = new_loss − U_new, gap_avg = avg − U_avg, where U is
-    the mean over seeds of the final losses of union-role stages with the same ``match``
-    columns (missing values match missing). Positive = the continual model is worse. Stages
-    without a matching union baseline get NaN.
+    the union cell (``union_reference``: mean over that cell's own seeds, each union stage once)
+    whose ``match`` columns equal the stage's (missing equals missing). If several union cells
+    match, the one recorded in the stage's own run is used; if that does not decide, DataError.
+    Positive = the continual model is worse. No matching union baseline: NaN. ``union_n`` is the
+    number of union seeds behind U.
     """
     t = _continual(table).reset_index()
+    ref = union_reference(table)
+    own = {}  # run_id -> union cells recorded in that run
     union = table[table["role"] == "union"]
-    keys = list(match)
-    ref = (
-        union.assign(**{k: union[k].astype("object").fillna("") for k in keys})
-        .groupby(keys, dropna=False)[["old_loss", "new_loss", "avg"]]
-        .mean()
-        .add_prefix("union_")
-        .reset_index()
-    )
-    t = t.assign(**{f"_{k}": t[k].astype("object").fillna("") for k in keys})
-    merged = t.merge(ref, left_on=[f"_{k}" for k in keys], right_on=keys, how="left", suffixes=("", "_u"))
-    out = pd.DataFrame(
-        {
-            "run_id": merged["run_id"],
-            "stage": merged["stage"],
-            "gap_old": merged["old_loss"] - merged["union_old_loss"],
-            "gap_new": merged["new_loss"] - merged["union_new_loss"],
-            "gap_avg": merged["avg"] - merged["union_avg"],
-        }
-    )
-    return out.set_index(["run_id", "stage"])
+    if not union.empty:
+        cells = groups.annotate(union, factors=UNION_FACTORS)["cell"]
+        for rid, cell in zip(union["run_id"], cells):
+            own.setdefault(rid, set()).add(cell)
+    ref_keys = [tuple(groups.value_text(v) for v in row) for row in ref[list(match)].itertuples(index=False)]
+    rows = []
+    for r in t.itertuples(index=False):
+        key = tuple(groups.value_text(getattr(r, c)) for c in match)
+        cand = [i for i, k in enumerate(ref_keys) if k == key]
+        if len(cand) > 1:
+            cand = [i for i in cand if ref["union_cell"].iloc[i] in own.get(r.run_id, set())] or cand
+        if len(cand) > 1:
+            raise DataError(
+                f"runs: {len(cand)} different union baselines match continual stage {r.run_id}/{r.stage} "
+                f"on {', '.join(match)}; record the union in the stage's run or select one"
+            )
+        u = ref.iloc[cand[0]] if cand else None
+        nan = float("nan")
+        rows.append(
+            {
+                "run_id": r.run_id, "stage": r.stage,
+                "gap_old": r.old_loss - u["old_loss"] if u is not None else nan,
+                "gap_new": r.new_loss - u["new_loss"] if u is not None else nan,
+                "gap_avg": r.avg - u["avg"] if u is not None else nan,
+                "union_n": int(u["n"]) if u is not None else 0,
+            }
+        )  # fmt: skip
+    cols = ["run_id", "stage", "gap_old", "gap_new", "gap_avg", "union_n"]
+    return pd.DataFrame(rows, columns=cols).set_index(["run_id", "stage"])
+
+
+#: Per-stage quantities that ``cell_summary`` averages over seeds.
+SUMMARY_VALUES = ("old_loss", "new_loss", "avg", "forgetting", "adaptation", "gap_old", "gap_new", "gap_avg")
 
 
 def summary(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
@@ -140,25 +179,49 @@ def summary(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return t.join(forgetting(table)).join(adaptation(table)).join(union_gap(table))
 
 
+def cell_summary(curves: pd.DataFrame, runs: pd.DataFrame, selection: groups.Selection | None = None) -> pd.DataFrame:
+    """``summary`` aggregated per cell (``groups``): mean, ``_std`` and ``n`` over distinct seeds.
+
+    ``selection`` maps experiment -> stage names (None: every experiment; cells never span two).
+    Each stage counts once however many runs reused it.
+    """
+    per_stage = groups.select(summary(curves, runs).reset_index(), selection)
+    if per_stage.empty:
+        raise DataError(f"runs: no continual stages with final losses for selection {dict(selection or {})}")
+    return groups.aggregate(per_stage, list(SUMMARY_VALUES))
+
+
 def version_losses(matrix: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Paper 2: final loss of the model released at each version, per strategy.
 
     The released model of version i is stage ptfs_i (PTFS), cpt_i (CPT) or branch_i (path
     switching; the main path is never released). loss = mean of M over the domains evaluated
-    at that stage (paper 2's versions share one distribution), averaged over seeds. Returns
-    columns strategy, variant, version, loss, n_seeds.
+    at that stage (paper 2's versions share one distribution), then mean ± std over the seeds
+    of the stage's cell (``groups.aggregate``: each stage once, never two configurations).
+    Returns columns strategy, variant, version, loss, loss_std (NaN for one seed), n_seeds.
+    Two cells that would share one (strategy, variant, version) line are a DataError.
     """
     released = {"ptfs": "ptfs", "cpt": "cpt", "branch": "path_switching"}
-    info = runs[runs["role"].isin(list(released))].set_index(["run_id", "stage"])
+    info = groups.annotate(runs)
+    info = info[info["role"].isin(list(released))].set_index(["run_id", "stage"])
     keep = matrix.index.isin(info.index)
     if not keep.any():
         raise DataError("curves: no validation loss for stages with role ptfs, cpt or branch")
     rows = info.loc[matrix.index[keep]].assign(loss=matrix[keep].mean(axis=1, skipna=True).to_numpy())
-    rows = rows.assign(strategy=rows["role"].map(released), variant=rows["variant"].fillna(""))
+    rows = rows.assign(strategy=rows["role"].map(released), variant=rows["variant"].fillna("")).reset_index()
     if rows["version"].isna().any():
         raise DataError("runs: a ptfs/cpt/branch stage has no 'version'")
-    out = rows.groupby(["strategy", "variant", "version"]).agg(loss=("loss", "mean"), n_seeds=("seed", "nunique"))
-    out = out.reset_index()
+    cells = groups.aggregate(rows, ["loss"])
+    line = ["strategy", "variant", "version"]
+    clash = cells[cells.duplicated(line, keep=False)]
+    if not clash.empty:
+        c = clash.iloc[0]
+        raise DataError(
+            f"runs: {c['strategy']} version {c['version']} has {len(clash)} configurations under variant "
+            f"{c['variant']!r}; give them distinct variants"
+        )
+    out = cells[[*line, "loss", "loss_std", "n"]].rename(columns={"n": "n_seeds"})
+    out = out.sort_values(line).reset_index(drop=True)
     out["version"] = out["version"].astype("int64")
     return out
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from cpt_experiments.errors import DataError
-from cpt_experiments.results import metrics
+from cpt_experiments.results import groups, metrics
 
 
 def _runs() -> pd.DataFrame:
@@ -87,7 +87,7 @@ def test_forgetting_adaptation_avg_and_union_gap_exact() -> None:
     t = table.set_index(["run_id", "stage"])
     assert t.loc[("c", "continual"), "avg"] == 3.125 and t.loc[("c", "continual2"), "root_stage"] == "pretrain"
     gap = metrics.union_gap(table)  # union mean over seeds: old 2.5, new 3.0, avg 2.75
-    assert gap.loc[("c", "continual")].to_dict() == {"gap_old": 0.75, "gap_new": 0.0, "gap_avg": 0.375}
+    assert gap.loc[("c", "continual")].to_dict() == {"gap_old": 0.75, "gap_new": 0.0, "gap_avg": 0.375, "union_n": 2}
     s = metrics.summary(_curves(), _runs())
     assert s.loc[("c", "continual2"), "gap_avg"] == 3.125 - 2.75
 
@@ -146,3 +146,104 @@ def test_version_losses_use_released_stages() -> None:
     out = metrics.version_losses(metrics.loss_matrix(curves, runs), runs).set_index("strategy")
     assert out.loc["path_switching", "loss"] == 3.5 and out.loc["ptfs", "loss"] == 3.25
     assert "main" not in out.index
+
+
+# --- one aggregation path (results/groups.py): reused stages once, seeds only within a cell ---------
+
+WEB, NEWS, WIKI = "en_new=web@b2", "en_new=news@d4", "en_old=wiki@a1"
+
+
+def _cell_runs() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Runs/curves with a continual stage reused by three runs, a second seed, another corpus, another
+    experiment holding a stage with the same factors, and union stages shared by several runs."""
+    base = dict(experiment="cpt", scale="tiny", model="m", status="done", old_domain="en_old", new_domain="en_new",
+                old_corpus="en_old", schedule="cos", eta_max=1e-3, replay_ratio=0.0, shift="weak")  # fmt: skip
+    rows, curves = [], []
+
+    def run(rid, seed, stages):
+        rows.append(dict(base, run_id=rid, seed=seed, stage="pretrain", role="pretrain", stage_hash=f"p{seed}",
+                         corpora=WIKI, shift="none", new_domain="en_old"))  # fmt: skip
+        for stage, h, role, corpora, old, new in stages:
+            parent = "pretrain" if role == "continual" else None
+            rows.append(dict(base, run_id=rid, seed=seed, stage=stage, role=role, stage_hash=h, corpora=corpora,
+                             parent_stage=parent, new_corpus="en_new"))  # fmt: skip
+            for dom, v in (("en_old", old), ("en_new", new)):
+                curves.append(dict(run_id=rid, stage=stage, step=8, tokens=80, split=dom, metric="loss", value=v))
+        for dom, v in (("en_old", 3.0 + 0.1 * seed), ("en_new", 4.0)):
+            curves.append(dict(run_id=rid, stage="pretrain", step=8, tokens=80, split=dom, metric="loss", value=v))
+
+    union0 = ("union", "u0", "union", f"{WEB},{WIKI}", 2.0, 3.0)
+    # Seed 0's continual stage c0 and union u0 are recorded by three runs (config hashes differ, content not).
+    for rid in ("cpt-a", "cpt-b", "cpt-c"):
+        run(rid, 0, [("continual", "c0", "continual", WEB, 3.5, 3.0), union0])
+    run(
+        "cpt-d",
+        1,
+        [("continual", "c1", "continual", WEB, 3.7, 3.2), ("union", "u1", "union", f"{WEB},{WIKI}", 3.0, 3.0)],
+    )
+    run("cpt-e", 0, [("continual", "n0", "continual", NEWS, 4.5, 3.5)])  # en_new filled by another corpus
+    run("rc-a", 0, [("continual", "x0", "continual", WEB, 9.0, 9.0)])
+    rows[-1]["experiment"] = rows[-2]["experiment"] = "repeated_cosine"  # same factors, another experiment
+    df = pd.DataFrame(rows)
+    for col in ("variant", "version", "parent_stage", "replay_mode"):
+        df[col] = df[col] if col in df else pd.NA
+    return df, pd.DataFrame(curves)
+
+
+def test_cell_summary_counts_reused_stages_once_and_pools_only_seeds() -> None:
+    runs, curves = _cell_runs()
+    cells = metrics.cell_summary(curves, runs).set_index(["experiment", "chain_corpora"])
+    web = cells.loc[("cpt", f"{WEB},{WIKI}")]
+    # c0 (3 runs) and c1 count once each: mean of 3.5 and 3.7, not (3 × 3.5 + 3.7) / 4.
+    assert web["n"] == 2 and web["seeds"] == "0,1" and web["old_loss"] == pytest.approx(3.6)
+    assert web["old_loss_std"] == pytest.approx(0.2 / 2**0.5)
+    news = cells.loc[("cpt", f"{NEWS},{WIKI}")]
+    assert news["n"] == 1 and news["old_loss"] == 4.5 and pd.isna(news["old_loss_std"])  # never pooled with web
+    other = cells.loc[("repeated_cosine", f"{WEB},{WIKI}")]
+    assert other["n"] == 1 and other["old_loss"] == 9.0  # another experiment is another cell
+    only = metrics.cell_summary(curves, runs, {"cpt": ["continual"]})
+    assert set(only["experiment"]) == {"cpt"} and len(only) == 2
+
+
+def test_union_gap_averages_each_union_stage_once_over_its_own_seeds_and_corpora() -> None:
+    runs, curves = _cell_runs()
+    table = metrics.stage_table(metrics.loss_matrix(curves, runs), runs)
+    ref = metrics.union_reference(table)
+    assert len(ref) == 1 and ref["n"].item() == 2 and ref["old_loss"].item() == 2.5  # (2 + 3) / 2, not (3·2 + 3) / 4
+    gap = metrics.union_gap(table)
+    assert gap.loc[("cpt-a", "continual"), "gap_old"] == 1.0 and gap.loc[("cpt-a", "continual"), "union_n"] == 2
+    assert gap.loc[("cpt-d", "continual"), "gap_old"] == pytest.approx(1.2)
+    assert gap.loc[("cpt-e", "continual")].isna()[["gap_old", "gap_avg"]].all()  # no union on the news corpus
+    runs.loc[runs["stage_hash"] == "u1", "scale"] = "big"  # another size is not this cell's baseline
+    gap = metrics.union_gap(metrics.stage_table(metrics.loss_matrix(curves, runs), runs))
+    assert gap.loc[("cpt-a", "continual"), "gap_old"] == 1.5 and gap.loc[("cpt-a", "continual"), "union_n"] == 1
+
+
+def test_union_gap_refuses_an_ambiguous_baseline_outside_the_run() -> None:
+    runs, curves = _cell_runs()
+    runs.loc[runs["stage_hash"] == "u1", "eta_max"] = 5e-4  # a second union cell with the same data
+    table = metrics.stage_table(metrics.loss_matrix(curves, runs), runs)
+    cpt = table[table["experiment"] == "cpt"]
+    gap = metrics.union_gap(cpt)  # each run recorded its own union: that one is used, over its own seed only
+    assert gap.loc[("cpt-a", "continual"), "gap_old"] == 1.5
+    assert gap.loc[("cpt-d", "continual"), "gap_old"] == pytest.approx(0.7)
+    # rc-a recorded no union and two union cells hold its data: no silent pick, no silent average.
+    with pytest.raises(DataError, match="2 different union baselines match continual stage rc-a/continual"):
+        metrics.union_gap(table)
+
+
+def test_aggregate_refuses_two_stages_of_one_seed_in_a_cell() -> None:
+    runs, curves = _cell_runs()
+    runs.loc[runs["run_id"] == "cpt-c", "stage_hash"] = ["p0", "c0-other", "u0"]  # same factors, other content
+    with pytest.raises(DataError, match=r"cpt-a/continual, cpt-c/continual have the same factors and seed 0"):
+        metrics.cell_summary(curves, runs)
+
+
+def test_missing_corpora_pool_only_with_missing() -> None:
+    rows = pd.DataFrame(
+        [dict(run_id=f"r{i}", stage="s", experiment="e", role="continual", seed=i, stage_hash=f"h{i}", x=float(i),
+              corpora=c) for i, c in enumerate([pd.NA, pd.NA, WEB])]
+    )  # fmt: skip
+    cells = groups.aggregate(groups.annotate(rows), ["x"])
+    assert sorted(cells["n"]) == [1, 2]  # the two unrecorded ones are "unknown but equal"; the recorded one is apart
+    assert cells.loc[cells["n"] == 2, "x"].item() == 0.5 and pd.isna(cells.loc[cells["n"] == 1, "x_std"].item())

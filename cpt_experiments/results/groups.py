@@ -1,0 +1,276 @@
+"""Which rows form one experimental cell, and mean ± std over its seeds: the one aggregation path.
+
+Metrics, every figure and the notebook aggregate stage rows the same way:
+
+1. **Select** explicitly: rows of the named experiments and stage names (``select``), never
+   "everything whose factors look alike" (another experiment may hold an unrelated stage with
+   the same shift and replay ratio, e.g. the second stage of a chain).
+2. **De-duplicate** by ``stage_hash`` (``dedupe``): a stage reused by several runs is one
+   measurement, counted once. The row kept is the first by (experiment, run_id, stage).
+3. **Cell** (``annotate``): two stages are in one cell when every column of ``CELL_FACTORS`` is
+   equal (missing equals missing, so an older table without ``corpora`` pools only with
+   itself, as "unknown but equal"), the ``variant`` label is equal (except for the shared
+   roles in ``SHARED_ROLES``, whose rows carry whichever run's variant reused them) and their
+   parent stages are in one cell, recursively. ``config_hash``, ``stage_hash`` and
+   ``parent_hash`` are left out because they include the seed; provenance (``git_commit``,
+   times, paths) and quantities derived from the factors (steps, FLOPs, ``eta_end``) too.
+4. **Seeds** (``aggregate``): within a cell each seed must be one stage; two different stages
+   with the same seed in one cell mean a setting that the table does not record differs, and
+   that is an error rather than a silent average. Mean and std (ddof=1) are over distinct
+   seeds; the std is NaN for n = 1, so a single seed never gets an error bar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from cpt_experiments.errors import DataError
+
+#: Columns of ``runs`` that define a stage's configuration apart from its seed (see module doc).
+CELL_FACTORS: tuple[str, ...] = (
+    "experiment", "stage", "parent_stage", "role", "shift", "old_corpus", "new_corpus", "old_domain",
+    "new_domain", "corpora", "replay_ratio", "replay_mode", "init_from", "optimizer_policy", "schedule",
+    "eta_max", "eta_min", "eta_const", "warmup_frac", "adam_beta1", "adam_beta2", "adam_eps", "weight_decay",
+    "grad_clip", "global_batch_windows", "seq_len", "scale", "model", "version", "tokenizer_hash", "stage_tokens",
+)  # fmt: skip
+#: Roles whose stages are shared by runs of different variants: their ``variant`` is not a factor.
+SHARED_ROLES: frozenset[str] = frozenset({"pretrain", "union"})
+#: Factors shown to tell cells apart in labels: ``chain_corpora`` (every corpus of the chain)
+#: instead of ``corpora``, which changes with replay (the old corpus joins) within one series.
+LABEL_FACTORS: tuple[str, ...] = tuple(c for c in CELL_FACTORS if c != "corpora") + ("chain_corpora",)
+
+#: An experiment name -> the stage names selected from it (None: every stage).
+Selection = Mapping[str, Sequence[str] | None]
+
+
+def value_text(value: object) -> str:
+    """Canonical text of one cell value; missing -> "" (so missing equals missing)."""
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _corpus_set(value: object) -> frozenset[str] | None:
+    """Entries ``role=<name>@<hash>`` of a ``corpora`` cell; None when the column is missing."""
+    text = value_text(value)
+    return frozenset(e.strip() for e in text.split(",") if e.strip()) if text else None
+
+
+def _roles(row: pd.Series) -> frozenset[str]:
+    """Corpus roles a stage names as its old and new data (``old_corpus``, ``new_corpus``)."""
+    return frozenset(r for c in ("old_corpus", "new_corpus") for r in value_text(row.get(c)).split(",") if r)
+
+
+def annotate(
+    runs: pd.DataFrame, *, factors: Sequence[str] = CELL_FACTORS, shared_roles: Iterable[str] = SHARED_ROLES
+) -> pd.DataFrame:
+    """``runs`` plus ``cell`` (the cell key, see module doc), ``chain_corpora`` and ``chain_roles``.
+
+    ``chain_corpora`` is the sorted, comma-joined set of ``corpora`` entries of the stage and
+    all its ancestors (``parent_stage`` within the run); missing if any of them lacks
+    ``corpora``. ``chain_roles`` is the same for the roles in ``old_corpus``/``new_corpus``
+    (recorded by older tables too). A continual stage and the union baseline of its chain
+    read the same sets. ``shared_roles=()`` makes ``variant`` a factor for every role (e.g.
+    runs whose only recorded difference is the variant, such as an infinite schedule's shape).
+    """
+    shared = frozenset(shared_roles)
+    cols = [c for c in factors if c in runs.columns]
+    rows = runs.reset_index(drop=True)
+    own = {}
+    for _, r in rows.iterrows():
+        variant = "" if r.get("role") in shared else value_text(r.get("variant"))
+        own[(r["run_id"], r["stage"])] = (
+            "|".join(f"{c}={value_text(r[c])}" for c in cols) + f"|variant={variant}",
+            _corpus_set(r.get("corpora")),
+            _roles(r),
+            r.get("parent_stage"),
+        )
+    cells, chains, roles = [], [], []
+    for rid, stage in zip(rows["run_id"], rows["stage"]):
+        key, corpora, names, seen = [], set(), set(), set()
+        known = True
+        node = (rid, stage)
+        while node in own and node not in seen:  # walk to the root; a cycle ends the walk
+            seen.add(node)
+            text, entries, role_names, parent = own[node]
+            key.append(text)
+            known = known and entries is not None
+            corpora |= entries or set()
+            names |= role_names
+            node = (rid, parent) if isinstance(parent, str) else None
+        cells.append(" < ".join(key))
+        chains.append(",".join(sorted(corpora)) if known else pd.NA)
+        roles.append(",".join(sorted(names)))
+    return rows.assign(
+        cell=cells, chain_corpora=pd.array(chains, dtype="string"), chain_roles=pd.array(roles, dtype="string")
+    )
+
+
+def select(
+    rows: pd.DataFrame, selection: Selection | None = None, *, roles: Iterable[str] | None = None
+) -> pd.DataFrame:
+    """Rows of the experiments (and their named stages) in ``selection`` with a role in ``roles``.
+
+    ``selection=None`` keeps every experiment (the cell key still separates them); a stage list
+    of None keeps every stage of that experiment.
+    """
+    keep = pd.Series(True, index=rows.index)
+    if selection is not None:
+        keep &= pd.Series(
+            [
+                e in selection and (selection[e] is None or s in selection[e])
+                for e, s in zip(rows["experiment"], rows["stage"])
+            ],
+            index=rows.index,
+            dtype=bool,
+        )
+    if roles is not None:
+        keep &= rows["role"].isin(list(roles))
+    return rows[keep]
+
+
+def dedupe(rows: pd.DataFrame, *, by: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per ``stage_hash`` (and ``by`` columns, e.g. a benchmark task).
+
+    A stage reused by several runs is measured once; the row kept is the first by
+    (experiment, run_id, stage). Rows without a ``stage_hash`` are kept as they are.
+    """
+    if "stage_hash" not in rows.columns:
+        return rows
+    order = [c for c in ("experiment", "run_id", "stage") if c in rows.columns]
+    rows = rows.sort_values(order, kind="mergesort") if order else rows
+    has = rows["stage_hash"].notna()
+    unique = rows[has].drop_duplicates(subset=["stage_hash", *by], keep="first")
+    return pd.concat([unique, rows[~has]]).sort_index()
+
+
+def _check_seeds(rows: pd.DataFrame, by: Sequence[str]) -> None:
+    seed = rows["seed"].astype("object").where(rows["seed"].notna(), "?")
+    stage = rows["stage_hash"].astype("object").where(rows["stage_hash"].notna(), rows["run_id"] + "/" + rows["stage"])
+    count = stage.groupby([rows["cell"], *[rows[c] for c in by], seed], dropna=False).nunique()
+    if (count > 1).any():
+        cell, *_rest, s = count[count > 1].index[0]
+        bad = rows[(rows["cell"] == cell) & (seed == s)]
+        where = ", ".join(f"{r.run_id}/{r.stage}" for r in bad.itertuples())
+        raise DataError(
+            f"runs: stages {where} have the same factors and seed {s} but different stage_hash "
+            "(a setting not recorded in runs.csv differs; select one of them explicitly)"
+        )
+
+
+def aggregate(rows: pd.DataFrame, values: Sequence[str], *, by: Sequence[str] = ()) -> pd.DataFrame:
+    """Mean, std and number of seeds of ``values`` per cell (and ``by`` columns).
+
+    ``rows`` are stage rows carrying ``cell`` (from ``annotate``), ``stage_hash``, ``seed``,
+    ``run_id``, ``stage`` and ``values``; they are de-duplicated by ``stage_hash`` first. One
+    output row per group with the group's factor columns (first row's), ``<v>`` (mean over
+    seeds, NaN ignored), ``<v>_std`` (ddof=1, NaN for fewer than two seeds with a value),
+    ``<v>_n`` (seeds with a value), ``n`` (distinct seeds), ``seeds`` ("0,1") and ``label_variant``
+    (the first non-empty variant). Raises DataError when a cell holds two stages of one seed.
+    """
+    missing = [c for c in ("cell", "seed", "run_id", "stage", *values, *by) if c not in rows.columns]
+    if missing:
+        raise DataError(f"runs: aggregation needs column {missing[0]!r} (annotate the runs rows first)")
+    if "stage_hash" not in rows.columns:  # hand-made tables: every row is its own stage
+        rows = rows.assign(stage_hash=pd.Series(pd.NA, index=rows.index, dtype="string"))
+    rows = dedupe(rows, by=by)
+    if rows.empty:
+        return pd.DataFrame(columns=[*rows.columns, *(f"{v}_std" for v in values), "n", "seeds"])
+    _check_seeds(rows, by)
+    keys = ["cell", *by]
+    g = rows.groupby(keys, sort=False, dropna=False)
+    first = g.head(1).set_index(keys).drop(columns=list(values))
+    vals = rows[[*keys, *values]].astype({v: "float64" for v in values})
+    gv = vals.groupby(keys, sort=False, dropna=False)
+    if values:
+        mean, std = gv[list(values)].mean(), gv[list(values)].std(ddof=1)
+        counts = gv[list(values)].count().add_suffix("_n")
+    else:  # the cells alone (which stages, how many seeds)
+        mean = std = counts = pd.DataFrame(index=first.index)
+    seeds = g["seed"].agg(lambda s: ",".join(str(x) for x in sorted(s.dropna().unique())))
+    variant = (
+        g["variant"].agg(lambda s: next(iter(sorted(s.dropna().astype(str))), pd.NA)) if "variant" in rows else None
+    )
+    out = first.join(mean).join(std.add_suffix("_std")).join(counts)
+    out = out.assign(n=g["seed"].nunique(dropna=False), seeds=seeds)
+    if variant is not None:
+        out = out.assign(label_variant=variant)
+    return out.reset_index()
+
+
+def varying(cells: pd.DataFrame, columns: Sequence[str] = LABEL_FACTORS) -> list[str]:
+    """The ``columns`` whose value is not the same in every row of ``cells`` (missing counts as a value)."""
+    return [c for c in columns if c in cells.columns and cells[c].map(value_text).nunique() > 1]
+
+
+def describe(row: Mapping, columns: Sequence[str], among: pd.DataFrame | None = None) -> str:
+    """Short text of a row's values in ``columns``, e.g. "η_max=0.001, replay 5%, corpora en_new=web@ab12".
+
+    With ``among`` (the rows it is told apart from), corpus entries common to all of them are left out.
+    """
+    parts = []
+    for c in columns:
+        v = row[c]
+        if value_text(v) == "":
+            parts.append(f"{c}=?")
+        elif c == "replay_ratio":
+            parts.append(f"replay {v:.0%}")
+        elif c in ("eta_max", "eta_min", "eta_const"):
+            parts.append(f"η_{c[4:]}={v:g}")
+        elif c == "shift":
+            parts.append(f"{v} shift")
+        elif c in ("corpora", "chain_corpora"):
+            parts.append("corpora " + _corpus_text(v, among[c] if among is not None and c in among else None))
+        else:
+            parts.append(f"{c}={v}")
+    return ", ".join(parts)
+
+
+def _corpus_text(value: object, among: pd.Series | None) -> str:
+    """The corpus entries of ``value`` not shared by every value in ``among``; content hashes are
+    dropped when the corpus names alone already tell ``among`` apart."""
+    entries = _corpus_set(value) or frozenset()
+    if among is None:
+        return ",".join(sorted(entries))
+    sets = [_corpus_set(x) or frozenset() for x in among]
+    common = frozenset.intersection(*sets) if sets else frozenset()
+
+    def short(es: frozenset[str]) -> frozenset[str]:
+        return frozenset(e.split("@")[0] for e in es - common)
+
+    named = len({short(x) for x in sets}) == len({x - common for x in sets})
+    return ",".join(sorted(short(entries) if named else entries - common))
+
+
+def disambiguate(cells: pd.DataFrame, labels: Sequence[str], columns: Sequence[str] = LABEL_FACTORS) -> list[str]:
+    """``labels`` with the factors that differ among cells sharing a label appended, so no two cells look alike.
+
+    Cells that differ only through an ancestor get "cell k" appended (k = position in ``cells``).
+    """
+    labels = list(labels)
+    out = list(labels)
+    frame = cells.reset_index(drop=True).assign(_label=labels)
+    for _, part in frame.groupby("_label", sort=False):
+        if len(part) < 2:
+            continue
+        cols = varying(part, columns)
+        for i, row in part.iterrows():
+            extra = describe(row, cols, part) if cols else ""
+            out[i] = f"{labels[i]} ({extra})" if extra else labels[i]
+        texts = [out[i] for i in part.index]
+        if len(set(texts)) < len(texts):
+            for i in part.index:
+                out[i] = f"{out[i]} [cell {i}]"
+    return out
+
+
+def n_text(n: Iterable[int]) -> str:
+    """ "n=2" for one seed count, "n=1–3" for a range: the number of distinct seeds behind each point."""
+    ns = sorted({int(k) for k in n})
+    if not ns:
+        return "n=0"
+    return f"n={ns[0]}" if len(ns) == 1 else f"n={ns[0]}–{ns[-1]}"
