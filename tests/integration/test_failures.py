@@ -1,0 +1,36 @@
+"""A failing sweep member is recorded as `failed` with its reason; the other members still run; exit 1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cpt_experiments.results import store
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+# joblib (~60 s on 2 cores: worker start-up) is slow; the basic launcher covers the same isolation logic.
+@pytest.mark.parametrize("launcher", ["basic", pytest.param("joblib", marks=pytest.mark.slow)])
+def test_bad_member_fails_alone(tmp_path: Path, data_dir: Path, launcher: str) -> None:
+    args = [
+        sys.executable, "-m", "cpt_experiments.train", "-m", "experiment=cpt", "scale=smoke", "replay=seen",
+        "replay.ratio=0.25,1.5", "experiment.union=null", "budget.pretrain_tokens=2048", "budget.continual_tokens=1024",
+        f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path / 'out'}",
+    ]  # fmt: skip
+    if launcher == "joblib":
+        args += ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "member 1: FAILED  experiment.stages.continual.replay.ratio: must be in [0, 1), got 1.5" in proc.stderr
+    assert "1 of 2 members failed" in proc.stderr and "Traceback" not in proc.stderr
+    runs = store.load(tmp_path / "out" / "results", "runs")
+    failed = runs[runs["status"] == "failed"]
+    assert len(failed) == 1 and failed["reason"].iloc[0].startswith("experiment.stages.continual.replay.ratio")
+    done = runs[runs["status"].isin(["done", "reused"])]
+    assert sorted(done["stage"]) == ["continual", "pretrain"]  # the good member ran to the end
