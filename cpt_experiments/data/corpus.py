@@ -1,8 +1,11 @@
 """Corpora as configs: where the text is, how much of it to use, and the document-level train/validation split.
 
 A corpus is a :class:`CorpusSpec` built from a Hydra group ``conf/corpus/*.yaml``. Local files and Hugging Face
-Hub datasets go through one loader (:func:`load_records`, i.e. ``datasets.load_dataset``), so a local JSONL file
-and a streamed hub dataset behave the same downstream.
+Hub datasets go through one loader (:func:`load_records` -> :func:`open_dataset`, i.e. ``datasets.load_dataset``),
+so a local JSONL file and a streamed hub dataset behave the same downstream; ``python -m cpt_experiments.data.fetch``
+uses the same loader. A local ``x.jsonl`` that is missing is read from ``x.jsonl.gz`` if that exists (the embedded
+sample). A Hub id is checked with one request first (:func:`hub_revision`), so no network fails in seconds with
+the fix instead of after ``datasets``' five retries.
 
 The split is by document: ``sha256(split_salt + doc_key)`` mapped to [0, 1) below ``validation_fraction`` means
 validation. It depends on nothing but the salt and the document's key, so no validation document can reach

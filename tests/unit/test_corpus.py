@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from pathlib import Path
 
@@ -140,10 +141,96 @@ def _one_line_error(excinfo) -> str:
     return msg
 
 
-def test_missing_file_names_path(tmp_path: Path) -> None:
+def test_missing_file_names_path_and_the_fix(tmp_path: Path) -> None:
     with pytest.raises(DataError) as ei:
         list(iter_documents(local_spec(path="nope.jsonl"), tmp_path))
-    assert str(tmp_path / "nope.jsonl") in _one_line_error(ei)
+    msg = _one_line_error(ei)
+    assert str(tmp_path / "nope.jsonl") in msg
+    for fix in (
+        "CPT_DATA_DIR=",
+        "paths.data_dir=",
+        "python -m cpt_experiments.data.fetch --data-dir",
+        "corpora=fetched",
+    ):
+        assert fix in msg
+    with pytest.raises(DataError, match="python -m cpt_experiments.data.fetch"):
+        source_fingerprint(local_spec(path="nope.jsonl"), tmp_path)
+
+
+def test_gzip_copy_stands_in_for_a_missing_jsonl(tmp_path: Path) -> None:
+    import gzip
+
+    rows = [{"id": f"z{i}", "text": f"compressed document {i}"} for i in range(5)]
+    data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    (tmp_path / "toy.jsonl.gz").write_bytes(gzip.compress(data))
+    spec = local_spec()  # path: toy.jsonl
+    assert list(iter_documents(spec, tmp_path)) == [(r["id"], r["text"]) for r in rows]
+    assert source_fingerprint(spec, tmp_path) == hashlib.sha256((tmp_path / "toy.jsonl.gz").read_bytes()).hexdigest()
+    write_jsonl(tmp_path / "toy.jsonl", rows[:2])  # the plain file wins when both exist
+    assert len(list(iter_documents(spec, tmp_path))) == 2
+
+
+def _hub_spec(path: str) -> CorpusSpec:
+    return CorpusSpec.from_config({"name": "h", "source": "hub", "hub": {"path": path}}, key="corpora.en_old")
+
+
+def test_unreachable_hub_is_one_request_and_one_line_with_the_fix(monkeypatch) -> None:
+    import datasets
+    import huggingface_hub
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    calls = []
+
+    def no_network(self, repo_id, **kwargs):
+        calls.append((repo_id, kwargs.get("timeout")))
+        raise OSError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", no_network)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("datasets would retry five times"))
+    with pytest.raises(DataError) as ei:
+        list(iter_documents(_hub_spec("org/unreachable-corpus"), None))
+    msg = _one_line_error(ei)
+    assert msg.startswith("hub:org/unreachable-corpus: cannot reach the Hugging Face Hub")
+    assert "python -m cpt_experiments.data.fetch" in msg and "corpora=fetched" in msg
+    assert calls == [("org/unreachable-corpus", 10.0)]
+
+
+def test_missing_hub_dataset_is_named(monkeypatch) -> None:
+    import datasets
+    import huggingface_hub
+    import huggingface_hub.errors as hf_errors
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+
+    def not_found(self, repo_id, **kwargs):
+        # The exception huggingface_hub raises for a 404, built the way its HTTP layer builds it.
+        http = importlib.import_module(hf_errors.Response.__module__.split(".")[0])  # httpx or its successor
+        response = http.Response(404, request=http.Request("GET", f"https://huggingface.co/api/datasets/{repo_id}"))
+        raise RepositoryNotFoundError("404 Client Error: Repository Not Found", response=response)
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", not_found)
+    with pytest.raises(DataError, match=r"^hub:org/typo@v2: no such dataset or revision"):
+        list(
+            iter_documents(
+                CorpusSpec.from_config({"name": "h", "source": "hub", "hub": {"path": "org/typo", "revision": "v2"}}),
+                None,
+            )
+        )
+
+
+def test_hub_with_offline_mode_fails_fast_with_the_fix(monkeypatch) -> None:
+    import time
+
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    start = time.perf_counter()
+    with pytest.raises(DataError) as ei:
+        list(iter_documents(_hub_spec("org/not-in-any-cache"), None))
+    msg = _one_line_error(ei)
+    assert time.perf_counter() - start < 15
+    assert "HF_HUB_OFFLINE" in msg and "python -m cpt_experiments.data.fetch" in msg
 
 
 @pytest.mark.parametrize("content", [b"", b'{"id": "a", "text": ""}\n{"id": "b", "text": "   "}\n'])
@@ -224,6 +311,7 @@ def test_shipped_corpus_configs_are_valid(path: Path) -> None:
     [
         ("local", ("wiki_en", "web_en", "bundestag_de")),
         ("hub", ("pile", "slimpajama", "fineweb2_de")),
+        ("fetched", ("pile_fetched", "slimpajama_fetched", "fineweb2_de_fetched")),
     ],
 )
 def test_corpora_role_sets_compose(choice: str, names: tuple[str, str, str]) -> None:
