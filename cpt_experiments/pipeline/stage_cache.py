@@ -8,16 +8,22 @@ hash, so a replay sweep trains its shared pre-training stage once. Layout of ``<
 - ``logs/``       the CSV log of the stage (feeds the ``curves`` table);
 - ``final/``      the deployable Hugging Face model + tokenizer (+ ``optimizer.pt``), written as a
                   whole directory atomically;
-- ``done.json``   written last: its presence is what makes the stage count as finished.
+- ``done.json``   written last: its presence is what makes the stage count as finished. It holds
+                  the stage's summary and the sha256 of every file in ``final/`` (``final_sha256``),
+                  so a truncated or altered final model is detected before it is reused.
 
 A file lock per hash makes two sweep members running at once train a stage only once: the
-second waits, then finds ``done.json`` and reuses the result.
+second waits, then finds ``done.json`` and reuses the result. Everything is written through
+``cpt_experiments.atomic`` (temporary sibling + rename, umask modes); temporary siblings left by a
+killed writer are removed by ``clean_stale_temps`` under the lock.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,10 +32,21 @@ from typing import Any
 
 from filelock import FileLock
 
-from cpt_experiments.atomic import atomic_write_text
+from cpt_experiments.atomic import atomic_write_text, remove_stale_temps
 from cpt_experiments.errors import CacheError
 
 log = logging.getLogger(__name__)
+
+FINAL_SHA256 = "final_sha256"  # done.json key: {file name in final/: sha256 hex}
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 4 MiB chunks (about 1 GB/s)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -71,30 +88,63 @@ class StageDir:
         return self.root.with_name(self.root.name + ".lock")
 
     def is_done(self) -> bool:
-        """True when the stage finished: ``done.json`` parses and the final model exists."""
+        """True when the stage finished and its record holds; CacheError (one line) if the record is broken."""
         if not self.done_file.is_file():
             return False
-        try:
-            json.loads(self.done_file.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CacheError(
-                f"{self.done_file}: unreadable stage marker ({exc}); delete the stage directory to retrain"
-            ) from None
-        if not (self.final_dir / "config.json").is_file():
-            raise CacheError(
-                f"{self.final_dir}: stage marked done but its final model is missing; delete {self.root} to retrain"
-            )
+        problem = self.done_problem()
+        if problem is not None:
+            raise CacheError(f"{problem}; delete {self.root} to retrain")
         return True
 
+    def done_problem(self) -> str | None:
+        """Why the finished stage's record does not hold (one line), or None if it does.
+
+        Checks that ``done.json`` parses, the final model exists and every file of ``final/`` has
+        the sha256 recorded in ``done.json`` (stages finished before checksums were recorded are
+        only checked for the model's presence).
+        """
+        try:
+            recorded = json.loads(self.done_file.read_text()).get(FINAL_SHA256) or {}
+        except (OSError, ValueError, AttributeError) as exc:
+            return f"{self.done_file}: unreadable stage marker ({type(exc).__name__})"
+        if not (self.final_dir / "config.json").is_file():
+            return f"{self.final_dir}: stage marked done but its final model is missing"
+        for name, expected in sorted(recorded.items()):
+            path = self.final_dir / name
+            if not path.is_file():
+                return f"{path}: missing from the finished stage"
+            if sha256_file(path) != expected:
+                return f"{path}: does not match its recorded sha256 (truncated or altered)"
+        return None
+
     def summary(self) -> dict[str, Any]:
-        """The content of ``done.json``."""
-        return json.loads(self.done_file.read_text())
+        """The stage summary of ``done.json`` (without the checksums of ``final/``)."""
+        doc = json.loads(self.done_file.read_text())
+        doc.pop(FINAL_SHA256, None)
+        return doc
 
     def write_spec(self, spec: dict[str, Any]) -> None:
         atomic_write_text(self.spec_file, json.dumps(spec, indent=2, sort_keys=True, default=str))
 
     def mark_done(self, summary: dict[str, Any]) -> None:
-        atomic_write_text(self.done_file, json.dumps(summary, indent=2, sort_keys=True, default=str))
+        """Write ``done.json`` (last step of a stage): ``summary`` plus the sha256 of every file in ``final/``."""
+        checksums = {p.name: sha256_file(p) for p in sorted(self.final_dir.iterdir()) if p.is_file()}
+        doc = {**summary, FINAL_SHA256: checksums}
+        atomic_write_text(self.done_file, json.dumps(doc, indent=2, sort_keys=True, default=str))
+
+    def unmark_done(self) -> None:
+        """Forget that the stage finished (``done.json`` first, so a kill never leaves done without final)."""
+        self.done_file.unlink(missing_ok=True)
+        shutil.rmtree(self.final_dir, ignore_errors=True)
+
+    def clean_stale_temps(self) -> list[Path]:
+        """Remove temporary siblings left by killed writers (call under the stage lock)."""
+        removed = []
+        for directory in (self.root, self.ckpt_dir, self.final_dir):
+            removed += remove_stale_temps(directory)
+        for path in removed:
+            log.info("removed stale temporary %s", path)
+        return removed
 
 
 def stage_dir(root: str | Path, stage_hash: str) -> StageDir:
