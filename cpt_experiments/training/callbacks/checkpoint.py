@@ -33,9 +33,9 @@ from cpt_experiments.errors import CacheError
 def _reason(exc: BaseException) -> str:
     """One line saying why a load failed (torch's weights-only refusal names the culprit further down)."""
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    for line in lines:
-        if "WeightsUnpickler error" in line or "Unsupported global" in line:
-            return f"unsafe pickle refused: {line}"
+    if lines and lines[0].startswith("Weights only load failed"):
+        culprit = next((ln for ln in lines[1:] if "GLOBAL" in ln or "global" in ln), "not plain tensors and types")
+        return f"unsafe pickle refused: {culprit}"
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
