@@ -1,14 +1,19 @@
-"""Data access shared by the figures: load tables, select rows, name variants; nothing is drawn here."""
+"""Data access shared by the figures: load tables, select rows, aggregate cells, name them; nothing is drawn here.
+
+Every figure selects its rows explicitly (experiment -> stage names, roles) and aggregates them
+with ``results.groups``: each stage once (by ``stage_hash``), seeds pooled only within a cell.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
 from cpt_experiments.errors import DataError
 from cpt_experiments.figures import MissingFigureData
-from cpt_experiments.results import metrics, store
+from cpt_experiments.results import groups, metrics, store
 
 
 def load(results_dir: Path, table: str, figure: str) -> pd.DataFrame:
@@ -20,6 +25,11 @@ def load(results_dir: Path, table: str, figure: str) -> pd.DataFrame:
     if df.empty:
         raise MissingFigureData(f"{figure}: {table}.csv in {results_dir} has no rows")
     return df
+
+
+def runs_table(results_dir: Path, figure: str, *, shared_roles: Iterable[str] = groups.SHARED_ROLES) -> pd.DataFrame:
+    """The ``runs`` table with each stage's ``cell`` and ``chain_corpora`` (``groups.annotate``)."""
+    return groups.annotate(load(results_dir, "runs", figure), shared_roles=shared_roles)
 
 
 #: Benchmark score metrics, preferred first (lm-eval names). Perplexity-type rows (held-out
@@ -36,7 +46,7 @@ def benchmark_scores(evals: pd.DataFrame) -> pd.DataFrame:
 
 
 def stage_table(results_dir: Path, figure: str) -> pd.DataFrame:
-    """``metrics.stage_table`` over the loss matrix of the results in ``results_dir``."""
+    """``metrics.stage_table`` over the loss matrix of the results in ``results_dir`` (rows carry ``cell``)."""
     runs, curves = load(results_dir, "runs", figure), load(results_dir, "curves", figure)
     try:
         return metrics.stage_table(metrics.loss_matrix(curves, runs), runs)
@@ -55,17 +65,59 @@ def label(row: pd.Series) -> str:
     """Legend label of a stage row: its ``variant``, else schedule / η_max / replay built from factors.
 
     A run's ``variant`` names its ablation cell, not the baselines or the pre-training it shares with
-    other cells, so union and pre-training stages are always labelled by their factors.
+    other cells, so union and pre-training stages are always labelled by their factors. An
+    aggregated cell's variant is in ``label_variant``.
     """
-    shared = row.get("role") in ("union", "pretrain")
-    if "variant" in row and pd.notna(row["variant"]) and not shared:
-        return str(row["variant"])
+    shared = row.get("role") in groups.SHARED_ROLES
+    variant = row.get("label_variant", row.get("variant"))
+    if variant is not None and pd.notna(variant) and not shared:
+        return str(variant)
     parts = [str(row[c]) for c in ("role", "schedule") if c in row and pd.notna(row[c])]
     if "eta_max" in row and pd.notna(row["eta_max"]):
         parts.append(f"η_max={row['eta_max']:g}")
     if "replay_ratio" in row and pd.notna(row["replay_ratio"]) and row["replay_ratio"] > 0:
         parts.append(f"replay {row['replay_ratio']:.0%}")
     return " ".join(parts) or str(row.get("run_id", "?"))
+
+
+#: Factors implied by others a label already shows (the replay mode by the ratio, domains by corpora).
+IMPLIED = ("replay_mode", "parent_stage", "old_domain", "new_domain", "old_corpus", "new_corpus")
+
+
+def cell_names(cells: pd.DataFrame) -> list[str]:
+    """One distinct name per aggregated cell: the factors that differ among ``cells``
+    (``groups.describe``), or its ``label`` when nothing differs."""
+    cols = [c for c in groups.varying(cells) if c not in IMPLIED]
+    names = [groups.describe(r, cols, cells) if cols else label(r) for _, r in cells.iterrows()]
+    return groups.disambiguate(cells, names)
+
+
+#: Names of the shared baselines; other roles are named by what differs among their cells.
+SHARED_NAMES = {"pretrain": "pre-training", "union": "union"}
+
+
+def role_names(cells: pd.DataFrame) -> list[str]:
+    """A name per cell, told apart only from the cells of the same role ("union", "pre-training", "η_max=0.001")."""
+    names = pd.Series("", index=cells.index, dtype="object")
+    for role, part in cells.groupby("role", sort=False, dropna=False):
+        own = cell_names(part) if len(part) > 1 else [label(part.iloc[0])]
+        if role in SHARED_NAMES:
+            own = [SHARED_NAMES[role] + (f" ({o})" if len(part) > 1 else "") for o in own]
+        names[part.index] = own
+    return list(names)
+
+
+def comparison_names(cells: pd.DataFrame) -> list[str]:
+    """ "<shift>: <role_names within that shift>" per cell, e.g. "weak: union", "weak: replay 5%"."""
+    names = pd.Series("", index=cells.index, dtype="object")
+    for shift, part in cells.groupby("shift", sort=False, dropna=False):
+        names[part.index] = [f"{shift}: {n}" for n in role_names(part)]
+    return list(names)
+
+
+def with_n(text: str, n: Iterable[int]) -> str:
+    """``text`` with the number of seeds behind it: "rewarm 3e-4 (n=2)"."""
+    return f"{text} ({groups.n_text(n)})"
 
 
 def follows_pretraining(stages: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
@@ -78,16 +130,43 @@ def follows_pretraining(stages: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
     )
 
 
-def unique_stages(stages: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per stage content (``stage_hash``): a stage shared by several runs is counted once."""
+def parents(stages: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The ``runs`` rows of the parent stages (within each run) of ``stages``."""
+    links = stages[["run_id", "parent_stage"]].dropna().rename(columns={"parent_stage": "stage"})
+    return runs.merge(links.drop_duplicates(), on=["run_id", "stage"])
+
+
+def stage_curves(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """``curves`` keyed by stage content: a ``key`` column (stage_hash, else run_id/stage), one recorded copy each.
+
+    A reused stage is recorded under several runs (sometimes without curves); its curves are
+    taken once, from the first (run_id, stage) by sort order that has any.
+    """
     hashes = runs.set_index(["run_id", "stage"])["stage_hash"]
-    h = [hashes.get(k) for k in zip(stages["run_id"], stages["stage"])]
-    return stages.assign(_hash=h).drop_duplicates(subset=["_hash"]).drop(columns="_hash")
+    inst = curves[["run_id", "stage"]].drop_duplicates().sort_values(["run_id", "stage"])
+    h = [hashes.get(k) for k in zip(inst["run_id"], inst["stage"])]
+    inst = inst.assign(
+        key=[x if isinstance(x, str) else f"{r}/{s}" for x, r, s in zip(h, inst["run_id"], inst["stage"])]
+    )
+    inst = inst.drop_duplicates("key")
+    return curves.merge(inst, on=["run_id", "stage"])
 
 
-def mean_std(df: pd.DataFrame, by: list[str], cols: list[str]) -> pd.DataFrame:
-    """Mean, std (0 for one seed) and n over seeds, per ``by`` group; columns ``<col>``, ``<col>_std``, ``n``."""
-    g = df.groupby(by, dropna=False)
-    out = g[cols].mean()
-    std = g[cols].std(ddof=1).fillna(0.0).add_suffix("_std")
-    return out.join(std).join(g.size().rename("n")).reset_index()
+def stage_key(rows: pd.DataFrame) -> pd.Series:
+    """The content key of stage rows: ``stage_hash``, else ``run_id/stage`` (matches ``stage_curves``)."""
+    fallback = rows["run_id"].astype(str) + "/" + rows["stage"].astype(str)
+    return rows["stage_hash"].astype("object").where(rows["stage_hash"].notna(), fallback)
+
+
+def cell_curves(curves: pd.DataFrame, runs: pd.DataFrame, members: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std over seeds of each cell's curves: columns cell, split, metric, tokens, value, std, n.
+
+    ``members`` are annotated ``runs`` rows (with ``cell``); each stage counts once (``groups.dedupe``)
+    and the std is NaN where fewer than two seeds reached that point.
+    """
+    members = groups.dedupe(members)
+    keyed = stage_curves(curves, runs)
+    parts = members.assign(key=stage_key(members))[["key", "cell", "seed"]]
+    joined = keyed.merge(parts, on="key")
+    g = joined.groupby(["cell", "split", "metric", "tokens"], sort=True)["value"]
+    return pd.concat([g.mean(), g.std(ddof=1).rename("std"), g.count().rename("n")], axis=1).reset_index()

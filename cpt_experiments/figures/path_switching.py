@@ -17,7 +17,8 @@ NAME = "path_switching"
 def make(results_dir: Path, unit: str = "tokens") -> Figure:
     """Left: final loss per version and strategy. Right: cumulative cost, annotated with the ratio to PTFS.
 
-    The ratio is C_strategy(N) / C_PTFS(N) from ``metrics.cumulative_cost`` (formula there).
+    Losses are means over the seeds of each cell (``metrics.version_losses``), ± std bars only
+    where n ≥ 2. The ratio is C_strategy(N) / C_PTFS(N) from ``metrics.cumulative_cost`` (formula there).
     """
     runs = data.load(results_dir, "runs", NAME)
     curves = data.load(results_dir, "curves", NAME)
@@ -32,7 +33,9 @@ def make(results_dir: Path, unit: str = "tokens") -> Figure:
     fig, axes = style.new_figure(1, 2)
     ax = axes[0][0]
     for name, part in losses.groupby("name"):
-        ax.plot(part["version"], part["loss"], marker="o", color=colors[name], label=name)
+        part = part.sort_values("version")
+        style.seed_points(ax, part["version"], part["loss"], part["n_seeds"], yerr=part["loss_std"],
+                          color=colors[name], label=data.with_n(name, part["n_seeds"]))  # fmt: skip
     ax.set_xlabel("version")
     ax.set_ylabel("final validation loss (nats/token)")
     ax.set_title("released model per version")
@@ -48,4 +51,5 @@ def make(results_dir: Path, unit: str = "tokens") -> Figure:
     ax.set_title("total training cost")
     for a in axes[0]:
         a.set_xticks(sorted(losses["version"].unique()))
+    fig.suptitle(f"Path switching vs PTFS vs CPT: {style.SEED_NOTE}", fontsize=9)
     return fig

@@ -4,42 +4,69 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 from matplotlib.figure import Figure
 
-from cpt_experiments.figures import data, style
+from cpt_experiments.figures import MissingFigureData, data, style
+from cpt_experiments.results import groups
 
 NAME = "replay_sweep"
+#: The sweep's rows: stage ``continual`` of experiment ``cpt`` (``replay.ratio`` swept, see conf/experiment/cpt.yaml).
+SELECTION: groups.Selection = {"cpt": ("continual",)}
+VALUES = ("old_loss", "new_loss", "avg")
+#: Factors that move along a series' x axis (replay adds the old corpus and sets the mode), not between series.
+ALONG_X = ("replay_ratio", "replay_mode", "shift")
+
+
+def frame(results_dir: Path, selection: groups.Selection = SELECTION) -> pd.DataFrame:
+    """The points the figure draws: one row per cell, with ``series``, ``replay_ratio``, mean/``_std``/``n`` of VALUES.
+
+    Continual stages of ``selection`` with shift weak/strong, at the schedule and η_max of the
+    replayed stages (a replay sweep varies replay only), each stage once, seeds pooled per cell
+    (``groups.aggregate``). ``series`` is the shift, plus every other factor that differs between
+    cells of one shift (e.g. the corpus that filled a role), so different data never share a line.
+    """
+    table = data.stage_table(results_dir, NAME)
+    cont = groups.select(table, selection, roles=["continual"])
+    cont = cont[cont["shift"].isin(["weak", "strong"])]
+    cont = cont.assign(replay_ratio=cont["replay_ratio"].fillna(0.0))
+    data.require(
+        cont, f"continual stages of {dict(selection)} with shift weak/strong and final validation losses", NAME
+    )
+    replayed = data.require(cont[cont["replay_ratio"] > 0], "continual stages with replay_ratio > 0 in runs.csv", NAME)
+    cont = cont[cont["eta_max"].isin(replayed["eta_max"].dropna().unique()) | cont["eta_max"].isna()]
+    cont = cont[cont["schedule"].isin(replayed["schedule"].dropna().unique()) | cont["schedule"].isna()]
+    stats = groups.aggregate(cont, list(VALUES))
+    series = []
+    for _, part in stats.groupby("shift", sort=True):
+        extra = [c for c in groups.varying(part) if c not in ALONG_X]
+        for i, row in part.iterrows():
+            series.append((i, f"{row['shift']} shift" + (f", {groups.describe(row, extra, part)}" if extra else "")))
+    stats = stats.assign(series=pd.Series(dict(series)))
+    clash = stats[stats.duplicated(["series", "replay_ratio"], keep=False)]
+    if not clash.empty:
+        raise MissingFigureData(
+            f"{NAME}: cells {list(clash['cell'].str[:60])} differ only through a parent stage; select one"
+        )
+    if not (stats.groupby("series")["replay_ratio"].nunique() >= 2).any():
+        data.require(stats.iloc[0:0], "shift with at least two replay ratios", NAME)
+    return stats.sort_values(["series", "replay_ratio"]).reset_index(drop=True)
 
 
 @style.styled
-def make(results_dir: Path) -> Figure:
-    """Mean ± std over seeds of the continual stages' final losses per (shift, replay_ratio).
-
-    Needs continual stages with at least two distinct ``replay_ratio`` values for some shift.
-    """
-    table = data.stage_table(results_dir, NAME)
-    cont = table[(table["role"] == "continual") & table["shift"].isin(["weak", "strong"])]
-    cont = cont.assign(replay_ratio=cont["replay_ratio"].fillna(0.0))
-    data.require(cont, "continual stages with shift weak/strong and final validation losses", NAME)
-    # A replay sweep varies replay at one schedule: keep the η_max shared by the replay>0 runs.
-    replayed = cont[cont["replay_ratio"] > 0]
-    data.require(replayed, "continual stages with replay_ratio > 0 in runs.csv", NAME)
-    cont = cont[cont["eta_max"].isin(replayed["eta_max"].dropna().unique()) | cont["eta_max"].isna()]
-    cont = cont[cont["schedule"].isin(replayed["schedule"].dropna().unique()) | cont["schedule"].isna()]
-    stats = data.mean_std(cont, ["shift", "replay_ratio"], ["old_loss", "new_loss", "avg"])
-    counts = stats.groupby("shift")["replay_ratio"].nunique()
-    if not (counts >= 2).any():
-        data.require(stats.iloc[0:0], "shift with at least two replay ratios", NAME)
+def make(results_dir: Path, selection: groups.Selection = SELECTION) -> Figure:
+    """Mean over seeds per (series, replay ratio); ± std bars only for points with ≥ 2 seeds (see ``frame``)."""
+    stats = frame(results_dir, selection)
     fig, axes = style.new_figure(1, 3, sharex=True)
-    colors = style.palette(stats["shift"])
-    for ax, col, title in zip(axes[0], ("old_loss", "new_loss", "avg"), ("old domain", "new domain", "AVG")):
-        for shift, part in stats.groupby("shift"):
-            part = part.sort_values("replay_ratio")
-            ax.errorbar(100 * part["replay_ratio"], part[col], yerr=part[f"{col}_std"], marker="o", capsize=2,
-                        color=colors[shift], label=f"{shift} shift")  # fmt: skip
+    colors = style.palette(stats["series"])
+    for ax, col, title in zip(axes[0], VALUES, ("old domain", "new domain", "AVG")):
+        for series, part in stats.groupby("series", sort=True):
+            style.seed_points(ax, 100 * part["replay_ratio"], part[col], part["n"], yerr=part[f"{col}_std"],
+                              color=colors[series], label=data.with_n(series, part["n"]))  # fmt: skip
         ax.set_title(f"final loss: {title}")
         ax.set_xlabel("replay (% of tokens)")
         ax.set_xscale("symlog", linthresh=1.0)
     axes[0][0].set_ylabel("loss (nats/token)")
-    axes[0][-1].legend()
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(f"Replay sweep: {style.SEED_NOTE}", fontsize=9)
     return fig

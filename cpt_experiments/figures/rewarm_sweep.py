@@ -4,50 +4,70 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 from matplotlib.figure import Figure
 
 from cpt_experiments.figures import data, style
+from cpt_experiments.results import groups
 
 NAME = "rewarm_sweep"
+#: The sweep's rows: stage ``continual`` of experiment ``cpt`` (``schedules.continual.max_lr`` swept).
+SELECTION: groups.Selection = {"cpt": ("continual",)}
+VALUES = ("forgetting", "adaptation")
+#: Factors that move along a series (the swept LR), not between series.
+ALONG = ("eta_max", "shift", "schedule")
+
+
+def frame(results_dir: Path, selection: groups.Selection = SELECTION) -> pd.DataFrame:
+    """The points drawn: one row per cell with ``series``, ``eta_max``, mean/``_std``/``n`` of forgetting and adaptation.
+
+    forgetting = old_loss − pre_old_loss, adaptation = pre_new_loss − new_loss (metrics.py), per
+    stage, then mean ± std over the seeds of each cell (``groups.aggregate``; each stage once).
+    Only replay-free continual stages straight after pre-training (paper 1 Fig. 4), shift
+    weak/strong; ``series`` = schedule plus any other factor that differs within the shift; a
+    series needs at least two distinct η_max.
+    """
+    table = data.stage_table(results_dir, NAME)
+    runs = data.load(results_dir, "runs", NAME)
+    cont = groups.select(table, selection, roles=["continual"])
+    cont = cont[cont["shift"].isin(["weak", "strong"]) & (cont["replay_ratio"].fillna(0.0) == 0.0)]
+    cont = cont[data.follows_pretraining(cont, runs)].dropna(subset=["eta_max"])
+    cont = cont.assign(
+        forgetting=cont["old_loss"] - cont["pre_old_loss"], adaptation=cont["pre_new_loss"] - cont["new_loss"]
+    ).dropna(subset=list(VALUES))
+    data.require(cont, "replay-free continual stages (shift weak/strong) with eta_max and pre-training losses", NAME)
+    stats = groups.aggregate(cont, list(VALUES))
+    series = {}
+    for _, part in stats.groupby("shift", sort=True):
+        extra = [c for c in groups.varying(part) if c not in ALONG]
+        for i, row in part.iterrows():
+            name = str(row["schedule"]) if pd.notna(row["schedule"]) else "?"
+            series[i] = name + (f", {groups.describe(row, extra, part)}" if extra else "")
+    stats = stats.assign(series=pd.Series(series))
+    swept = stats.groupby(["shift", "series"])["eta_max"].transform("nunique") >= 2
+    data.require(stats[swept], "eta_max sweep (need >= 2 distinct eta_max for one schedule among replay-free "
+                 "continual stages that follow pre-training)", NAME)  # fmt: skip
+    return stats[swept].sort_values(["shift", "series", "eta_max"]).reset_index(drop=True)
 
 
 @style.styled
-def make(results_dir: Path) -> Figure:
-    """Mean over seeds of (forgetting, adaptation) per (shift, schedule, η_max) for replay-free stages.
-
-    forgetting = old_loss − pre_old_loss, adaptation = pre_new_loss − new_loss (metrics.py).
-    Needs continual stages without replay with at least two distinct η_max values.
-    """
-    table = data.stage_table(results_dir, NAME)
-    shifted = (table["role"] == "continual") & table["shift"].isin(["weak", "strong"])
-    cont = table[shifted & (table["replay_ratio"].fillna(0.0) == 0.0)]
-    # Only stages continued straight from pre-training (paper 1 Fig. 4), not later stages of a chain.
-    runs = data.load(results_dir, "runs", NAME)
-    cont = data.unique_stages(cont[data.follows_pretraining(cont, runs)], runs).dropna(subset=["eta_max"])
-    cont = cont.assign(
-        forgetting=cont["old_loss"] - cont["pre_old_loss"], adaptation=cont["pre_new_loss"] - cont["new_loss"]
-    )
-    cont = cont.dropna(subset=["forgetting", "adaptation"])
-    data.require(cont, "replay-free continual stages (shift weak/strong) with eta_max and pre-training losses", NAME)
-    cont = cont.assign(schedule=cont["schedule"].fillna(""))
-    swept = cont.groupby(["shift", "schedule"])["eta_max"].transform("nunique") >= 2
-    cont = data.require(cont[swept], "eta_max sweep (need >= 2 distinct eta_max for one schedule among replay-free "
-                        "continual stages that follow pre-training)", NAME)  # fmt: skip
-    stats = data.mean_std(cont, ["shift", "schedule", "eta_max"], ["forgetting", "adaptation"])
+def make(results_dir: Path, selection: groups.Selection = SELECTION) -> Figure:
+    """One panel per shift; per series a line through its η_max points, ± std bars only where n ≥ 2 (see ``frame``)."""
+    stats = frame(results_dir, selection)
     shifts = sorted(stats["shift"].unique())
     fig, axes = style.new_figure(1, len(shifts))
-    colors = style.palette(stats["schedule"])
+    colors = style.palette(stats["series"])
     for ax, shift in zip(axes[0], shifts):
-        part = stats[stats["shift"] == shift].sort_values("eta_max")
-        for schedule, pts in part.groupby("schedule"):
-            ax.errorbar(pts["forgetting"], pts["adaptation"], xerr=pts["forgetting_std"], yerr=pts["adaptation_std"],
-                        marker="o", linestyle="-" if len(pts) > 1 else "none", capsize=2,
-                        color=colors[schedule], label=schedule or "?")  # fmt: skip
+        for series, pts in stats[stats["shift"] == shift].groupby("series", sort=True):
+            style.seed_points(ax, pts["forgetting"], pts["adaptation"], pts["n"], xerr=pts["forgetting_std"],
+                              yerr=pts["adaptation_std"], color=colors[series], label=data.with_n(series, pts["n"]),
+                              linestyle="-" if len(pts) > 1 else "none")  # fmt: skip
             for p in pts.itertuples():
                 ax.annotate(f"η_max={p.eta_max:g}", (p.forgetting, p.adaptation), textcoords="offset points",
                             xytext=(4, 4), fontsize=7)  # fmt: skip
         ax.set_title(f"{shift} shift")
         ax.set_xlabel("forgetting: Δ old-domain loss (nats/token)")
         ax.set_ylabel("adaptation: − Δ new-domain loss (nats/token)")
-        ax.legend(loc="lower right")
+        ax.legend(loc="lower right", fontsize=7)
+    fig.suptitle(f"Re-warming sweep: {style.SEED_NOTE}", fontsize=9)
     return fig

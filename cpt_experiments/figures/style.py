@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 from matplotlib.figure import Figure
 
 #: rcParams applied while a figure is built (see ``styled``).
@@ -31,20 +32,28 @@ FIXED = {
     "union": "#000000", "PTFS": "#555555", "ptfs": "#555555", "CPT": "#d62728", "cpt": "#d62728",
     "path switching": "#1f77b4", "path_switching": "#1f77b4", "constant η_min": "#7f7f7f",
     "weak": "#1f77b4", "strong": "#ff7f0e", "none": "#2ca02c",
+    "weak shift": "#1f77b4", "strong shift": "#ff7f0e",
 }  # fmt: skip
 CYCLE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
 BOUNDARY = {"color": "#999999", "linestyle": ":", "linewidth": 1.0}
 FORMATS = ("png", "pdf")
+#: What a point and an error bar mean in every aggregated figure (a subtitle or axis note).
+SEED_NOTE = "mean over seeds (n in legend); bars ± std over seeds, only where n ≥ 2"
+#: Label of the error-bar artists (hidden from legends; tests find the bars by it).
+SEED_BARS = "_seed std"
 
 
 def palette(keys: Iterable[str]) -> dict[str, str]:
-    """Colour per key: fixed colours for known names, then the cycle in sorted order (stable across figures)."""
+    """Colour per key: fixed colours for known names, then the cycle (minus those fixed colours) in sorted order."""
+    keys = sorted(set(keys), key=str)
+    taken = {FIXED[k] for k in keys if k in FIXED}
+    free = [c for c in CYCLE if c not in taken] or list(CYCLE)  # never two keys in one colour if avoidable
     out, i = {}, 0
-    for k in sorted(set(keys), key=str):
+    for k in keys:
         if k in FIXED:
             out[k] = FIXED[k]
         else:
-            out[k] = CYCLE[i % len(CYCLE)]
+            out[k] = free[i % len(free)]
             i += 1
     return out
 
@@ -82,3 +91,22 @@ def save(fig: Figure, out_dir: Path, name: str, formats: Iterable[str] = FORMATS
             fig.savefig(path, format=fmt)
             paths.append(path)
     return paths
+
+
+def seed_points(ax, x, y, n, *, color: str, label: str, xerr=None, yerr=None, linestyle: str = "-") -> None:
+    """Per-cell means as one marked line, and ± std bars for the points with n ≥ 2 seeds only.
+
+    A single seed has no spread to show, so its point gets no bar (never a zero-width one).
+    """
+    x, y, many = np.asarray(x, dtype=float), np.asarray(y, dtype=float), np.asarray(n) >= 2
+    ax.plot(x, y, marker="o", linestyle=linestyle, color=color, label=label)
+    if many.any():
+        ax.errorbar(x[many], y[many], xerr=None if xerr is None else np.asarray(xerr, dtype=float)[many],
+                    yerr=None if yerr is None else np.asarray(yerr, dtype=float)[many], fmt="none", ecolor=color,
+                    capsize=3, label=SEED_BARS)  # fmt: skip
+
+
+def legend_below(fig: Figure, ax, ncols: int = 2) -> None:
+    """The legend of ``ax`` under the whole figure, so long cell names never squeeze the panels."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=7)

@@ -50,7 +50,7 @@ def value_text(value: object) -> str:
     if value is None or value is pd.NA or (isinstance(value, float) and value != value):
         return ""
     if isinstance(value, float):
-        return repr(value)
+        return repr(float(value))  # numpy floats too, and never rounded: 3e-4 and 3.0000001e-4 differ
     return str(value)
 
 

@@ -7,14 +7,30 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.collections import PolyCollection
+from matplotlib.container import ErrorbarContainer
 
-from cpt_experiments.figures import FIGURES, MissingFigureData, style
+from cpt_experiments.figures import (
+    FIGURES,
+    MissingFigureData,
+    benchmarks,
+    infinite_schedules,
+    loss_curves,
+    path_switching,
+    replay_sweep,
+    rewarm_sweep,
+    style,
+    union_baseline,
+)
 from cpt_experiments.figures.__main__ import main
-from cpt_experiments.results import store
+from cpt_experiments.results import metrics, store
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "results"
+CPU = Path(__file__).parents[2] / "results" / "cpu"
+WEB = "weak shift, corpora en_new=B_en_web_mix"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -22,7 +38,9 @@ def _agg() -> None:
     style.use_agg()
 
 
-def _copy_fixture(tmp_path: Path, drop_roles: tuple[str, ...] = (), drop_tables: tuple[str, ...] = ()) -> Path:
+def _copy_fixture(
+    tmp_path: Path, drop_roles: tuple[str, ...] = (), drop_tables: tuple[str, ...] = (), edit_runs=None
+) -> Path:
     out = tmp_path / "results"
     out.mkdir()
     for table in store.TABLES:
@@ -31,8 +49,28 @@ def _copy_fixture(tmp_path: Path, drop_roles: tuple[str, ...] = (), drop_tables:
         df = store.load(FIXTURE, table)
         if drop_roles and table == "runs":
             df = df[~df["role"].isin(drop_roles)]
+        if edit_runs is not None and table == "runs":
+            df = edit_runs(df)
         store.append(out, table, df)
     return out
+
+
+def _seed_bars(ax) -> list[tuple[float, float, float]]:
+    """(x, y, half-length) of every ± std-over-seeds bar drawn on ``ax``, read back from the artists."""
+    out = []
+    for c in ax.containers:
+        if isinstance(c, ErrorbarContainer) and c.get_label() == style.SEED_BARS:
+            horizontal = c.has_xerr and not c.has_yerr
+            for seg in c.lines[2][-1].get_segments():  # the y bars (or the x bars of a horizontal-only plot)
+                (x0, y0), (x1, y1) = seg
+                out.append(
+                    ((x0 + x1) / 2, y0, abs(x1 - x0) / 2) if horizontal else (x0, (y0 + y1) / 2, abs(y1 - y0) / 2)
+                )
+    return sorted(out)
+
+
+def _lines(ax) -> dict[str, object]:
+    return {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
 
 
 @pytest.mark.parametrize("name", FIGURES)
@@ -102,3 +140,127 @@ def test_unexpected_error_is_reported_as_failure(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(module, "make", lambda _d: pd.DataFrame().loc["nope"])
     assert main(["--results", str(FIXTURE), "--out", str(tmp_path), "--only", "benchmarks"]) == 1
     assert "benchmarks           failed: KeyError" in capsys.readouterr().out
+
+
+# --- honest aggregation: each stage once, seeds only within a cell, bars only for n >= 2 ------------
+
+
+def test_fixture_reuses_one_stage_in_three_runs() -> None:
+    runs = store.load(FIXTURE, "runs")
+    h = runs.loc[(runs["experiment"] == "quickstart") & (runs["stage"] == "de_replay0"), "stage_hash"].item()
+    assert (runs["stage_hash"] == h).sum() == 3  # two cpt runs (different config hashes) and the quickstart
+    # The repeated-cosine chain has a strong-shift stage with the same factors but other content.
+    rc = runs[(runs["experiment"] == "repeated_cosine") & (runs["shift"] == "strong")]
+    assert len(rc) == 1 and rc["stage_hash"].item() != h
+
+
+def test_replay_sweep_draws_each_stage_once_with_seed_bars_only_where_n_ge_2() -> None:
+    stats = replay_sweep.frame(FIXTURE)
+    strong = stats[stats["series"] == "strong shift"].set_index("replay_ratio")
+    # The stage in three runs counts once; repeated_cosine/d2 (4.5) is another experiment, not a seed.
+    assert strong.loc[0.0, "old_loss"] == 3.5 and strong.loc[0.0, "n"] == 1 and pd.isna(strong.loc[0.0, "old_loss_std"])
+    fig = replay_sweep.make(FIXTURE)
+    old = fig.axes[0]
+    lines = _lines(old)
+    assert set(lines) == {"strong shift (n=1)", f"{WEB} (n=1–2)", "weak shift, corpora en_new=D_en_news (n=1)"}
+    assert list(lines["strong shift (n=1)"].get_ydata()) == pytest.approx([3.5, 3.25, 3.0833333])
+    assert list(lines[f"{WEB} (n=1–2)"].get_xdata()) == [0.0, 1.0, 5.0, 25.0]
+    # Bars only at web 0% and 5%, the two cells with seeds 0 and 1: std of (3.25, 3.28) and (3.125, 3.155).
+    assert _seed_bars(old) == [
+        pytest.approx((0.0, 3.265, 0.03 / np.sqrt(2))),
+        pytest.approx((5.0, 3.14, 0.03 / np.sqrt(2))),
+    ]
+
+
+def test_different_corpora_are_never_pooled() -> None:
+    stats = replay_sweep.frame(FIXTURE)
+    zero = stats[stats["replay_ratio"] == 0.0].set_index("series")
+    assert zero.loc["weak shift, corpora en_new=D_en_news", "old_loss"] == 3.35  # its own line, n=1
+    assert zero.loc[WEB, "old_loss"] == pytest.approx(3.265) and zero.loc[WEB, "n"] == 2
+    models = union_baseline.frame(FIXTURE).set_index("name")
+    assert (
+        models.loc["weak: replay 0%, schedule=rewarm_cosine, η_max=0.0003, corpora en_new=D_en_news (n=1)", "avg"]
+        == 3.25
+    )
+
+
+def test_union_baseline_never_shows_an_eta_sweep_as_seed_error(tmp_path: Path) -> None:
+    # As in results/cpu: every strong no-replay stage carries one variant name whatever its η_max.
+    def one_variant(runs: pd.DataFrame) -> pd.DataFrame:
+        strong = (runs["shift"] == "strong") & (runs["role"] == "continual") & (runs["replay_ratio"] == 0.0)
+        return runs.assign(variant=runs["variant"].mask(strong, "strong-replay0"))
+
+    results_dir = _copy_fixture(tmp_path, edit_runs=one_variant)
+    models = union_baseline.frame(results_dir)
+    strong = models[(models["shift"] == "strong") & (models["role"] == "continual") & (models["replay_ratio"] == 0.0)]
+    assert sorted(strong["eta_max"]) == [3e-5, 3e-4, 6e-4] and (strong["n"] == 1).all()  # three bars, no spread
+    fig = union_baseline.make(results_dir)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(labels) == len(models) == len(set(labels))
+    # ± std bars only on the three cells with two seeds (weak union, weak 0% and 5% on the web mix), per column.
+    two = {labels.index(n) for n in models.loc[models["n"] >= 2, "name"]}
+    bars = _seed_bars(ax)
+    assert len(bars) == 3 * len(two) == 9
+    assert {round(y) for _, y, _ in bars} == two
+
+
+def test_rewarm_sweep_pools_seeds_per_eta_only() -> None:
+    stats = rewarm_sweep.frame(FIXTURE)
+    weak = stats[stats["shift"] == "weak"]
+    assert list(weak["eta_max"]) == [1.5e-4, 3e-4, 6e-4] and list(weak["n"]) == [1, 2, 1]
+    assert weak["forgetting"].tolist() == pytest.approx([0.15, 0.255, 0.40])
+    fig = rewarm_sweep.make(FIXTURE)
+    weak_ax = next(ax for ax in fig.axes if ax.get_title() == "weak shift")
+    assert [b[:2] for b in _seed_bars(weak_ax)] == [pytest.approx((0.255, 0.405))]
+    strong_ax = next(ax for ax in fig.axes if ax.get_title() == "strong shift")
+    assert _seed_bars(strong_ax) == []
+
+
+def test_loss_curves_one_line_per_cell_band_only_where_n_ge_2() -> None:
+    cells = loss_curves.frame(FIXTURE)
+    assert sorted(cells["n"]) == [1, 1, 1, 1, 2, 2] and (cells["role"] == "pretrain").sum() == 1
+    fig = loss_curves.make(FIXTURE)
+    ax = fig.axes[0]
+    lines = _lines(ax)
+    name = "schedule=rewarm_cosine, η_max=0.0003, corpora en_new=B_en_web_mix (n=2)"
+    assert lines[name].get_ydata()[-1] == pytest.approx(3.265)  # mean of the two seeds' final en_old loss
+    assert len([n for n in lines if not n.startswith("union")]) == len(cells)  # the reused stages are not redrawn
+    assert "union (final, n=2)" in lines
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection) and c.get_label() == style.SEED_BARS]
+    assert len(bands) == 2  # pre-training and the 3e-4 web cell
+
+
+def test_infinite_schedules_pool_a_chain_over_seeds() -> None:
+    cells = infinite_schedules.frame(FIXTURE)
+    assert sorted(set(cells["name"])) == ["infinite cosine (n=2)", "infinite invsqrt (n=1)", "repeated cosine (n=1)"]
+    assert len(cells) == 9  # three stages per chain
+
+
+def test_benchmarks_count_a_stage_evaluated_under_two_runs_once() -> None:
+    stats = benchmarks.frame(FIXTURE)
+    arc = stats[stats["task"] == "arc_easy"].set_index("name")
+    assert arc.loc["strong: replay 0% (n=1)", "n"] == 1  # evaluated under the cpt run and the quickstart
+    assert arc.loc["weak: replay 0% (n=2)", "value"] == pytest.approx(0.425)
+    fig = benchmarks.make(FIXTURE)
+    assert len(_seed_bars(fig.axes[0])) == len(stats[stats["n"] >= 2]) == 6
+
+
+def test_path_switching_bars_only_for_the_strategy_with_two_seeds() -> None:
+    fig = path_switching.make(FIXTURE)
+    ax = fig.axes[0]
+    assert set(_lines(ax)) == {"PTFS (n=2)", "CPT (n=1)", "path switching (n=1)"}
+    bars = _seed_bars(ax)
+    assert [b[0] for b in bars] == [1, 2, 3, 4] and all(b[2] == pytest.approx(0.02 / np.sqrt(2)) for b in bars)
+
+
+def test_committed_cpu_replay_sweep_equals_the_table() -> None:
+    runs, curves = store.load(CPU, "runs"), store.load(CPU, "curves")
+    matrix = metrics.loss_matrix(curves, runs)
+    sel = runs[(runs["experiment"] == "cpt") & (runs["stage"] == "continual") & (runs["shift"] == "strong")]
+    sel = sel[(sel["replay_ratio"] == 0.0) & (sel["eta_max"] == sel["eta_max"][sel["replay_ratio"] > 0].max())]
+    expected = {matrix.loc[(r.run_id, r.stage), r.old_domain] for r in sel.itertuples()}
+    assert len(expected) == 1  # the stage is recorded by several runs, with one value
+    stats = replay_sweep.frame(CPU).set_index(["series", "replay_ratio"])
+    assert stats.loc[("strong shift", 0.0), "old_loss"] == expected.pop()
+    assert stats.loc[("strong shift", 0.0), "n"] == 1
