@@ -27,6 +27,7 @@ import fnmatch
 import hashlib
 import json
 import logging
+import os
 import sys
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -41,6 +42,7 @@ from cpt_experiments.errors import CPTError, DataError
 log = logging.getLogger(__name__)
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+SAMPLE_DIR = Path(__file__).resolve().parent / "sample"  # the embedded sample: read-only package data
 MANIFEST = "fetch_manifest.json"
 HUB_CORPORA = ("pile_hub", "slimpajama_hub", "fineweb2_de_hub")  # conf/corpus/<name>.yaml, one per role
 DEFAULT_MAX_WORDS = 4_000_000  # per corpus: ~5M tokens of a 4096-token BPE, above scale=cpu's 3.1M-token stage
@@ -342,7 +344,8 @@ def fetch_item(item: Item, data_dir: Path, caps: Caps, mirror: Path | None, prog
         except CPTError:
             raise
         except Exception as exc:  # a network error mid-stream, a record without the expected fields
-            raise DataError(f"{item.source.label()}: fetch of {item.file} failed: {type(exc).__name__}: {exc}") from exc
+            why = " ".join(str(exc).split())[:300]
+            raise DataError(f"{item.source.label()}: fetch of {item.file} failed: {type(exc).__name__}: {why}") from exc
         if rows == 0:
             raise DataError(f"{item.source.label()}: no rows for {item.file}")
         fh.flush()
@@ -382,15 +385,10 @@ def fetch(
             status[item.file] = "up to date"
             continue
         log.info("fetching %s from %s", item.file, item.source.label())
-        manifest["files"][item.file] = fetch_item(item, data_dir, caps, mirror, progress)
+        entry = manifest["files"][item.file] = fetch_item(item, data_dir, caps, mirror, progress)
         atomic_write_text(data_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         status[item.file] = "fetched"
-        log.info(
-            "%s: %d rows, %d bytes",
-            item.file,
-            manifest["files"][item.file]["rows"],
-            manifest["files"][item.file]["bytes"],
-        )
+        log.info("%s: %d rows, %d bytes", item.file, entry["rows"], entry["bytes"])
     return status
 
 
@@ -412,7 +410,10 @@ def select(items: list[Item], only: list[str] | None) -> list[Item]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m cpt_experiments.data.fetch", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m cpt_experiments.data.fetch",
+        description="Download the hub stand-in corpora and the offline benchmark files into a local data folder.",
+    )
     p.add_argument("--data-dir", type=Path, default=None, help="destination (default: $CPT_DATA_DIR)")
     p.add_argument(
         "--only", nargs="+", metavar="WHAT", help="corpora | benchmarks | file globs, e.g. 'benchmarks/blimp/*'"
@@ -432,8 +433,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -446,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.data_dir is None and not env:
             raise DataError("fetch: no destination; pass --data-dir DIR (or set CPT_DATA_DIR)")
         data_dir = Path(args.data_dir or env).expanduser()
+        if data_dir.resolve().is_relative_to(SAMPLE_DIR):
+            raise DataError(f"{data_dir}: the embedded sample ships with the package; fetch into another folder")
         caps = Caps(args.max_documents or None, args.max_words or None)
         status = fetch(data_dir, items, caps, args.mirror, progress=not args.no_progress, force=args.force)
     except CPTError as exc:
@@ -453,7 +454,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     done = sum(s == "fetched" for s in status.values())
     print(f"{done} files fetched, {len(status) - done} up to date, in {data_dir} (manifest: {data_dir / MANIFEST})")
-    print(f"train on them: python -m cpt_experiments.train corpora=fetched paths.data_dir={data_dir} ...")
+    print(
+        f"use them: python -m cpt_experiments.train corpora=fetched paths.data_dir={data_dir} ... (benchmarks: same paths.data_dir)"
+    )
     return 0
 
 
