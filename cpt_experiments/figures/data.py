@@ -136,20 +136,26 @@ def parents(stages: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return runs.merge(links.drop_duplicates(), on=["run_id", "stage"])
 
 
-def stage_curves(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """``curves`` keyed by stage content: a ``key`` column (stage_hash, else run_id/stage), one recorded copy each.
+def stage_curves(curves: pd.DataFrame, runs: pd.DataFrame, prefer: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``curves`` keyed by stage content: a ``key`` column (stage_hash, else run_id/stage), one copy per series.
 
-    A reused stage is recorded under several runs (sometimes without curves); its curves are
-    taken once, from the first (run_id, stage) by sort order that has any.
+    A reused stage is recorded under several runs, each measuring the domains of its own
+    experiment (or none: a reused stage may have no curves). Per (key, split, metric) the rows
+    of one recording are kept: the first of ``prefer``'s (run_id, stage) rows that has them,
+    else the first by sort order, so a series is never the mix of two recordings.
     """
     hashes = runs.set_index(["run_id", "stage"])["stage_hash"]
     inst = curves[["run_id", "stage"]].drop_duplicates().sort_values(["run_id", "stage"])
+    first = set() if prefer is None else set(zip(prefer["run_id"], prefer["stage"]))
+    inst = inst.assign(_rank=[0 if k in first else 1 for k in zip(inst["run_id"], inst["stage"])])
+    inst = inst.sort_values("_rank", kind="mergesort").assign(_order=range(len(inst)))
     h = [hashes.get(k) for k in zip(inst["run_id"], inst["stage"])]
     inst = inst.assign(
         key=[x if isinstance(x, str) else f"{r}/{s}" for x, r, s in zip(h, inst["run_id"], inst["stage"])]
     )
-    inst = inst.drop_duplicates("key")
-    return curves.merge(inst, on=["run_id", "stage"])
+    keyed = curves.merge(inst, on=["run_id", "stage"])
+    best = keyed.groupby(["key", "split", "metric"])["_order"].transform("min")
+    return keyed[keyed["_order"] == best].drop(columns=["_rank", "_order"])
 
 
 def stage_key(rows: pd.DataFrame) -> pd.Series:
@@ -165,7 +171,7 @@ def cell_curves(curves: pd.DataFrame, runs: pd.DataFrame, members: pd.DataFrame)
     and the std is NaN where fewer than two seeds reached that point.
     """
     members = groups.dedupe(members)
-    keyed = stage_curves(curves, runs)
+    keyed = stage_curves(curves, runs, prefer=members)
     parts = members.assign(key=stage_key(members))[["key", "cell", "seed"]]
     joined = keyed.merge(parts, on="key")
     g = joined.groupby(["cell", "split", "metric", "tokens"], sort=True)["value"]

@@ -39,7 +39,9 @@ def draw_curves(axes, mean: pd.DataFrame, lines: Sequence[tuple[str, str, str]],
                     continue
                 first = (id(ax), lab) not in drawn
                 drawn.add((id(ax), lab))
-                ax.plot(line["tokens"], line["value"], color=color, label=lab if first else None)
+                # A series measured once (e.g. a domain evaluated only at the end of a reused stage) is a marker.
+                marker = "o" if len(line) == 1 else None
+                ax.plot(line["tokens"], line["value"], color=color, marker=marker, label=lab if first else None)
                 band = line[line["n"] >= 2]
                 if not band.empty:
                     ax.fill_between(band["tokens"], band["value"] - band["std"], band["value"] + band["std"],
@@ -118,6 +120,6 @@ def make(results_dir: Path, shift: str | None = None, selection: groups.Selectio
         for k, u in enumerate(ref.itertuples()):
             name = "union (final" + (f", {k + 1}" if len(ref) > 1 else "") + f", {groups.n_text([u.n])})"
             axes[0][j].axhline(getattr(u, col), color=style.FIXED["union"], linestyle="--", label=name)
-    style.legend_below(fig, axes[0][-1])
+    style.legend_below(fig, axes[0][0])  # the old domain: every stage is measured there
     fig.suptitle(f"Continual pre-training, {shift} shift: lines = mean over seeds, band ± std where n ≥ 2", fontsize=9)
     return fig

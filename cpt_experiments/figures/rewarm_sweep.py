@@ -56,6 +56,7 @@ def make(results_dir: Path, selection: groups.Selection = SELECTION) -> Figure:
     stats = frame(results_dir, selection)
     shifts = sorted(stats["shift"].unique())
     fig, axes = style.new_figure(1, len(shifts))
+    fig.set_size_inches(style.PANEL_W * 1.2 * len(shifts), style.PANEL_H * 1.4)  # room for the long axis labels
     colors = style.palette(stats["series"])
     for ax, shift in zip(axes[0], shifts):
         for series, pts in stats[stats["shift"] == shift].groupby("series", sort=True):
