@@ -6,6 +6,10 @@ down, not implied). Domains are validation roles; which one is a stage's old dat
 forgetting shows) and which its new data (D1, where adaptation shows) is recorded in each runs
 row (``old_domain``, ``new_domain``), so no domain name is hard-coded here.
 
+Per-stage values are averaged only through ``results.groups`` (``cell_summary``,
+``union_reference``, ``version_losses``): each stage once by ``stage_hash``, seeds pooled only
+within a cell of identical factors, never across experiments, configurations or corpora.
+
 Paper 2's cost accounting (``cumulative_cost``, ``cost_ratio``) uses only token (or FLOP)
 counts from ``runs``; the ratio to PTFS is computed, never assumed (paper 2, §4).
 """
