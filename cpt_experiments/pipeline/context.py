@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from cpt_experiments.config import TrainRoot, typed
 from cpt_experiments.data.corpus import CorpusSpec
-from cpt_experiments.data.token_cache import TokenFile, prepare_corpora
+from cpt_experiments.data.token_cache import TokenFile, build_token_cache, prepare_corpora
 from cpt_experiments.data.tokenizer import get_tokenizer, tokenizer_hash
 from cpt_experiments.errors import config_error
 from cpt_experiments.eval.domain_loss import ValSet, make_valset
@@ -78,7 +78,8 @@ class RunContext:
 
 
 def prepare_run(cfg: TrainRoot, stages: Mapping[str, Stage]) -> RunContext:
-    """Build the tokenizer, the token caches of every role the stages use, and the validation windows."""
+    """Build the tokenizer, the token caches of every role the stages use, and the validation windows
+    of every configured role."""
     if cfg.train.torch_threads:
         torch.set_num_threads(cfg.train.torch_threads)
     roles = roles_of(stages)
@@ -97,12 +98,17 @@ def prepare_run(cfg: TrainRoot, stages: Mapping[str, Stage]) -> RunContext:
     tokenizer = get_tokenizer(tok_cfg, tok_spec, paths.data_dir, paths.cache_dir)
     vocab_size = resolve_vocab_size(asdict(cfg.model), len(tokenizer))
     token_files = prepare_corpora(cfg.corpora, tokenizer, paths.data_dir, paths.cache_dir, roles=roles)
+    # Every configured role is a validation domain, not only those this experiment trains on: a
+    # stage shared by sweep members then has the same curves whichever member trained it.
+    val_tokens = {r: files["validation"].tokens for r, files in token_files.items() if "validation" in files}
+    for role in cfg.corpora:
+        spec = CorpusSpec.from_config(cfg.corpora[role], key=f"corpora.{role}")
+        if role not in token_files and spec.validation_fraction > 0:
+            val_tokens[role] = build_token_cache(spec, "validation", tokenizer, paths.data_dir, paths.cache_dir).tokens
     geometry = Geometry(cfg.model.seq_len, cfg.train.global_batch_windows)
     valsets = {
-        r: make_valset(
-            files["validation"].tokens, geometry.seq_len, cfg.train.val_windows, tokenizer, key=f"corpora.{r}"
-        )
-        for r, files in token_files.items()
-        if "validation" in files
+        r: make_valset(val_tokens[r], geometry.seq_len, cfg.train.val_windows, tokenizer, key=f"corpora.{r}")
+        for r in cfg.corpora
+        if r in val_tokens
     }
     return RunContext(cfg, tokenizer, tokenizer_hash(tokenizer), vocab_size, geometry, roles, token_files, valsets)

@@ -15,6 +15,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from cpt_experiments.pipeline.failures import StageFailed
 from cpt_experiments.results import store
 from cpt_experiments.train import train
 
@@ -69,10 +70,11 @@ def test_quickstart_end_to_end_then_reused(tmp_path, data_dir, shared_cache):
     lr = curves[(curves["stage"] == "pretrain") & (curves["metric"] == "lr")].sort_values("step")
     assert lr["value"].iloc[0] < lr["value"].max()  # warmup from ~0 to the peak was applied and logged
 
-    # The same command again trains nothing and rewrites the same rows.
+    # The same command again trains nothing and rewrites the same rows (still "done": this run trained them).
+    marks = {n: Path(s["dir"], "done.json").stat().st_mtime_ns for n, s in summary.stages.items()}
     again = train(cfg)
-    assert again.trained() == []
-    assert {s["status"] for s in again.stages.values()} == {"reused"}
+    assert {n: Path(s["dir"], "done.json").stat().st_mtime_ns for n, s in again.stages.items()} == marks
+    assert {s["status"] for s in again.stages.values()} == {"done"}
     runs2 = store.load(tmp_path / "results", "runs")
     assert len(runs2) == 4
 
@@ -222,8 +224,9 @@ def test_interrupted_stage_resumes_to_the_uninterrupted_result(
 
     monkeypatch.setattr(runner, "ResumeCheckpoint", CrashingCheckpoint)
     cfg = compose_cfg(tmp_path / "run", data_dir, *overrides)
-    with pytest.raises(Crash):
+    with pytest.raises(StageFailed) as failed:
         train(cfg)
+    assert isinstance(failed.value.cause, Crash) and failed.value.stage == "pretrain"
     stage_root = Path(ref.stages["pretrain"]["dir"].replace(str(tmp_path / "ref"), str(tmp_path / "run")))
     assert (stage_root / "ckpt" / "last.ckpt").is_file() and not (stage_root / "done.json").exists()
     monkeypatch.setattr(runner, "ResumeCheckpoint", CrashingCheckpoint.__mro__[1])
