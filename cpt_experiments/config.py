@@ -271,7 +271,7 @@ class EvaluationConfig:
 class TrainRoot:
     """Root of ``python -m cpt_experiments.train``."""
 
-    seed: int = 0
+    seed: int = 0  # model init and data order; 0 <= seed < 2**32
     scale: str = MISSING
     allow_dirty_results: bool = False  # write into results/ from a tree with uncommitted changes
     dry_run: bool = False  # print the stage plan (cached or to train, tokens, steps, est. time) and stop
@@ -292,6 +292,10 @@ class TrainRoot:
     schedules: Dict[str, ScheduleConfig] = field(default_factory=dict)
     evaluation: EvaluationConfig = MISSING
     experiment: Optional[ExperimentConfig] = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.seed < 2**32:  # numpy and Lightning seed with 32 bits
+            raise config_error("seed", f"must be in [0, 2**32), got {self.seed}")
 
 
 @dataclass
@@ -377,11 +381,13 @@ def default_data_dir(scale: Optional[str] = None, corpora: Any = None) -> str:
 
 def register() -> None:
     """Store the root schemas as ``train_schema`` and ``evaluate_schema`` and register the ``cpt_data_dir``
-    resolver (idempotent)."""
+    and ``cpt_pid`` resolvers (idempotent)."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainRoot)
     cs.store(name="evaluate_schema", node=EvaluateRoot)
     OmegaConf.register_new_resolver("cpt_data_dir", default_data_dir, replace=True)
+    # Run directories carry the process id: two runs started in the same second must not share one.
+    OmegaConf.register_new_resolver("cpt_pid", os.getpid, replace=True)
 
 
 register()

@@ -89,6 +89,13 @@ def prepare_run(cfg: TrainRoot, stages: Mapping[str, Stage]) -> RunContext:
                 raise config_error(
                     f"experiment.stages.{s.name}", f"unknown corpus role {r!r} (known: {', '.join(cfg.corpora)})"
                 )
+    for role in roles:  # a trained-on role without validation data would silently lose its measurement
+        spec = CorpusSpec.from_config(cfg.corpora[role], key=f"corpora.{role}")
+        if spec.validation_fraction <= 0:
+            raise config_error(
+                f"corpora.{role}.validation_fraction",
+                "is 0, but the experiment trains on this role: its loss (forgetting / adaptation) could not be measured",
+            )
     paths = cfg.paths
     tok_cfg = dict(cfg.tokenizer)
     train_role = tok_cfg.get("train_corpus")
@@ -107,7 +114,9 @@ def prepare_run(cfg: TrainRoot, stages: Mapping[str, Stage]) -> RunContext:
             val_tokens[role] = build_token_cache(spec, "validation", tokenizer, paths.data_dir, paths.cache_dir).tokens
     geometry = Geometry(cfg.model.seq_len, cfg.train.global_batch_windows)
     valsets = {
-        r: make_valset(val_tokens[r], geometry.seq_len, cfg.train.val_windows, tokenizer, key=f"corpora.{r}")
+        r: make_valset(
+            val_tokens[r], geometry.seq_len, cfg.train.val_windows, tokenizer, key=f"corpora.{r}.max_validation_tokens"
+        )
         for r in cfg.corpora
         if r in val_tokens
     }

@@ -132,6 +132,8 @@ def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
     """Train (or reuse) every stage of ``cfg.experiment``; append results rows; return a summary."""
     root, plain = typed_config(cfg)
     commit = records.check_results_dir(root.paths.results_dir, root.allow_dirty_results)
+    p = root.paths
+    records.check_writable(p.output_dir, p.results_dir, p.stage_dir, p.cache_dir)
     xp = plan_experiment(root)
     cfg_hash = records.config_hash(plain)
     exp = root.experiment

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import os
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -87,6 +88,19 @@ def check_results_dir(results_dir: str | Path, allow_dirty: bool, root: Path | N
             "(committed rows must come from a clean commit) or set allow_dirty_results=true",
         )
     return sha + ("+dirty" if dirty else "")
+
+
+def check_writable(*dirs: str | Path) -> None:
+    """Each directory exists (or is created) and takes a file, before any work; one line naming the key."""
+    for key, d in zip(("paths.output_dir", "paths.results_dir", "paths.stage_dir", "paths.cache_dir"), dirs):
+        path = Path(d)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / f".write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise config_error(key, f"{path} is not writable ({exc.strerror or exc})") from None
 
 
 @dataclass(frozen=True)

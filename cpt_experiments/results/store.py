@@ -253,6 +253,10 @@ def load(results_dir: str | os.PathLike, table: str) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"{path}: results table {table!r} not found (collect a run first)")
     schema = SCHEMAS[table]
+    with open(path, "rb") as fh:  # every write ends with a newline: a file that does not was cut mid-row
+        size = fh.seek(0, os.SEEK_END)
+        if size and fh.seek(size - 1) is not None and fh.read(1) != b"\n":
+            raise DataError(f"{path}: the last row is incomplete (the file was cut mid-write); restore it or recollect")
     try:
         raw = pd.read_csv(
             path,

@@ -149,3 +149,11 @@ def test_readme_documents_every_column() -> None:
         section = readme.split(f"## `{table}.csv`")[1].split("\n## ")[0]
         for col, dtype in schema.items():
             assert f"| `{col}` | {dtype} |" in section, f"{table}.{col} undocumented in results/README.md"
+
+
+def test_a_table_cut_mid_row_is_refused(tmp_path: Path) -> None:
+    store.append(tmp_path, "runs", _run_rows())
+    path = store.table_path(tmp_path, "runs")
+    path.write_bytes(path.read_bytes()[:-7])  # e.g. 65536 read back as 6 if the cut row were accepted
+    with pytest.raises(DataError, match=r"runs\.csv: the last row is incomplete"):
+        store.load(tmp_path, "runs")
