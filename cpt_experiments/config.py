@@ -78,11 +78,34 @@ class BudgetConfig:
     pretrain_tokens: int = MISSING
     continual_tokens: int = MISSING
     anneal_tokens: int = MISSING  # short decay branches (infinite schedules, path switching)
+    # Paper 2's version stream (equal increments): new tokens per version (ΔT), the train tokens of one
+    # slice (ΔT + 1: consecutive windows share a boundary token), the tokens of versions 1..i (PTFS
+    # budgets, i·ΔT), and branch lengths per decay fraction f of one version (key f10 = 0.1, ...).
+    version_tokens: Optional[int] = None
+    version_slice_tokens: Optional[int] = None
+    version_total_tokens: List[int] = field(default_factory=list)
+    version_branch_tokens: Dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for key in ("pretrain_tokens", "continual_tokens", "anneal_tokens"):
             if getattr(self, key) < 1:
                 raise config_error(f"budget.{key}", f"must be a positive token count, got {getattr(self, key)}")
+        if self.version_tokens is None:
+            return
+        if self.version_tokens < 1:
+            raise config_error("budget.version_tokens", f"must be a positive token count, got {self.version_tokens}")
+        if self.version_slice_tokens is None or self.version_slice_tokens <= self.version_tokens:
+            raise config_error(
+                "budget.version_slice_tokens", f"must exceed version_tokens={self.version_tokens} (ΔT + 1 at least)"
+            )
+        totals = list(self.version_total_tokens)
+        if not totals or totals[0] != self.version_tokens or any(b <= a for a, b in zip(totals, totals[1:])):
+            raise config_error(
+                "budget.version_total_tokens", f"must start at version_tokens and increase, got {totals}"
+            )
+        for name, tokens in self.version_branch_tokens.items():
+            if tokens < 1:
+                raise config_error(f"budget.version_branch_tokens.{name}", f"must be positive, got {tokens}")
 
 
 @dataclass
@@ -214,9 +237,10 @@ class OptimConfig:
 
 @dataclass
 class ModelConfig:
-    """A GPT-NeoX decoder shape (``training.model``); the weights are always a stage's business."""
+    """A decoder shape (``training.model``): GPT-NeoX or LLaMA; the weights are always a stage's business."""
 
     name: str = MISSING
+    arch: str = "gpt_neox"  # gpt_neox | llama (paper 2's LLaMA-1.2B); checked by training.model
     d_model: int = MISSING
     n_layers: int = MISSING
     n_heads: int = MISSING
@@ -225,8 +249,10 @@ class ModelConfig:
     rotary_pct: float = MISSING  # fraction of each head's dims with rotary embeddings
     parallel_residual: bool = MISSING
     dropout: float = MISSING
-    d_ff: Optional[int] = None  # MLP width; null: 4 * d_model
+    d_ff: Optional[int] = None  # MLP width; null: 4 * d_model (gpt_neox), 8/3 * d_model rounded to 32 (llama)
     rotary_base: Optional[float] = None  # null: 10000
+    n_kv_heads: Optional[int] = None  # llama only: key/value heads (grouped-query attention); null: n_heads
+    tie_embeddings: bool = False  # llama only: share input and output embeddings
 
 
 @dataclass

@@ -10,6 +10,14 @@ the fix instead of after ``datasets``' five retries.
 The split is by document: ``sha256(split_salt + doc_key)`` mapped to [0, 1) below ``validation_fraction`` means
 validation. It depends on nothing but the salt and the document's key, so no validation document can reach
 training whatever the caps, order or number of documents.
+
+Version slices (paper 2, §3: N versions of one data distribution): ``slice_index``/``slice_count`` (and optionally
+``slice_fractions``) restrict the *train* split to one of ``slice_count`` disjoint buckets. The bucket comes from the
+same hash: a train document has ``u >= validation_fraction``; ``(u - validation_fraction) / (1 - validation_fraction)``
+is uniform in [0, 1) and falls in exactly one interval of the cumulative fractions, so the slices are disjoint and
+cover the train split by construction, need no counting pass, and do not move when caps change. Each slice is its own
+corpus role (``v1..vN``) with its own train token cache (``max_tokens`` cuts it to the version's exact size); the
+validation split ignores the slice fields, so every slice shares one validation set (and one cache folder).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ log = logging.getLogger(__name__)
 SOURCES = ("local", "hub")
 FORMATS = {"jsonl": "json", "text": "text", "parquet": "parquet"}  # our name -> datasets builder name
 SPLITS = ("train", "validation")
+TRAIN_ONLY_FIELDS = ("slice_index", "slice_count", "slice_fractions")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +87,12 @@ class CorpusSpec:
     """Expected fraction of documents in the validation split, in [0, 1)."""
     split_salt: str = "cpt-split-v1"
     """Salt of the split hash; changing it draws a different validation set."""
+    slice_index: int | None = None
+    """Version slice: train only on bucket ``slice_index`` (1-based) of ``slice_count``; None = the whole train split."""
+    slice_count: int | None = None
+    """Number of disjoint train buckets the corpus is cut into (set together with ``slice_index``)."""
+    slice_fractions: tuple[float, ...] | None = None
+    """Relative bucket sizes (documents, in expectation), one per slice; None = equal buckets."""
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | Any, key: str = "corpus") -> CorpusSpec:
@@ -102,6 +117,11 @@ class CorpusSpec:
             if not hub.get("path"):
                 raise config_error(f"{key}.hub.path", "missing dataset id")
             data["hub"] = HubSource(**hub)
+        fracs = data.get("slice_fractions")
+        if fracs is not None:
+            if isinstance(fracs, (str, bytes)) or not isinstance(fracs, Iterable):
+                raise config_error(f"{key}.slice_fractions", f"must be a list of positive numbers, got {fracs!r}")
+            data["slice_fractions"] = tuple(fracs)
         spec = cls(**data)
         spec.validate(key)
         return spec
@@ -126,14 +146,41 @@ class CorpusSpec:
             raise config_error(f"{key}.validation_fraction", f"must be in [0, 1), got {frac!r}")
         if not self.text_field:
             raise config_error(f"{key}.text_field", "must be a non-empty field name")
+        self._validate_slice(key)
+
+    def _validate_slice(self, key: str) -> None:
+        index, count, fracs = self.slice_index, self.slice_count, self.slice_fractions
+        if index is None and count is None:
+            if fracs is not None:
+                raise config_error(f"{key}.slice_fractions", "set only together with slice_index and slice_count")
+            return
+        for name, value in (("slice_count", count), ("slice_index", index)):
+            if value is None or isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise config_error(f"{key}.{name}", f"must be a positive integer when slicing, got {value!r}")
+        assert index is not None and count is not None
+        if index > count:
+            raise config_error(f"{key}.slice_index", f"{index} is beyond slice_count={count}")
+        if fracs is not None:
+            if len(fracs) != count:
+                raise config_error(f"{key}.slice_fractions", f"has {len(fracs)} entries, slice_count is {count}")
+            if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in fracs):
+                raise config_error(f"{key}.slice_fractions", f"must be positive numbers, got {list(fracs)}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (JSON-serialisable); the input of :meth:`spec_hash`."""
         return dataclasses.asdict(self)
 
     def spec_hash(self, exclude: Iterable[str] = ()) -> str:
-        """sha256 (hex) of the canonical JSON of the spec without the ``exclude`` fields."""
-        d = {k: v for k, v in self.to_dict().items() if k not in set(exclude)}
+        """sha256 (hex) of the canonical JSON of the spec without the ``exclude`` fields.
+
+        The slice fields shape only the train split, so they travel with the train cap: excluding
+        ``max_tokens`` (what the validation cache key does) excludes them too, and every slice of a
+        corpus hashes to the same validation cache.
+        """
+        drop = set(exclude)
+        if "max_tokens" in drop:
+            drop |= set(TRAIN_ONLY_FIELDS)
+        d = {k: v for k, v in self.to_dict().items() if k not in drop}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
@@ -336,19 +383,47 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300]
 
 
+def _split_u(doc_key: str, spec: CorpusSpec) -> float:
+    digest = hashlib.sha256((spec.split_salt + doc_key).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
 def document_split(doc_key: str, spec: CorpusSpec) -> str:
     """``"validation"`` if ``sha256(split_salt + doc_key)`` as a number in [0, 1) is below the fraction."""
-    digest = hashlib.sha256((spec.split_salt + doc_key).encode("utf-8")).digest()
-    u = int.from_bytes(digest[:8], "big") / 2.0**64
-    return "validation" if u < spec.validation_fraction else "train"
+    return "validation" if _split_u(doc_key, spec) < spec.validation_fraction else "train"
+
+
+def document_slice(doc_key: str, spec: CorpusSpec) -> int | None:
+    """The 1-based version slice of a train document (None for a validation document or an unsliced spec).
+
+    With ``v = validation_fraction`` and ``s = (u - v) / (1 - v)`` uniform in [0, 1) over train documents, the slice
+    is the k with ``c_{k-1} <= s < c_k``, ``c`` the cumulative normalised ``slice_fractions`` (equal by default).
+    """
+    if spec.slice_count is None:
+        return None
+    u, v = _split_u(doc_key, spec), spec.validation_fraction
+    if u < v:
+        return None
+    s = (u - v) / (1.0 - v)
+    fracs = spec.slice_fractions or (1.0,) * spec.slice_count
+    total, cum = float(sum(fracs)), 0.0
+    for k, f in enumerate(fracs, start=1):
+        cum += f
+        if s < cum / total:
+            return k
+    return spec.slice_count  # s rounds to the last edge (float error only)
 
 
 def split_documents(spec: CorpusSpec, data_dir: str | os.PathLike | None, split: str) -> Iterator[tuple[str, str]]:
-    """Yield the ``(doc_key, text)`` pairs of one split (``train`` or ``validation``) in source order."""
+    """Yield the ``(doc_key, text)`` pairs of one split (``train`` or ``validation``) in source order.
+
+    For a sliced spec the train split holds only the documents of slice ``slice_index``; validation is shared.
+    """
     if split not in SPLITS:
         raise config_error("split", f"unknown split {split!r}; one of {', '.join(SPLITS)}")
+    sliced = split == "train" and spec.slice_index is not None
     for doc_key, text in iter_documents(spec, data_dir):
-        if document_split(doc_key, spec) == split:
+        if document_split(doc_key, spec) == split and (not sliced or document_slice(doc_key, spec) == spec.slice_index):
             yield doc_key, text
 
 

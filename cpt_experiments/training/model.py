@@ -1,4 +1,9 @@
-"""GPT-NeoX decoders from ``transformers``: build from a ``conf/model`` config, count, load pretrained.
+"""Decoders from ``transformers`` (GPT-NeoX or LLaMA): build from a ``conf/model`` config, count, load pretrained.
+
+``arch`` picks the family: ``gpt_neox`` (paper 1, the default) or ``llama`` (paper 2's LLaMA-1.2B, §4):
+pre-norm RMSNorm, SwiGLU MLP, rotary on every head dim, no biases; ``n_kv_heads`` enables grouped-query
+attention and ``tie_embeddings`` shares the embedding tables. A LLaMA config must say ``rotary_pct: 1.0`` and
+``parallel_residual: false`` (the keys are shared with GPT-NeoX; other values would be silently ignored).
 
 Checkpoints are plain Hugging Face models (``save_pretrained``/``from_pretrained``), so lm-eval
 loads them and a run can start from a hub model such as ``EleutherAI/pythia-410m``.
@@ -9,7 +14,7 @@ Config keys (``conf/model/*.yaml``): ``name``, ``d_model``, ``n_layers``, ``n_he
 Optional: ``d_ff`` (MLP width, default
 4·d_model), ``rotary_base`` (default 10000).
 
-CLI: ``python -m cpt_experiments.training.model neox_405m [neox_10b ...]`` prints parameter counts and
+CLI: ``python -m cpt_experiments.training.model neox_405m [llama_1b2 ...]`` prints parameter counts and
 FLOPs/token of the named configs, built on the meta device (no memory, no download).
 """
 
@@ -23,7 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+from transformers import (
+    AutoModelForCausalLM,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PretrainedConfig,
+    PreTrainedModel,
+)
 
 from cpt_experiments.errors import ConfigError, config_error
 from cpt_experiments.training.flops import flops_per_token
@@ -33,6 +46,8 @@ log = logging.getLogger(__name__)
 CONF_MODEL_DIR = Path(__file__).resolve().parents[2] / "conf" / "model"
 
 _REQUIRED_KEYS = ("d_model", "n_layers", "n_heads", "seq_len")
+ARCHS = {"gpt_neox": GPTNeoXForCausalLM, "llama": LlamaForCausalLM}
+"""``model.arch`` -> the ``transformers`` class; its ``model_type`` is the key of a saved checkpoint's config."""
 
 
 def _get(cfg: Mapping[str, Any], key: str, default: Any = None) -> Any:
@@ -68,8 +83,71 @@ def resolve_vocab_size(model_cfg: Mapping[str, Any], tokenizer_vocab_size: int) 
     return int(model_vocab)
 
 
-def neox_config(model_cfg: Mapping[str, Any], vocab_size: int) -> GPTNeoXConfig:
-    """Validate ``model_cfg`` and translate it to a ``GPTNeoXConfig`` (``vocab_size`` = tokenizer's)."""
+def arch_of(model_cfg: Mapping[str, Any]) -> str:
+    """``model.arch`` (default ``gpt_neox``), checked against :data:`ARCHS`."""
+    arch = _get(model_cfg, "arch", "gpt_neox")
+    if arch not in ARCHS:
+        raise config_error("model.arch", f"unknown architecture {arch!r} (known: {', '.join(ARCHS)})")
+    return str(arch)
+
+
+def hf_config(model_cfg: Mapping[str, Any], vocab_size: int) -> PretrainedConfig:
+    """Validate ``model_cfg`` and translate it to the ``transformers`` config of its ``arch``."""
+    return llama_config(model_cfg, vocab_size) if arch_of(model_cfg) == "llama" else neox_config(model_cfg, vocab_size)
+
+
+def _check_shape(model_cfg: Mapping[str, Any]) -> tuple[int, int]:
+    for key in _REQUIRED_KEYS:
+        _positive_int(model_cfg, key)
+    d_model, n_heads = model_cfg["d_model"], model_cfg["n_heads"]
+    if d_model % n_heads:
+        raise config_error("model.d_model", f"{d_model} is not divisible by model.n_heads={n_heads}")
+    dropout = float(_get(model_cfg, "dropout", 0.0))
+    if not 0.0 <= dropout < 1.0:
+        raise config_error("model.dropout", f"must be in [0, 1), got {dropout}")
+    return d_model, n_heads
+
+
+def llama_d_ff(d_model: int) -> int:
+    """LLaMA's SwiGLU width: 2/3 of 4·d_model (same MLP parameters as a 4·d GELU MLP), rounded up to 32."""
+    return -(-(8 * d_model // 3) // 32) * 32
+
+
+def llama_config(model_cfg: Mapping[str, Any], vocab_size: int) -> LlamaConfig:
+    """Validate ``model_cfg`` (``arch: llama``) and translate it to a ``LlamaConfig``."""
+    d_model, n_heads = _check_shape(model_cfg)
+    if float(_get(model_cfg, "rotary_pct", 1.0)) != 1.0:
+        raise config_error("model.rotary_pct", "must be 1.0 for arch=llama (rotary on every head dim)")
+    if bool(_get(model_cfg, "parallel_residual", False)):
+        raise config_error("model.parallel_residual", "must be false for arch=llama (sequential residual)")
+    n_kv = int(_get(model_cfg, "n_kv_heads", n_heads))
+    if n_kv < 1 or n_heads % n_kv:
+        raise config_error("model.n_kv_heads", f"must divide model.n_heads={n_heads}, got {n_kv}")
+    dropout = float(_get(model_cfg, "dropout", 0.0))
+    return LlamaConfig(
+        vocab_size=resolve_vocab_size(model_cfg, vocab_size),
+        hidden_size=d_model,
+        num_hidden_layers=model_cfg["n_layers"],
+        num_attention_heads=n_heads,
+        num_key_value_heads=n_kv,
+        intermediate_size=int(_get(model_cfg, "d_ff", llama_d_ff(d_model))),
+        max_position_embeddings=model_cfg["seq_len"],
+        rope_parameters={"rope_type": "default", "rope_theta": float(_get(model_cfg, "rotary_base", 10000.0))},
+        attention_dropout=dropout,
+        initializer_range=0.02,  # LLaMA's own init (transformers' default)
+        tie_word_embeddings=bool(_get(model_cfg, "tie_embeddings", False)),
+        use_cache=False,
+    )
+
+
+def neox_config(model_cfg: Mapping[str, Any], vocab_size: int) -> PretrainedConfig:
+    """Validate ``model_cfg`` and translate it to a ``GPTNeoXConfig`` (``vocab_size`` = tokenizer's).
+
+    An ``arch: llama`` config is handed to :func:`llama_config`, so callers that only check the
+    shape before any work (``pipeline.experiment``) check the right architecture.
+    """
+    if arch_of(model_cfg) != "gpt_neox":
+        return hf_config(model_cfg, vocab_size)
     for key in _REQUIRED_KEYS:
         _positive_int(model_cfg, key)
     d_model, n_heads = model_cfg["d_model"], model_cfg["n_heads"]
@@ -116,23 +194,24 @@ def _apply_wang_init(model: GPTNeoXForCausalLM) -> None:
                 proj.weight.normal_(0.0, std)
 
 
-def build_model(
-    model_cfg: Mapping[str, Any], vocab_size: int, device: str | torch.device = "cpu"
-) -> GPTNeoXForCausalLM:
-    """A freshly initialised GPT-NeoX causal LM for ``model_cfg`` and a tokenizer of ``vocab_size`` tokens.
+def build_model(model_cfg: Mapping[str, Any], vocab_size: int, device: str | torch.device = "cpu") -> PreTrainedModel:
+    """A freshly initialised causal LM (GPT-NeoX or LLaMA, by ``arch``) for ``model_cfg`` and a tokenizer of ``vocab_size`` tokens.
 
     Always random weights: a pretrained start is a stage's ``init_from`` (``load_pretrained``), never
     a property of the model config. ``device="meta"`` builds the shape only (no memory).
     """
-    config = neox_config(model_cfg, vocab_size)
+    config = hf_config(model_cfg, vocab_size)
     with torch.device(device):
-        model = GPTNeoXForCausalLM(config)
-    if torch.device(device).type != "meta":
+        model = ARCHS[arch_of(model_cfg)](config)
+    if torch.device(device).type != "meta" and isinstance(model, GPTNeoXForCausalLM):
         _apply_wang_init(model)
     return model
 
 
-def _check_matches_config(hf_config: GPTNeoXConfig, model_cfg: Mapping[str, Any], source: str) -> None:
+def _check_matches_config(hf_config: PretrainedConfig, model_cfg: Mapping[str, Any], source: str) -> None:
+    arch = arch_of(model_cfg)
+    if hf_config.model_type != arch:
+        raise config_error("model.arch", f"is {arch} but checkpoint {source} is a {hf_config.model_type} model")
     pairs = {
         "d_model": hf_config.hidden_size,
         "n_layers": hf_config.num_hidden_layers,
@@ -157,8 +236,8 @@ def load_pretrained(
     model_cfg: Mapping[str, Any] | None = None,
     device: str | torch.device = "cpu",
     key: str = "init_from",
-) -> GPTNeoXForCausalLM:
-    """Load a GPT-NeoX checkpoint through ``from_pretrained`` (hub name or local directory).
+) -> PreTrainedModel:
+    """Load a causal-LM checkpoint (GPT-NeoX or LLaMA) through ``from_pretrained`` (hub name or local directory).
 
     ``vocab_size`` (the tokenizer's) must fit the checkpoint's embedding table, and every
     non-null shape key of ``model_cfg`` must equal the checkpoint's; otherwise a ConfigError
@@ -166,7 +245,7 @@ def load_pretrained(
     """
     source = str(name_or_path)
     try:
-        model = GPTNeoXForCausalLM.from_pretrained(source, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     except OSError as exc:  # missing dir / no network: keep the message to one line
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise config_error(key, f"cannot load {source!r}: {first_line}") from exc
@@ -181,7 +260,7 @@ def load_pretrained(
     return model.to(device)
 
 
-def embedding_parameters(model: GPTNeoXForCausalLM) -> int:
+def embedding_parameters(model: PreTrainedModel) -> int:
     """Parameters of the input-embedding table (a lookup: no matmul FLOPs)."""
     return model.get_input_embeddings().weight.numel()
 
@@ -191,9 +270,15 @@ def count_parameters(model_cfg: Mapping[str, Any], vocab_size: int) -> int:
     return sum(p.numel() for p in build_model(model_cfg, vocab_size, device="meta").parameters())
 
 
-def model_flops_per_token(model: GPTNeoXForCausalLM, seq_len: int) -> float:
-    """Training FLOPs per token of ``model`` at context ``seq_len`` (see ``flops.flops_per_token``)."""
+def model_flops_per_token(model: PreTrainedModel, seq_len: int) -> float:
+    """Training FLOPs per token of ``model`` at context ``seq_len`` (see ``flops.flops_per_token``).
+
+    Matmul parameters = all parameters minus the input lookup table; a tied output projection shares
+    that table's storage (``parameters()`` lists it once) but still costs a matmul, so it is added back.
+    """
     n_matmul = sum(p.numel() for p in model.parameters()) - embedding_parameters(model)
+    if model.get_output_embeddings().weight is model.get_input_embeddings().weight:
+        n_matmul += embedding_parameters(model)
     cfg = model.config
     return flops_per_token(n_matmul, cfg.num_hidden_layers, cfg.hidden_size, seq_len)
 
@@ -219,10 +304,11 @@ def describe(name: str, tokenizer_vocab_size: int | None = None) -> str:
     vocab = tokenizer_vocab_size or cfg.get("vocab_size") or 50277
     model = build_model(cfg, vocab, device="meta")
     total = sum(p.numel() for p in model.parameters())
-    emb = embedding_parameters(model) + model.get_output_embeddings().weight.numel()
+    tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    emb = embedding_parameters(model) * (1 if tied else 2)
     fpt = model_flops_per_token(model, cfg["seq_len"])
     return (
-        f"{name}: {total:,} params ({total - emb:,} non-embedding), vocab {model.config.vocab_size}, "
+        f"{name} ({arch_of(cfg)}): {total:,} params ({total - emb:,} non-embedding), vocab {model.config.vocab_size}, "
         f"{fpt / 1e9:.3f} GFLOPs/token at context {cfg['seq_len']}"
     )
 
