@@ -95,7 +95,9 @@ def test_ptfs_versions_read_exactly_their_slices(tmp_path, data_dir, cache) -> N
 
 def test_path_switching_trains_main_path_once(tmp_path, data_dir, cache) -> None:
     first = train(_smoke(tmp_path, data_dir, cache, "experiment=paper2/path_switching", "experiment.params.branch=f10"))
-    assert sorted(first.trained()) == sorted([f"main_v{i}" for i in range(1, 5)] + [f"branch_v{i}" for i in range(1, 5)])
+    assert sorted(first.trained()) == sorted(
+        [f"main_v{i}" for i in range(1, 5)] + [f"branch_v{i}" for i in range(1, 5)]
+    )
     second = train(
         _smoke(tmp_path, data_dir, cache, "experiment=paper2/path_switching", "experiment.params.branch=f20")
     )
