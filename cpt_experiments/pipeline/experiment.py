@@ -36,7 +36,7 @@ from cpt_experiments.pipeline.stages import Stage, lineage, parse_graph, stage_h
 from cpt_experiments.results import store
 from cpt_experiments.training.loggers import finish as finish_loggers
 from cpt_experiments.training.loggers import stage_loggers
-from cpt_experiments.training.model import load_pretrained, neox_config
+from cpt_experiments.training.model import hf_config, load_pretrained
 from cpt_experiments.training.trainer import check_trainer
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def plan_experiment(cfg: TrainRoot) -> ExperimentPlan:
     assert cfg.experiment is not None  # typed_config guarantees it
     stages = build_stages(cfg.experiment)
     check_trainer(cfg)  # before the tokenizer and token caches, which can take hours at paper scale
-    neox_config(asdict(cfg.model), cfg.model.vocab_size or 1024)  # the model shape (vocab checked later)
+    hf_config(asdict(cfg.model), cfg.model.vocab_size or 1024)  # the model shape (vocab checked later)
     ctx = prepare_run(cfg, stages)
     hashes = hash_stages(stages, ctx)
     plans = PlanBuilder(stages, hashes, {r: ctx.train_tokens(r) for r in ctx.roles}, ctx.geometry, cfg.seed)

@@ -20,7 +20,9 @@ from cpt_experiments.training.model import count_parameters
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf"
-EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+EXPERIMENTS = sorted(
+    str(p.relative_to(CONF / "experiment").with_suffix("")) for p in (CONF / "experiment").rglob("*.yaml")
+)
 SCALES = sorted(p.stem for p in (CONF / "scale").glob("*.yaml"))
 # Every option of every group that is not an experiment or a scale, as `group=option` overrides.
 GROUP_OPTIONS = sorted(
