@@ -279,10 +279,22 @@ class EvalSuiteConfig:
 
     tasks: List[str] = MISSING
     num_fewshot: Optional[int] = 0
-    limit: Optional[float] = None  # per task: a count (>= 1) or a fraction (< 1); held-out: documents per role
-    batch_size: int = 8
+    limit: Optional[float] = None  # per task: the first n documents (>= 1) or a fraction (< 1); null: all
+    batch_size: int = 8  # sequences per forward pass; with batch_tokens: the cap on them
+    batch_tokens: Optional[int] = None  # padded tokens per forward pass (batch size by sequence length); null: off
     offline: bool = True  # only local task files, no hub
-    heldout: bool = False  # render cpt_heldout_<role> tasks from the corpora's validation documents
+    heldout: bool = False  # render the cpt_heldout_<role> tasks among `tasks` from the corpora's validation documents
+    heldout_limit: Optional[int] = None  # validation documents per role for the held-out tasks; null: `limit`
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and not self.limit > 0:
+            raise config_error("eval_suite.limit", f"must be > 0 or null, got {self.limit}")
+        if self.batch_size < 1:
+            raise config_error("eval_suite.batch_size", f"must be >= 1, got {self.batch_size}")
+        if self.batch_tokens is not None and self.batch_tokens < 1:
+            raise config_error("eval_suite.batch_tokens", f"must be >= 1 or null, got {self.batch_tokens}")
+        if self.heldout_limit is not None and self.heldout_limit < 1:
+            raise config_error("eval_suite.heldout_limit", f"must be >= 1 or null, got {self.heldout_limit}")
 
 
 @dataclass

@@ -1,7 +1,10 @@
 """``python -m cpt_experiments.evaluate``: lm-eval on stage checkpoints, rows into the ``evals`` table.
 
+python -m cpt_experiments.evaluate run_id=quickstart-s0-a78239b eval_suite=cpu
 python -m cpt_experiments.evaluate run_id=quickstart-s0-a78239b eval_suite=offline eval_suite.limit=50
 python -m cpt_experiments.evaluate checkpoint=outputs/stages/<hash>/final eval_suite=heldout
+
+A run's held-out tasks read the corpora of its config snapshot (``<results_dir>/configs/<config_hash>.yaml``).
 """
 
 from __future__ import annotations
@@ -26,8 +29,12 @@ def main(cfg: DictConfig) -> None:
         log.error("%s", exc)
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    # The suite's own tasks; members of a task family (BLiMP's 67 paradigms) are in the evals table.
+    top = set(cfg.eval_suite.tasks)
     for r in rows:
-        print(f"{r['run_id']}/{r['stage']}  {r['task']:<24} {r['metric']:<16} {r['value']:.4f} ± {r['stderr']:.4f}")
+        if r["task"] in top:
+            print(f"{r['run_id']}/{r['stage']}  {r['task']:<24} {r['metric']:<16} {r['value']:.4f} ± {r['stderr']:.4f}")
+    print(f"{len(rows)} rows ({len({r['task'] for r in rows})} tasks and groups) in {cfg.paths.results_dir}/evals.csv")
 
 
 if __name__ == "__main__":

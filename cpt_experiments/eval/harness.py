@@ -6,7 +6,8 @@ current working directory, not the YAML's folder, so the templates are rendered 
 absolute benchmark folder into a content-addressed cache dir, which is then given to
 ``TaskManager(include_path=...)``. Stock hub tasks (``hellaswag``, ``arc_de``, ...) are only
 indexed when a requested task is not local, because indexing lm-eval's ~15k stock configs
-takes several seconds.
+takes several seconds. A *task family* YAML (``family:``, see ``task_families``) renders into one
+task per benchmark file plus groups; groups give aggregate rows (``results_to_rows``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from cpt_experiments.errors import DataError, config_error
+from cpt_experiments.eval.lm import windowed_hflm
+from cpt_experiments.eval.runtime import lm_eval_runtime
+from cpt_experiments.eval.task_families import family_name, parse_family, render_family
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +57,16 @@ def _templates() -> dict[str, str]:
 
 
 def local_task_files() -> dict[str, list[str]]:
-    """Local task name -> benchmark file names (relative to the benchmark folder) it reads."""
+    """Local task (or task family) name -> benchmark files it reads, relative to the benchmark folder.
+
+    A family's entry is its glob (e.g. ``blimp/*.jsonl``): its member tasks depend on the files present.
+    """
     out = {}
-    for text in _templates().values():
+    for name, text in _templates().items():
+        family = family_name(text) if name.endswith(".yaml") else None
+        if family:
+            out[family] = [parse_family(text, name).files]
+            continue
         match = _TASK_LINE.search(text)
         if match:
             out[match.group(1)] = _DATA_FILE.findall(text)
@@ -79,7 +90,14 @@ def render_offline_tasks(benchmark_dir: str | os.PathLike, cache_root: Path | No
         raise config_error("paths.benchmark_dir", f"not a directory: {bench}")
     # JSON-escaping keeps a path with quotes or backslashes valid inside the YAML "..." strings.
     quoted = _yaml_quoted(str(bench))
-    rendered = {name: text.replace(PLACEHOLDER, quoted) for name, text in _templates().items()}
+    templates = _templates()
+    families = {name: text for name, text in templates.items() if name.endswith(".yaml") and family_name(text)}
+    rendered = {name: text.replace(PLACEHOLDER, quoted) for name, text in templates.items() if name not in families}
+    for name, text in families.items():
+        for member, member_text in render_family(parse_family(text, name), bench).items():
+            if member in rendered:
+                raise DataError(f"{TASK_TEMPLATE_DIR / name}: renders {member}, which another task file holds")
+            rendered[member] = member_text
     digest = hashlib.sha256(repr(sorted(rendered.items())).encode("utf-8")).hexdigest()[:16]
     dest = (cache_root or _default_cache_root()) / digest
     if dest.is_dir():
@@ -141,8 +159,17 @@ def _check_benchmark_files(tasks: Iterable[str], benchmark_dir: Path | None) -> 
                 raise config_error(
                     "paths.benchmark_dir", f"task {task!r} needs local benchmark files: set CPT_BENCHMARK_DIR"
                 )
-            if not (benchmark_dir / name).is_file():
+            if any(c in name for c in "*?["):
+                if not any(p.is_file() for p in benchmark_dir.glob(name)):
+                    raise DataError(f"{benchmark_dir / name}: no benchmark files for task {task!r}")
+            elif not (benchmark_dir / name).is_file():
                 raise DataError(f"{benchmark_dir / name}: benchmark file for task {task!r} not found")
+
+
+def _names_local_task(tasks: Iterable[str]) -> bool:
+    """True if a task is a shipped local task or family, or looks like a family's member or group."""
+    local = local_task_files()
+    return any(t in local or any(t.startswith(f"{name}_") for name in local) for t in tasks)
 
 
 def _as_float(value: Any) -> float:
@@ -178,39 +205,15 @@ def results_to_rows(results: dict, limit: int | float | None) -> list[dict]:
     return rows
 
 
-@functools.lru_cache(maxsize=1)
-def _windowed_hflm() -> type:
-    """HFLM that scores a continuation longer than the context window in consecutive pieces.
-
-    Stock HFLM asserts ``len(continuation) <= max_length``, which a 64-256-token model hits on
-    PIQA/HellaSwag answers. Each piece of at most ``max_length`` tokens is scored given the
-    ``max_length`` tokens before its end (HFLM's left truncation), exactly like the windows of
-    ``loglikelihood_rolling``; the pieces' log-likelihoods add up and is_greedy is their AND.
-    """
-    from lm_eval.models.huggingface import HFLM
-
-    class WindowedHFLM(HFLM):
-        def _loglikelihood_tokens(self, requests, disable_tqdm=False, override_bs=None):  # type: ignore[override]
-            width = self.max_length
-            if all(len(cont) <= width for _, _, cont in requests):
-                return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
-            pieces, owner = [], []
-            for i, (key, context, cont) in enumerate(requests):
-                if len(cont) <= width:
-                    pieces.append((key, context, cont))
-                    owner.append(i)
-                    continue
-                for start in range(0, len(cont), width):
-                    # key None: a piece's score must not enter lm-eval's cache under the full request.
-                    pieces.append((None, context + cont[:start], cont[start : start + width]))
-                    owner.append(i)
-            totals, greedy = [0.0] * len(requests), [True] * len(requests)
-            for i, (logprob, is_greedy) in zip(owner, super()._loglikelihood_tokens(pieces, disable_tqdm, override_bs)):
-                totals[i] += logprob
-                greedy[i] = greedy[i] and bool(is_greedy)
-            return list(zip(totals, greedy))
-
-    return WindowedHFLM
+def log_summary(rows: Sequence[dict], tasks: Sequence[str]) -> None:
+    """One INFO line per requested task (a group's line shows its aggregate, not its members)."""
+    for task in tasks:
+        parts = [
+            f"{r['metric']} {r['value']:.4f}" + ("" if math.isnan(r["stderr"]) else f" ± {r['stderr']:.4f}")
+            for r in rows
+            if r["task"] == task
+        ]
+        log.info("%s: %s", task, ", ".join(parts) or "no results")
 
 
 def evaluate_model(
@@ -222,12 +225,15 @@ def evaluate_model(
     num_fewshot: int | None = None,
     limit: int | float | None = None,
     batch_size: int = 8,
+    batch_tokens: int | None = None,
     device: str = "cpu",
     extra_include_dirs: Sequence[str | os.PathLike] = (),
     seed: int = 0,
     max_length: int | None = None,
     offline: bool = False,
     bootstrap_iters: int = 1000,
+    quiet: bool = True,
+    cache_templates: bool = True,
 ) -> list[dict]:
     """Evaluate a causal LM object with lm-eval's ``simple_evaluate``; return tidy rows.
 
@@ -236,8 +242,14 @@ def evaluate_model(
     (tokens) defaults to the model's ``max_position_embeddings``; longer contexts are truncated
     from the left, longer continuations scored in windows, and rolling perplexity uses windows
     of this length. ``limit`` caps the
-    documents per task (a float < 1 is a fraction). ``offline=True`` never indexes stock tasks.
+    documents per task (a float < 1 is a fraction; the first documents of each task, so the
+    subset is deterministic). ``offline=True`` never indexes stock tasks.
+    ``batch_tokens`` (padded tokens per forward pass) sizes each batch by its sequences' length,
+    with ``batch_size`` as the cap on sequences; ``None`` keeps ``batch_size`` sequences per batch.
     ``bootstrap_iters`` is used for the stderr of non-mean metrics (perplexity); 0 skips it.
+    ``quiet`` silences lm-eval (``eval.runtime``) and logs one line per requested task instead;
+    ``cache_templates=False`` lets lm-eval compile its prompt templates per document, as it does
+    by itself (only to measure what the cache saves).
     The model is moved to ``device`` and left there, in the train/eval mode it came in.
     Rows: see ``results_to_rows``.
     """
@@ -247,9 +259,9 @@ def evaluate_model(
 
     bench = resolve_benchmark_dir(benchmark_dir)
     _check_benchmark_files(tasks, bench)
-    # An explicit benchmark_dir must exist; one only implied by the environment may be absent
-    # when no local benchmark task is requested (e.g. held-out tasks only).
-    render = bench is not None and (benchmark_dir is not None or bench.is_dir())
+    # An explicit benchmark_dir must exist; one only implied by the environment is used only
+    # when a local benchmark task (or a member or group of a local family) is requested.
+    render = bench is not None and (benchmark_dir is not None or (bench.is_dir() and _names_local_task(tasks)))
     include = [str(render_offline_tasks(bench))] if render else []
     include += [str(Path(d).resolve()) for d in extra_include_dirs]
     manager = get_task_manager(tasks, include, offline=offline)
@@ -259,36 +271,60 @@ def evaluate_model(
     was_training = model.training
     model.to(device)
     try:
-        lm = _windowed_hflm()(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
-        results = lm_eval.simple_evaluate(
-            model=lm,
-            tasks=list(tasks),
-            num_fewshot=num_fewshot,
-            limit=limit,
-            task_manager=manager,
-            log_samples=False,
-            bootstrap_iters=bootstrap_iters,
-            random_seed=seed,
-            numpy_random_seed=seed,
-            torch_random_seed=seed,
-            fewshot_random_seed=seed,
-        )
+        with lm_eval_runtime(quiet, cache_templates):
+            lm = windowed_hflm()(
+                pretrained=model,
+                tokenizer=tokenizer,
+                batch_size=batch_size,
+                batch_tokens=batch_tokens,
+                max_length=max_length,
+            )
+            results = lm_eval.simple_evaluate(
+                model=lm,
+                tasks=list(tasks),
+                num_fewshot=num_fewshot,
+                limit=limit,
+                task_manager=manager,
+                log_samples=False,
+                bootstrap_iters=bootstrap_iters,
+                random_seed=seed,
+                numpy_random_seed=seed,
+                torch_random_seed=seed,
+                fewshot_random_seed=seed,
+            )
     finally:
         model.train(was_training)
     if results is None:  # only on non-zero ranks in distributed runs
         return []
-    return results_to_rows(results, limit)
+    rows = results_to_rows(results, limit)
+    if quiet:
+        log_summary(rows, tasks)
+    return rows
 
 
-def evaluate_checkpoint(checkpoint_dir: str | os.PathLike, tasks: Sequence[str], **kwargs: Any) -> list[dict]:
-    """Load a stage's exported HF folder (``save_pretrained`` model + tokenizer in one folder)
-    from local files only, in float32, and evaluate it; keyword arguments and rows as ``evaluate_model``."""
+def load_checkpoint(checkpoint_dir: str | os.PathLike) -> tuple[Any, Any]:
+    """(model, tokenizer) of a stage's exported HF folder (``save_pretrained`` model + tokenizer in
+    one folder), from local files only, in float32, in eval mode; DataError if it is not one."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     path = Path(checkpoint_dir)
     if not (path / "config.json").is_file():
         raise DataError(f"{path}: not an exported checkpoint (no config.json)")
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar per checkpoint otherwise
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+    return model.eval(), tokenizer
+
+
+def evaluate_checkpoint(checkpoint_dir: str | os.PathLike, tasks: Sequence[str], **kwargs: Any) -> list[dict]:
+    """Load a stage's exported HF folder (``load_checkpoint``) and evaluate it; keyword arguments
+    and rows as ``evaluate_model``."""
+    model, tokenizer = load_checkpoint(checkpoint_dir)
     return evaluate_model(model, tokenizer, tasks, **kwargs)

@@ -1,24 +1,30 @@
 """Evaluate stage checkpoints with lm-eval and append rows to the ``evals`` table (shared by both entry points).
 
 Targets are either one exported checkpoint folder or the finished stages of a run (from the
-``runs`` table). The held-out suite renders one rolling-perplexity task per corpus role from
-that corpus' validation documents; benchmark suites use the offline task YAMLs or hub tasks.
+``runs`` table). A suite's held-out tasks (``cpt_heldout_<role>``) are rendered from each role's
+validation documents; its other tasks are offline task YAMLs or hub tasks. The corpora behind a
+role are the run's own: ``evaluate run_id=...`` reads them from the run's config snapshot
+(``<results_dir>/configs/<config_hash>.yaml``), never from the current defaults, so a run whose
+``de_new`` was swapped on the command line is scored on the corpus it was trained on.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig
 
 from cpt_experiments.config import EvalSuiteConfig, EvaluateRoot, TrainRoot, typed
 from cpt_experiments.data.corpus import CorpusSpec, split_documents
-from cpt_experiments.errors import config_error
-from cpt_experiments.eval.harness import evaluate_checkpoint
+from cpt_experiments.errors import DataError, config_error
+from cpt_experiments.eval.harness import evaluate_model, load_checkpoint
 from cpt_experiments.eval.heldout import TASK_PREFIX, heldout_task_dir, heldout_task_name
 from cpt_experiments.results import store
 
@@ -27,15 +33,47 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Target:
-    """One checkpoint to evaluate and the keys its rows carry."""
+    """One checkpoint to evaluate, the keys its rows carry and (for a run's stage) the run's corpora."""
 
     run_id: str
     stage: str
     checkpoint: Path
+    corpora: Mapping[str, Any] | None = None  # role -> corpus config; None: the setting's
 
 
-def select_targets(c: EvaluateRoot) -> list[Target]:
-    """The checkpoints named by ``checkpoint`` or by ``run_id`` (+ optional ``stages``)."""
+def snapshot_path(results_dir: str | Path, config_hash: str) -> Path:
+    """Where a run's resolved config lives (written by ``pipeline.records.write_config_snapshot``)."""
+    return Path(results_dir) / "configs" / f"{config_hash}.yaml"
+
+
+def run_corpora(results_dir: str | Path, run_id: str, config_hash: Any) -> dict[str, Any]:
+    """The corpora (role -> corpus config) a run was trained with, from its config snapshot."""
+    fix = (
+        "re-run the run's train command to write it (finished stages are reused), or evaluate a stage by "
+        "checkpoint=<its final folder> with the corpora it was trained on"
+    )
+    if not isinstance(config_hash, str) or not config_hash:
+        raise config_error(
+            "run_id", f"the runs rows of {run_id} carry no config_hash, so its corpora are unknown; {fix}"
+        )
+    path = snapshot_path(results_dir, config_hash)
+    if not path.is_file():
+        raise config_error("run_id", f"{path} (the config snapshot of {run_id}) not found; {fix}")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise DataError(f"{path}: unreadable config snapshot ({type(exc).__name__})") from None
+    corpora = doc.get("config", {}).get("corpora") if isinstance(doc, dict) else None
+    if not isinstance(corpora, dict) or not corpora:
+        raise DataError(f"{path}: config snapshot without config.corpora")
+    return corpora
+
+
+def select_targets(c: EvaluateRoot, *, with_corpora: bool = False) -> list[Target]:
+    """The checkpoints named by ``checkpoint`` or by ``run_id`` (+ optional ``stages``).
+
+    With ``with_corpora`` a run's targets carry the corpora of the run's config snapshot.
+    """
     if c.checkpoint:
         path = Path(c.checkpoint)
         if not (path / "config.json").is_file():
@@ -51,13 +89,18 @@ def select_targets(c: EvaluateRoot) -> list[Target]:
     missing = sorted(set(wanted) - set(runs["stage"]))
     if missing:
         raise config_error("stages", f"not finished stages of {c.run_id}: {', '.join(missing)}")
-    by_stage = runs.set_index("stage")
-    return [Target(c.run_id, s, Path(by_stage.loc[s, "checkpoint"])) for s in wanted]
+    by_stage = runs.drop_duplicates("stage", keep="last").set_index("stage")
+    targets = []
+    for s in wanted:
+        row = by_stage.loc[s]
+        corpora = run_corpora(c.paths.results_dir, c.run_id, row.get("config_hash")) if with_corpora else None
+        targets.append(Target(c.run_id, s, Path(row["checkpoint"]), corpora))
+    return targets
 
 
 @dataclass(frozen=True)
 class EvalSetting:
-    """Where an evaluation reads and writes, and which corpora its held-out tasks come from."""
+    """Where an evaluation reads and writes, and which corpora its held-out tasks come from by default."""
 
     results_dir: str
     cache_dir: str
@@ -68,22 +111,35 @@ class EvalSetting:
     device: str = "cpu"
 
 
-def heldout_tasks(setting: EvalSetting, suite: EvalSuiteConfig, out_dir: Path) -> list[str]:
-    """Render ``cpt_heldout_<role>`` tasks from each role's validation documents (first ``limit``)."""
-    roles = [t.removeprefix(TASK_PREFIX) for t in suite.tasks]
-    unknown = [r for r in roles if r not in setting.corpora]
+def heldout_roles(suite: EvalSuiteConfig) -> list[str]:
+    """The corpus roles of the suite's held-out tasks (none unless ``heldout``)."""
+    return [t.removeprefix(TASK_PREFIX) for t in suite.tasks if suite.heldout and t.startswith(TASK_PREFIX)]
+
+
+def heldout_tasks(
+    data_dir: str, corpora: Mapping[str, Any], roles: Sequence[str], n_docs: int | None, cache_dir: str
+) -> tuple[Path, list[str]]:
+    """Render ``cpt_heldout_<role>`` tasks from each role's first ``n_docs`` validation documents.
+
+    Returns (task folder, task names). The folder is named by a hash of the corpus configs, the
+    document cap and the data folder, so runs with different corpora never share (or overwrite)
+    one, even when two evaluations run at once.
+    """
+    unknown = [r for r in roles if r not in corpora]
     if unknown:
         raise config_error("eval_suite.tasks", f"held-out task for unknown corpus role {unknown[0]!r}")
+    material = json.dumps([data_dir, n_docs, {r: corpora[r] for r in roles}], sort_keys=True, default=str)
+    out = Path(cache_dir) / "heldout_tasks" / hashlib.sha256(material.encode()).hexdigest()[:16]
     docs: dict[str, list[str]] = {}
     for role in roles:
-        spec = CorpusSpec.from_config(setting.corpora[role], key=f"corpora.{role}")
+        spec = CorpusSpec.from_config(corpora[role], key=f"corpora.{role}")
         texts = []
-        for _, text in split_documents(spec, setting.data_dir, "validation"):
+        for _, text in split_documents(spec, data_dir, "validation"):
             texts.append(text)
-            if suite.limit is not None and len(texts) >= int(suite.limit):
+            if n_docs is not None and len(texts) >= n_docs:
                 break
         docs[role] = texts
-    return heldout_task_dir(docs, out_dir)
+    return out, heldout_task_dir(docs, out)
 
 
 def _limit(value: float | None) -> int | float | None:
@@ -92,34 +148,60 @@ def _limit(value: float | None) -> int | float | None:
 
 
 def evaluate_targets(targets: Sequence[Target], suite: EvalSuiteConfig, setting: EvalSetting) -> list[dict]:
-    """Evaluate every target with the suite; append and return the rows."""
-    extra: list[Path] = []
-    tasks, limit = list(suite.tasks), _limit(suite.limit)
-    if suite.heldout:
-        out = Path(setting.cache_dir) / "heldout_tasks"
-        tasks = heldout_tasks(setting, suite, out)
-        extra.append(out)
-        limit = None  # the limit already chose the documents
+    """Evaluate every target with the suite; append and return the rows.
+
+    Held-out tasks and benchmark tasks run as two lm-eval calls on the same loaded model, because
+    their limits differ: the held-out documents are chosen when the tasks are rendered
+    (``heldout_limit``, else ``limit``), the benchmark items by lm-eval's ``limit``.
+    """
+    roles = heldout_roles(suite)
+    benchmarks = [t for t in suite.tasks if not (suite.heldout and t.startswith(TASK_PREFIX))]
+    n_docs = suite.heldout_limit if suite.heldout_limit is not None else suite.limit
+    n_docs = int(n_docs) if n_docs is not None else None
+    common = dict(
+        num_fewshot=suite.num_fewshot,
+        batch_size=suite.batch_size,
+        batch_tokens=suite.batch_tokens,
+        device=setting.device,
+        seed=setting.seed,
+        offline=suite.offline,
+    )
     all_rows: list[dict] = []
     for t in targets:
-        log.info("evaluating %s/%s (%s) on %s", t.run_id, t.stage, t.checkpoint, ", ".join(tasks))
-        rows = evaluate_checkpoint(
-            t.checkpoint,
-            tasks,
-            benchmark_dir=setting.benchmark_dir,
-            num_fewshot=suite.num_fewshot,
-            limit=limit,
-            batch_size=suite.batch_size,
-            device=setting.device,
-            extra_include_dirs=extra,
-            seed=setting.seed,
-            offline=suite.offline,
-        )
+        log.info("evaluating %s/%s (%s) on %s", t.run_id, t.stage, t.checkpoint, ", ".join(suite.tasks))
+        model, tokenizer = load_checkpoint(t.checkpoint)
+        rows: list[dict] = []
+        if roles:
+            corpora = setting.corpora if t.corpora is None else t.corpora
+            out, names = heldout_tasks(setting.data_dir, corpora, roles, n_docs, setting.cache_dir)
+            got = evaluate_model(model, tokenizer, names, extra_include_dirs=[out], **common)
+            rows += [{**r, "limit": n_docs} for r in got]
+        if benchmarks:
+            limit = _limit(suite.limit)
+            rows += evaluate_model(
+                model, tokenizer, benchmarks, benchmark_dir=setting.benchmark_dir, limit=limit, **common
+            )
         rows = [{**r, "run_id": t.run_id, "stage": t.stage, "checkpoint": str(t.checkpoint)} for r in rows]
         if rows:
             store.append(setting.results_dir, "evals", rows)
         all_rows.extend(rows)
     return all_rows
+
+
+def _report_corpora(targets: Sequence[Target], composed: Mapping[str, Any], roles: Sequence[str]) -> None:
+    """Warn where a run's held-out corpus differs from this command's (the run's own is used)."""
+    seen: set[tuple[str, str]] = set()
+    for t in targets:
+        for role in roles:
+            run = dict((t.corpora or {}).get(role) or {})
+            if not run or (t.run_id, role) in seen or composed.get(role) == run:
+                continue
+            seen.add((t.run_id, role))
+            here = dict(composed.get(role) or {}).get("name")
+            log.warning(
+                "corpora.%s: run %s was trained on %r, not on this command's %r; its held-out task uses %r",
+                *(role, t.run_id, run.get("name"), here, run.get("name")),
+            )
 
 
 def evaluate(cfg: DictConfig | Mapping[str, Any]) -> list[dict]:
@@ -128,17 +210,21 @@ def evaluate(cfg: DictConfig | Mapping[str, Any]) -> list[dict]:
     setting = EvalSetting(
         c.paths.results_dir, c.paths.cache_dir, c.paths.data_dir, c.paths.benchmark_dir, c.corpora, c.seed, c.device
     )
-    return evaluate_targets(select_targets(c), c.eval_suite, setting)
+    roles = heldout_roles(c.eval_suite)
+    targets = select_targets(c, with_corpora=bool(roles))
+    _report_corpora(targets, c.corpora, roles)
+    return evaluate_targets(targets, c.eval_suite, setting)
 
 
 def evaluate_marked_stages(
     cfg: DictConfig, run_id: str, roles: Sequence[str], stages: Mapping[str, Mapping[str, Any]]
 ) -> list[dict]:
-    """lm-eval on the stages marked ``evaluate: true`` after training; the held-out suite covers ``roles``."""
+    """lm-eval on the stages marked ``evaluate: true`` after training; the held-out tasks cover ``roles``."""
     c: TrainRoot = typed(TrainRoot, cfg)[0]
     suite = c.evaluation.suite
     if suite.heldout:
-        suite = replace(suite, tasks=[heldout_task_name(r) for r in roles])
+        others = [t for t in suite.tasks if not t.startswith(TASK_PREFIX)]
+        suite = replace(suite, tasks=[heldout_task_name(r) for r in roles] + others)
     setting = EvalSetting(
         c.paths.results_dir, c.paths.cache_dir, c.paths.data_dir, c.paths.benchmark_dir, c.corpora, c.seed
     )

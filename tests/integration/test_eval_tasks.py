@@ -1,6 +1,7 @@
-"""The shipped offline task YAMLs and eval suites: every local task runs offline (tiny random model, a few
-documents each) on hand-made benchmark files in the real files' schema, and, marked ``real_data``, on the
-real benchmark files; suites name real tasks."""
+"""The shipped offline task YAMLs and eval suites: every local task (and task family) runs offline (tiny
+random model, a few documents each) on hand-made benchmark files in the real files' schema, and, marked
+``real_data``, on the real benchmark files; suites name real tasks. The list of tasks, their metrics and
+versions are read from the task folder, so a new task YAML is tested without editing this file."""
 
 from __future__ import annotations
 
@@ -16,34 +17,68 @@ from test_eval_harness import tiny_model_and_tokenizer
 from cpt_experiments.errors import ConfigError, DataError
 from cpt_experiments.eval.harness import (
     PLACEHOLDER,
+    TASK_TEMPLATE_DIR,
     evaluate_model,
     local_task_files,
     render_offline_tasks,
 )
+from cpt_experiments.eval.task_families import load_yaml, member_files, parse_family
 
 REPO = Path(__file__).resolve().parents[2]
 SUITE_DIR = REPO / "conf" / "eval_suite"
 LIMIT = 4
 
-EXPECTED_METRICS = {
-    "cpt_lambada_openai": {"acc", "perplexity"},
-    "cpt_hellaswag": {"acc", "acc_norm"},
-    "cpt_arc_easy": {"acc", "acc_norm"},
-    "cpt_piqa": {"acc", "acc_norm"},
-    "cpt_wikitext": {"word_perplexity", "byte_perplexity", "bits_per_byte"},
-    "cpt_arc_easy_de": {"acc", "acc_norm"},
-    "cpt_mmlu_de": {"acc"},
-}
-# metadata.version of each task, kept equal to the stock task it copies.
-EXPECTED_VERSIONS = {
-    "cpt_lambada_openai": 1.0,
-    "cpt_hellaswag": 1.0,
-    "cpt_arc_easy": 1.0,
-    "cpt_piqa": 1.0,
-    "cpt_wikitext": 2.0,
-    "cpt_arc_easy_de": 2.0,
-    "cpt_mmlu_de": 0.0,
-}
+
+def _declared() -> dict[str, dict]:
+    """Every shipped task or task family, read from the task folder: metrics, metadata.version, header."""
+    out = {}
+    for path in sorted(TASK_TEMPLATE_DIR.glob("*.yaml")):
+        text = path.read_text()
+        doc = load_yaml(text)
+        header = " ".join(line for line in text.splitlines() if line.startswith("#"))
+        spec = doc["task"] if "family" in doc else doc
+        entry = {
+            "metrics": {m["metric"] for m in spec["metric_list"]},
+            "version": float(spec["metadata"]["version"]),
+            "header": header,
+        }
+        if "family" in doc:
+            entry.update(group_version=float(doc["group"]["metadata"]["version"]), files=doc["files"])
+        out[doc["family"] if "family" in doc else doc["task"]] = entry
+    return out
+
+
+DECLARED = _declared()
+FAMILIES = sorted(t for t, d in DECLARED.items() if "files" in d)
+TASKS = sorted(t for t in DECLARED if t not in FAMILIES)
+
+
+def test_shipped_tasks_and_their_benchmark_files(benchmark_dir: Path) -> None:
+    files = local_task_files()
+    assert set(files) == set(DECLARED) and FAMILIES and TASKS
+    assert all(t.startswith("cpt_") for t in files)
+    assert files["cpt_mmlu_de"] == ["mmlu_de_dev.jsonl", "mmlu_de_val.jsonl"]
+    assert files["cpt_wikitext"] == ["wikitext2_raw_test.jsonl"]
+    assert files["cpt_blimp"] == ["blimp/*.jsonl"]
+    # The hand-made benchmark folder has every file a task reads (a family: at least two members).
+    for task in TASKS:
+        assert all((benchmark_dir / f).is_file() for f in files[task]), task
+    for family in FAMILIES:
+        assert len(list(benchmark_dir.glob(DECLARED[family]["files"]))) >= 2, family
+
+
+@pytest.mark.parametrize("task", sorted(DECLARED))
+def test_versions_match_the_stock_task_named_in_the_header(task: str) -> None:
+    """A copy of a stock task keeps its version: the header says "(v1.0)" (a family: "tasks v1.0, group v2.0")."""
+    d = DECLARED[task]
+    if "files" in d:
+        match = re.search(r"tasks v(\d+\.\d+), group v(\d+\.\d+)", d["header"])
+        if match:
+            assert (d["version"], d["group_version"]) == (float(match[1]), float(match[2]))
+        return
+    match = re.search(r"`[\w.]+`[^()]*\(v(\d+\.\d+)", d["header"])
+    assert match, f"{task}: the header names no stock task and version"
+    assert d["version"] == float(match[1])
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -54,13 +89,6 @@ def _one_torch_thread():  # same as in test_eval_harness.py
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def test_shipped_tasks_and_their_benchmark_files() -> None:
-    files = local_task_files()
-    assert set(files) == set(EXPECTED_METRICS)
-    assert files["cpt_mmlu_de"] == ["mmlu_de_dev.jsonl", "mmlu_de_val.jsonl"]
-    assert files["cpt_wikitext"] == ["wikitext2_raw_test.jsonl"]
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +104,7 @@ def offline_rows(benchmark_dir: Path, tmp_path_factory) -> list[dict]:
         return evaluate_model(
             model,
             tokenizer,
-            sorted(EXPECTED_METRICS),
+            sorted(DECLARED),
             benchmark_dir=benchmark_dir,
             limit=LIMIT,
             batch_size=8,
@@ -95,25 +123,30 @@ def test_every_local_task_runs_on_the_real_benchmark_files(real_benchmark_dir: P
         rows = evaluate_model(
             model,
             tokenizer,
-            sorted(EXPECTED_METRICS),
+            sorted(DECLARED),
             benchmark_dir=real_benchmark_dir,
             limit=2,
-            batch_size=8,
+            batch_size=512,
+            batch_tokens=4096,
             offline=True,
             bootstrap_iters=10,
         )
-    for task, metrics in EXPECTED_METRICS.items():
+    for task, declared in DECLARED.items():
         got = {r["metric"]: r["value"] for r in rows if r["task"] == task}
-        assert set(got) == metrics, task
+        assert set(got) == declared["metrics"], task
         assert all(math.isfinite(v) and v >= 0.0 for v in got.values()), (task, got)
+    blimp = parse_family((TASK_TEMPLATE_DIR / "cpt_blimp.yaml").read_text(), "cpt_blimp.yaml")
+    assert len(member_files(blimp, real_benchmark_dir)) == 67
+    fields = {r["task"] for r in rows if r["task"].startswith("cpt_blimp_field_")}
+    assert fields == {f"cpt_blimp_field_{f}" for f in ("morphology", "semantics", "syntax", "syntax_semantics")}
 
 
-@pytest.mark.parametrize("task", sorted(EXPECTED_METRICS))
+@pytest.mark.parametrize("task", TASKS)
 def test_local_task_runs_offline(offline_rows: list[dict], task: str) -> None:
     rows = [r for r in offline_rows if r["task"] == task]
-    assert {r["metric"] for r in rows} == EXPECTED_METRICS[task]
+    assert {r["metric"] for r in rows} == DECLARED[task]["metrics"]
     for r in rows:
-        assert r["task_version"] == EXPECTED_VERSIONS[task]
+        assert r["task_version"] == DECLARED[task]["version"]
         assert r["num_fewshot"] == 0 and r["limit"] == LIMIT
         if r["metric"].startswith("acc"):
             assert 0.0 <= r["value"] <= 1.0
@@ -125,6 +158,21 @@ def test_local_task_runs_offline(offline_rows: list[dict], task: str) -> None:
             assert math.isnan(r["stderr"])  # lm-eval has no stderr for rolling perplexities
         else:
             assert r["stderr"] >= 0.0 and math.isfinite(r["stderr"])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_task_family_runs_offline(offline_rows: list[dict], benchmark_dir: Path, family: str) -> None:
+    """One task per benchmark file present, with the member version, plus the family's group row."""
+    d = DECLARED[family]
+    group = [r for r in offline_rows if r["task"] == family]
+    assert {r["metric"] for r in group} == d["metrics"]
+    assert all(r["task_version"] == d["group_version"] for r in group)
+    related = [r for r in offline_rows if r["task"].startswith(f"{family}_")]
+    members = {r["task"] for r in related if r["task_version"] == d["version"]}
+    assert members == {f"{family}_{p.stem}" for p in benchmark_dir.glob(d["files"])}
+    for r in related:
+        assert 0.0 <= r["value"] <= 1.0 and math.isfinite(r["stderr"])
+        assert r["limit"] == LIMIT and r["num_fewshot"] == 0
 
 
 def test_perplexities_of_a_random_model_are_near_uniform(offline_rows: list[dict]) -> None:
