@@ -132,6 +132,10 @@ class ResumeCheckpoint(pl.Callback):
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # a user's own plugin is kept
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.earlier:  # a fresh stage, or a checkpoint written before segments were recorded
+            self.start_step = trainer.global_step
+
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
         # Saved at the start of the batch after an optimizer step, not at the end of the stepping
         # batch: Lightning hands that batch's metrics to the loggers only after the callbacks'
