@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +107,93 @@ def test_evaluate_unknown_stage(smoke_run, data_dir):
     out, summary = smoke_run
     with pytest.raises(ConfigError, match="stages: not finished stages of .*: nope"):
         evaluate(_eval_cfg(out, data_dir, f"run_id={summary.run_id}", "stages=[nope]"))
+
+
+@pytest.fixture(scope="module")
+def swapped_run(smoke_run, data_dir):
+    """The smoke run's chain with its de_new role swapped to the web-English corpus on the command line
+    (the pre-training stage is shared with ``smoke_run``)."""
+    out, _ = smoke_run
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                "experiment=cpt",
+                "experiment.union=null",
+                "scale=smoke",
+                "budget.pretrain_tokens=8192",
+                "budget.continual_tokens=4096",
+                "corpus@corpora.de_new=web_en",
+                f"paths.data_dir={data_dir}",
+                f"paths.output_dir={out}",
+            ],
+        )
+    return train(cfg)
+
+
+def _bpb(rows: list[dict]) -> float:
+    (value,) = [r["value"] for r in rows if r["metric"] == "bits_per_byte"]
+    return value
+
+
+def test_evaluate_run_scores_its_own_swapped_corpus(smoke_run, swapped_run, data_dir, caplog):
+    out, _ = smoke_run
+    heldout = ["eval_suite=heldout", "eval_suite.tasks=[cpt_heldout_de_new]", "eval_suite.limit=3"]
+    ckpt = swapped_run.stages["continual"]["checkpoint"]
+    # This command's corpora are the defaults (de_new = German speeches); the run trained on web English.
+    with caplog.at_level("WARNING"):
+        by_run = evaluate(_eval_cfg(out, data_dir, f"run_id={swapped_run.run_id}", "stages=[continual]", *heldout))
+    own = evaluate(_eval_cfg(out, data_dir, f"checkpoint={ckpt}", "corpus@corpora.de_new=web_en", *heldout))
+    default = evaluate(_eval_cfg(out, data_dir, f"checkpoint={ckpt}", *heldout))
+    assert _bpb(by_run) == pytest.approx(_bpb(own), rel=1e-9)
+    assert abs(_bpb(by_run) - _bpb(default)) > 0.05
+    assert {r["limit"] for r in by_run} == {3}
+    warned = [r.getMessage() for r in caplog.records if r.getMessage().startswith("corpora.de_new:")]
+    assert warned and "was trained on 'web_en', not on this command's 'bundestag_de'" in warned[0]
+
+
+def test_evaluate_run_without_config_snapshot(smoke_run, data_dir, benchmark_dir, tmp_path):
+    out, summary = smoke_run
+    results = tmp_path / "results"
+    results.mkdir()
+    shutil.copy(out / "results" / "runs.csv", results / "runs.csv")  # the table without configs/
+    run = [f"run_id={summary.run_id}", "stages=[continual]", f"paths.results_dir={results}"]
+    with pytest.raises(ConfigError, match=r"^run_id: .*/configs/[0-9a-f]{64}\.yaml \(the config snapshot of .*\) not found; re-run") as err:  # fmt: skip
+        evaluate(_eval_cfg(out, data_dir, *run, "eval_suite.tasks=[cpt_heldout_de_new]"))
+    assert "\n" not in str(err.value)
+    # A suite without held-out tasks needs no corpora, hence no snapshot.
+    rows = evaluate(
+        _eval_cfg(
+            out,
+            data_dir,
+            *run,
+            "eval_suite=offline_de",
+            "eval_suite.tasks=[cpt_multiblimp_de]",
+            "eval_suite.limit=2",
+            f"paths.benchmark_dir={benchmark_dir}",
+        )
+    )
+    assert "cpt_multiblimp_de" in {r["task"] for r in rows}
+
+
+def test_evaluate_cpu_suite_mixes_heldout_and_minimal_pairs(smoke_run, data_dir, benchmark_dir):
+    out, summary = smoke_run
+    rows = evaluate(
+        _eval_cfg(
+            out,
+            data_dir,
+            f"run_id={summary.run_id}",
+            "stages=[continual]",
+            "eval_suite=cpu",
+            "eval_suite.limit=2",
+            "eval_suite.heldout_limit=3",
+            f"paths.benchmark_dir={benchmark_dir}",
+        )
+    )
+    limits = {r["task"]: r["limit"] for r in rows}
+    heldout = {t for t in limits if t.startswith("cpt_heldout_")}
+    assert heldout == {"cpt_heldout_en_old", "cpt_heldout_en_new", "cpt_heldout_de_new"}
+    assert {limits[t] for t in heldout} == {3} and {limits[t] for t in set(limits) - heldout} == {2}
+    assert {"cpt_blimp", "cpt_blimp_field_syntax", "cpt_blimp_adjunct_island", "cpt_multiblimp_de"} <= set(limits)
+    stored = store.load(out / "results", "evals")
+    assert set(limits) <= set(stored[stored["stage"] == "continual"]["task"])
