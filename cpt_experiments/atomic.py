@@ -176,18 +176,19 @@ def is_temp_name(name: str) -> bool:
     return bool(_TEMP_NAME.match(name))
 
 
-def remove_stale_temps(directory: str | os.PathLike, before: float = PROCESS_START) -> list[Path]:
+def remove_stale_temps(directory: str | os.PathLike, before: float = PROCESS_START, prefix: str = ".") -> list[Path]:
     """Delete this module's temporary siblings in ``directory`` last modified before ``before``.
 
-    Only safe where no other live process writes (e.g. under the directory's lock); the age check
-    spares this process's own writes. Returns what was removed.
+    Only safe where no other live process writes them: under the directory's lock, or with
+    ``prefix=f".{dest.name}."`` under the lock of ``dest`` (e.g. one table of a shared folder).
+    The age check spares this process's own writes. Returns what was removed.
     """
     directory = Path(directory)
     removed: list[Path] = []
     if not directory.is_dir():
         return removed
     for path in directory.iterdir():
-        if not is_temp_name(path.name):
+        if not (path.name.startswith(prefix) and is_temp_name(path.name)):
             continue
         try:
             if path.lstat().st_mtime >= before:

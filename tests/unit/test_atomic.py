@@ -120,3 +120,13 @@ def test_remove_stale_temps_removes_only_old_temporaries_of_this_module(tmp_path
     # By default only files older than this process go: the fresh temporary above is ours.
     assert remove_stale_temps(tmp_path) == []
     assert remove_stale_temps(tmp_path / "missing") == []
+
+
+def test_remove_stale_temps_of_one_destination_only(tmp_path):
+    """Under one file's lock only that file's temporaries may go (another table may be mid-write)."""
+    mine, other = tmp_path / ".runs.csv.tmp-a1", tmp_path / ".curves.csv.tmp-b2"
+    for p in (mine, other):
+        p.write_text("half")
+        os.utime(p, (time.time() - 600, time.time() - 600))
+    assert remove_stale_temps(tmp_path, before=time.time(), prefix=".runs.csv.") == [mine]
+    assert other.exists()
