@@ -2,7 +2,8 @@
 
 Builds every figure whose data is present and reports the others as skipped with the reason,
 so a partial sweep still gives its figures. Exit status: 0, or 1 if a figure failed with an
-unexpected error or (with ``--strict``) any figure was skipped; 2 for bad arguments.
+unexpected error or (with ``--strict``) any figure was skipped; 2 for bad arguments (no ``runs.csv``
+in ``--results``, an unwritable ``--out``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     style.use_agg()
     out_dir = args.out or args.results / "figures"
+    # Checked before drawing anything: a typo in --results must not end in "skipped 7" and exit 0.
+    if not (args.results / "runs.csv").is_file():
+        print(f"error: --results {args.results}: no runs.csv there (a results directory holds runs/curves/evals.csv)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        print(f"error: --out {out_dir}: not writable ({exc.strerror or exc})", file=sys.stderr)
+        return 2
     status = build(args.results, out_dir, list(args.only or FIGURES), args.formats)
     for name, s in status.items():
         print(f"{name:20s} {s}")

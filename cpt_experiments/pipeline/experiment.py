@@ -30,7 +30,7 @@ from cpt_experiments.pipeline.context import RunContext, prepare_run, typed_conf
 from cpt_experiments.pipeline.evaluation import evaluate_marked_stages
 from cpt_experiments.pipeline.failures import StageFailed, write_summary
 from cpt_experiments.pipeline.stage_cache import stage_dir
-from cpt_experiments.pipeline.stage_plan import REPLAY_PREFIX, PlanBuilder
+from cpt_experiments.pipeline.stage_plan import REPLAY_PREFIX, Geometry, PlanBuilder, steps_and_schedule
 from cpt_experiments.pipeline.stage_runner import StageJob, train_stage
 from cpt_experiments.pipeline.stages import Stage, lineage, parse_graph, stage_hash, union_baseline
 from cpt_experiments.results import store
@@ -119,6 +119,9 @@ def plan_experiment(cfg: TrainRoot) -> ExperimentPlan:
     stages = build_stages(cfg.experiment)
     check_trainer(cfg)  # before the tokenizer and token caches, which can take hours at paper scale
     hf_config(asdict(cfg.model), cfg.model.vocab_size or 1024)  # the model shape (vocab checked later)
+    geometry = Geometry(cfg.model.seq_len, cfg.train.global_batch_windows)
+    for stage in stages.values():  # budgets and schedules need no data
+        steps_and_schedule(stage, geometry)
     ctx = prepare_run(cfg, stages)
     hashes = hash_stages(stages, ctx)
     plans = PlanBuilder(stages, hashes, {r: ctx.train_tokens(r) for r in ctx.roles}, ctx.geometry, cfg.seed)

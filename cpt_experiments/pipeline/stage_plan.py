@@ -55,6 +55,17 @@ class StagePlan:
     mixture: MixturePlan  # global window position -> (source, window); len = steps x global batch
 
 
+def steps_and_schedule(stage: Stage, geometry: Geometry, key_prefix: str = "experiment.stages") -> tuple[int, Schedule]:
+    """A stage's optimizer steps (from its token budget) and its LR schedule built for exactly those steps.
+
+    Needs no data, so the pipeline calls it before tokenizing anything to reject bad budgets and
+    schedules early; ``PlanBuilder.stage_plan`` calls it again for the plan it trains with.
+    """
+    key = f"{key_prefix}.{stage.name}"
+    steps = geometry.steps_for(stage.tokens, f"{key}.tokens")
+    return steps, build_schedule(stage.schedule, steps, key=f"{key}.schedule")
+
+
 def plan_seed(seed: int, stage_hash: str) -> int:
     """Per-stage mixing seed: the run seed and the stage's content, so sibling stages differ."""
     return int(hashlib.sha256(f"{seed}:{stage_hash}".encode()).hexdigest()[:8], 16)
@@ -86,9 +97,7 @@ class PlanBuilder:
     def stage_plan(self, name: str) -> StagePlan:
         """Steps, schedule and mixture plan of stage ``name`` (the schedule is checked against the steps)."""
         if name not in self._stage_plans:
-            key = f"{self.key_prefix}.{name}"
-            steps = self.geometry.steps_for(self.stages[name].tokens, f"{key}.tokens")
-            schedule = build_schedule(self.stages[name].schedule, steps, key=f"{key}.schedule")
+            steps, schedule = steps_and_schedule(self.stages[name], self.geometry, self.key_prefix)
             self._stage_plans[name] = StagePlan(steps, schedule, self._build(self.stages[name], steps))
         return self._stage_plans[name]
 

@@ -264,3 +264,14 @@ def test_committed_cpu_replay_sweep_equals_the_table() -> None:
     stats = replay_sweep.frame(CPU).set_index(["series", "replay_ratio"])
     assert stats.loc[("strong shift", 0.0), "old_loss"] == expected.pop()
     assert stats.loc[("strong shift", 0.0), "n"] == 1
+
+
+def test_cli_refuses_a_missing_results_dir_and_an_unwritable_out(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from cpt_experiments.figures.__main__ import main
+
+    assert main(["--results", str(tmp_path / "nope")]) == 2
+    assert "no runs.csv there" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")  # a file where the output directory should be: mkdir fails for any user
+    assert main(["--results", str(FIXTURE), "--out", str(blocker / "figures")]) == 2
+    assert "not writable" in capsys.readouterr().err
