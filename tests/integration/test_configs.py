@@ -178,3 +178,11 @@ def test_cli_prints_one_line_error_and_exits_2(tmp_path, data_dir, cache_dir):
     assert proc.returncode == 2
     assert "error: experiment.stages.de_replay0.tokens: budget of 10 tokens is smaller than one batch" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_slurm_launcher_config_composes() -> None:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=cpt", "scale=paper", "trainer=ddp", "hydra/launcher=slurm"],
+                      return_hydra_config=True)  # fmt: skip
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.tasks_per_node == launcher.gpus_per_node == 8
