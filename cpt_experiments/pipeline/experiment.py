@@ -173,7 +173,11 @@ def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
             "dir": str(sd.root),
             "checkpoint": str(sd.final_dir),
             "evaluate": stage.evaluate,
+            "tokens": int(done["tokens"]),
+            "steps": int(done["steps"]),
+            "wall_s": float(done.get("wall_s", 0.0)),
         }
+    summary.lines = report.summary_lines(rid, summary.stages, root.paths.results_dir, cfg_hash)
     return summary
 
 

@@ -37,7 +37,9 @@ from cpt_experiments.pipeline.stage_plan import StagePlan
 from cpt_experiments.pipeline.stages import Stage
 from cpt_experiments.training.callbacks.checkpoint import ResumeCheckpoint, checkpoint_problem, load_plain
 from cpt_experiments.training.callbacks.domain_validation import DomainValidation
+from cpt_experiments.training.callbacks.finite_loss import FiniteLoss
 from cpt_experiments.training.callbacks.lr_schedule import LRScheduleCallback
+from cpt_experiments.training.callbacks.progress import ProgressLine
 from cpt_experiments.training.datamodule import CPTDataModule
 from cpt_experiments.training.lm_module import CausalLMModule
 from cpt_experiments.training.loggers import UpdateStepCSVLogger
@@ -213,6 +215,9 @@ def _train(job: StageJob, run_key: str | None, resuming: bool, rank0: bool) -> S
         # Validation before the checkpoint at the same step, so its row is flushed with it.
         DomainValidation(ctx.valsets, cfg.train.val_every_n_steps, cfg.train.micro_batch),
         checkpoint,
+        # A diverged stage stops within a few steps instead of being cached as done.
+        FiniteLoss(every_n_steps=cfg.train.log_every_n_steps),
+        ProgressLine(job.stage.name, plan.steps, ctx.geometry.tokens_per_step),
     ]
     # A fresh CSV version per (re)start; collection keeps the latest value of each step.
     csv_log = UpdateStepCSVLogger(save_dir=str(sd.root), name="logs")

@@ -104,3 +104,11 @@ def test_dirty_flag_and_what_counts_as_dirty(repo) -> None:
     assert records.check_results_dir(results, allow_dirty=True, root=repo) == sha + "+dirty"
     with pytest.raises(ConfigError):
         records.check_results_dir(results, allow_dirty=False, root=repo)
+
+
+def test_run_ends_with_a_table_with_units_paths_and_next_commands(checkpoint_run) -> None:
+    tmp, summary = checkpoint_run
+    head, rows = summary.lines[1], summary.lines[2:4]
+    assert "tokens" in head and "wall" in head and "de_new nats/bpb" in head
+    assert [r.split()[0] for r in rows] == ["de_replay0", "union"] and all(" / " in r for r in rows)
+    assert summary.lines[-3].startswith(f"tables: {tmp / 'results'}") and summary.lines[-2].startswith("next:")
