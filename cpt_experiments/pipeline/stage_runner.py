@@ -85,9 +85,18 @@ class StageOutcome:
 # ---- ranks ------------------------------------------------------------------------------------
 
 
-def is_rank_zero() -> bool:
-    """Whether this process is global rank 0, from its launcher's environment (no process group needed)."""
-    return all(int(os.environ.get(var) or 0) == 0 for var in RANK_VARIABLES)
+def is_rank_zero(world_size: int = 2) -> bool:
+    """Whether this process is global rank 0, from its launcher's environment (no process group needed).
+
+    A single-process trainer (``world_size`` 1) is always rank 0, whatever variables a cluster
+    wrapper left in the environment (e.g. ``SLURM_PROCID`` of a multi-task ``srun``).
+    """
+    return world_size <= 1 or all(int(os.environ.get(var) or 0) == 0 for var in RANK_VARIABLES)
+
+
+def world_size(cfg: Any) -> int:
+    """Processes the run's trainer config asks for (from the batch geometry it must satisfy)."""
+    return cfg.train.global_batch_windows // (cfg.train.micro_batch * accumulation(cfg.train, cfg.trainer))
 
 
 def _distributed() -> bool:
@@ -174,7 +183,7 @@ def _init_weights(job: StageJob, resuming: bool) -> tuple[dict[str, torch.Tensor
 
 def train_stage(job: StageJob) -> StageOutcome:
     """Train ``job.stage`` unless its hash is already done; resume from a verified checkpoint if one exists."""
-    rank0, run_key = is_rank_zero(), _run_key(job)
+    rank0, run_key = is_rank_zero(world_size(job.ctx.cfg)), _run_key(job)
     with locked(job.sd) if rank0 else nullcontext(job.sd) as sd:
         finished = _finished(job) if rank0 else None
         if _agree(finished is not None if rank0 else sd.done_file.is_file()):

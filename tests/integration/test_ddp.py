@@ -20,6 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import cpt_experiments.pipeline.stage_runner as runner
 from cpt_experiments.data.mixing import MixturePlan, SourceSpec
 from cpt_experiments.data.replay import Replay
 from cpt_experiments.results import store
@@ -80,6 +81,26 @@ def test_two_ranks_read_the_single_process_order_and_quotas(micro):
         assert [[b["position"].tolist() for b in s] for s in resumed] == [
             [b["position"].tolist() for b in s] for s in ranks[r][5:]
         ]
+
+
+def test_only_global_rank_zero_locks_and_writes_the_stage_cache(monkeypatch):
+    """Rank 0 is read from the launcher's variables, and only when the trainer asks for several processes."""
+    for var in runner.RANK_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
+    assert runner.is_rank_zero(2)
+    monkeypatch.setenv("LOCAL_RANK", "1")  # Lightning's launcher re-runs the command as rank 1
+    assert not runner.is_rank_zero(2)
+    monkeypatch.delenv("LOCAL_RANK")
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    assert not runner.is_rank_zero(4)
+    assert runner.is_rank_zero(1)  # a single-process job in a multi-task srun still owns its stages
+    geometry = {"global_batch_windows": 8, "micro_batch": 4}
+    for devices, world in ((1, 1), (2, 2)):
+        cfg = SimpleNamespace(
+            train=SimpleNamespace(**geometry),
+            trainer=SimpleNamespace(devices=devices, num_nodes=1, accelerator="cpu"),
+        )
+        assert runner.world_size(cfg) == world
 
 
 def _source_counters(stage_root: Path) -> pd.DataFrame:
