@@ -56,7 +56,7 @@ def test_tensorboard_runs_are_named_by_run_and_stage(tmp_path, data_dir) -> None
 def test_bad_trainer_settings_fail_before_any_work(tmp_path, data_dir, override: str, expected: str) -> None:
     with pytest.raises(ConfigError, match=expected):
         train(_cfg(tmp_path, data_dir, override))
-    assert not (tmp_path / "out" / "cache").exists()  # before the tokenizer
+    assert not (tmp_path / "out" / "cache" / "tokenizers").exists()  # before the tokenizer
 
 
 def test_bad_logger_setting_names_the_logger(tmp_path, data_dir) -> None:
