@@ -31,7 +31,7 @@ from cpt_experiments.pipeline.evaluation import evaluate_marked_stages
 from cpt_experiments.pipeline.failures import StageFailed, write_summary
 from cpt_experiments.pipeline.stage_cache import stage_dir
 from cpt_experiments.pipeline.stage_plan import REPLAY_PREFIX, Geometry, PlanBuilder, steps_and_schedule
-from cpt_experiments.pipeline.stage_runner import StageJob, train_stage
+from cpt_experiments.pipeline.stage_runner import StageJob, is_rank_zero, train_stage, world_size
 from cpt_experiments.pipeline.stages import Stage, lineage, parse_graph, stage_hash, union_baseline
 from cpt_experiments.results import store
 from cpt_experiments.training.loggers import finish as finish_loggers
@@ -150,11 +150,15 @@ def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
         summary.lines += report.plan_lines(xp.stages, xp.hashes, steps, xp.ctx, report.measure_tokens_per_s(xp.ctx))
         return summary
     info = records.RunInfo(Path(root.paths.results_dir), rid, cfg_hash, commit, exp.name, exp.variant, xp.ctx)
-    records.write_config_snapshot(info, plain, xp.hashes)
+    rank0 = is_rank_zero(world_size(root))  # under DDP the other ranks train, rank 0 measures and records
+    if rank0:
+        records.write_config_snapshot(info, plain, xp.hashes)
     cumulative: dict[str, tuple[int, float]] = {}
     for name, stage in xp.stages.items():
         try:
             outcome, sd, plan, tokens_before = _run_stage(xp, info, plain, name)
+            if not rank0:
+                continue
             model = load_pretrained(sd.final_dir, model_cfg=xp.ctx.model_cfg, vocab_size=xp.ctx.vocab_size)
             final_val = domain_losses(model, xp.ctx.valsets)
         except Exception as exc:  # named by stage and run, recorded as a failed row by the entry point

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 from filelock import FileLock
 
-from cpt_experiments.atomic import atomic_path
+from cpt_experiments.atomic import atomic_path, remove_stale_temps
 from cpt_experiments.errors import DataError, config_error
 
 log = logging.getLogger(__name__)
@@ -217,6 +217,7 @@ def append(results_dir: str | os.PathLike, table: str, rows: pd.DataFrame | Iter
     path = table_path(results_dir, table)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
+        remove_stale_temps(path.parent, prefix=f".{path.name}.")  # left by a writer killed mid-append
         if path.exists():
             old = load(results_dir, table)
             keys = list(REPLACE_KEYS[table])

@@ -108,8 +108,12 @@ def _run_cli(args: list[str], env_extra: dict[str, str] | None = None, **kw) -> 
     )
 
 
+# The basic-launcher variant is slow-tier: test_sweep_members_share_the_pretraining_stage covers sharing in
+# process, the joblib variant the CLI multirun, and test_failures the basic launcher's CLI path.
 @pytest.mark.parametrize(
-    "launcher", [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], []], ids=["joblib", "basic"]
+    "launcher",
+    [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], pytest.param([], marks=pytest.mark.slow)],
+    ids=["joblib", "basic"],
 )
 def test_multirun_trains_shared_stage_once(tmp_path, data_dir, shared_cache, launcher):
     """A two-member sweep (joblib: both at once in 2 processes): the shared stage is trained by one of them."""
