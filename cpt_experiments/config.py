@@ -280,6 +280,7 @@ class EvalSuiteConfig:
     tasks: List[str] = MISSING
     num_fewshot: Optional[int] = 0
     limit: Optional[float] = None  # per task: the first n documents (>= 1) or a fraction (< 1); null: all
+    task_limits: Dict[str, Optional[float]] = field(default_factory=dict)  # benchmark task -> own limit (null: all)
     batch_size: int = 8  # sequences per forward pass; with batch_tokens: the cap on them
     batch_tokens: Optional[int] = None  # padded tokens per forward pass (batch size by sequence length); null: off
     offline: bool = True  # only local task files, no hub
@@ -287,8 +288,13 @@ class EvalSuiteConfig:
     heldout_limit: Optional[int] = None  # validation documents per role for the held-out tasks; null: `limit`
 
     def __post_init__(self) -> None:
-        if self.limit is not None and not self.limit > 0:
-            raise config_error("eval_suite.limit", f"must be > 0 or null, got {self.limit}")
+        for key, value in [("limit", self.limit), *((f"task_limits.{t}", v) for t, v in self.task_limits.items())]:
+            if value is not None and not value > 0:
+                raise config_error(f"eval_suite.{key}", f"must be > 0 or null, got {value}")
+        stray = sorted(t for t in self.task_limits if t not in self.tasks or t.startswith("cpt_heldout_"))
+        if stray:
+            problem = "use heldout_limit" if stray[0] in self.tasks else "is not among eval_suite.tasks"
+            raise config_error(f"eval_suite.task_limits.{stray[0]}", problem)
         if self.batch_size < 1:
             raise config_error("eval_suite.batch_size", f"must be >= 1, got {self.batch_size}")
         if self.batch_tokens is not None and self.batch_tokens < 1:

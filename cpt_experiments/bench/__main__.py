@@ -9,6 +9,7 @@ BENCHMARKS = {
     "data": "tokenization and mixing-stream throughput",
     "mixing": "mixing-stream throughput only",
     "train": "Lightning path vs bare PyTorch loop",
+    "eval": "an eval suite on one checkpoint: lm-eval's default settings vs the suite's",
 }
 
 

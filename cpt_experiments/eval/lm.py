@@ -91,23 +91,16 @@ def windowed_hflm() -> type:
         """HFLM with windowed long continuations and, with ``batch_tokens``, token-budget batches.
 
         ``batch_tokens`` is the padded tokens per forward pass (``None``: stock HFLM batching of
-        ``batch_size`` sequences); ``batch_size`` then caps the sequences per batch. Progress
-        bars are off.
+        ``batch_size`` sequences); ``batch_size`` then caps the sequences per batch.
         """
 
         def __init__(self, *args: Any, batch_tokens: int | None = None, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._batch_tokens = batch_tokens
 
-        def loglikelihood(self, requests: Any, disable_tqdm: bool = False) -> Any:  # type: ignore[override]
-            return super().loglikelihood(requests, disable_tqdm=True)
-
-        def loglikelihood_rolling(self, requests: Any, disable_tqdm: bool = False) -> Any:  # type: ignore[override]
-            return super().loglikelihood_rolling(requests, disable_tqdm=True)
-
-        def _score(self, requests: list, override_bs: int | None) -> list[tuple[float, bool]]:
+        def _score(self, requests: list, disable_tqdm: bool, override_bs: int | None) -> list[tuple[float, bool]]:
             if self._batch_tokens is None:
-                return super()._loglikelihood_tokens(requests, True, override_bs)
+                return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
             out = score_requests(
                 self._model_call,
                 requests,
@@ -124,7 +117,7 @@ def windowed_hflm() -> type:
         def _loglikelihood_tokens(self, requests, disable_tqdm=False, override_bs=None):  # type: ignore[override]
             width = self.max_length
             if all(len(cont) <= width for _, _, cont in requests):
-                return self._score(requests, override_bs)
+                return self._score(requests, disable_tqdm, override_bs)
             pieces, owner = [], []
             for i, (key, context, cont) in enumerate(requests):
                 if len(cont) <= width:
@@ -136,7 +129,7 @@ def windowed_hflm() -> type:
                     pieces.append((None, context + cont[:start], cont[start : start + width]))
                     owner.append(i)
             totals, greedy = [0.0] * len(requests), [True] * len(requests)
-            for i, (logprob, is_greedy) in zip(owner, self._score(pieces, override_bs)):
+            for i, (logprob, is_greedy) in zip(owner, self._score(pieces, disable_tqdm, override_bs)):
                 totals[i] += logprob
                 greedy[i] = greedy[i] and bool(is_greedy)
             return list(zip(totals, greedy))

@@ -7,7 +7,8 @@
   unchanged).
 * An offline suite over ~70 tasks printed thousands of lines (a "Building contexts" bar and INFO
   lines per task, a progress bar per rolling batch). With ``quiet`` lm-eval's loggers show errors
-  only, its and ``datasets``' progress bars are off and its ``print`` calls go nowhere; the harness
+  only, its and ``datasets``' progress bars are off, its ``print`` calls go nowhere and its
+  ``git describe`` call (which prints to the terminal outside a checkout) is skipped; the harness
   logs one line per requested task instead. Whoever wants lm-eval's own output sets
   ``LMEVAL_LOG_LEVEL`` (lm-eval's variable) or turns its logger to DEBUG (``hydra.verbose=lm_eval``).
 
@@ -66,12 +67,18 @@ def _quiet() -> Iterator[None]:
     logger = logging.getLogger("lm_eval")
     level = logger.level
     bars_were_on = datasets.utils.logging.is_progress_bar_enabled()
-    patched = []
+    patched: list[tuple[Any, str, Any]] = []  # (module, attribute, original)
     for name in _TQDM_MODULES:
         module = importlib.import_module(name)
         if hasattr(module, "tqdm"):
-            patched.append((module, module.tqdm))
+            patched.append((module, "tqdm", module.tqdm))
             module.tqdm = _silent_tqdm(module.tqdm)
+    # lm-eval asks `git describe` for its results' git_hash (unused: runs record their own commit),
+    # which prints "fatal: not a git repository" to the terminal outside a checkout.
+    evaluator = importlib.import_module("lm_eval.evaluator")
+    if hasattr(evaluator, "get_git_commit_hash"):
+        patched.append((evaluator, "get_git_commit_hash", evaluator.get_git_commit_hash))
+        evaluator.get_git_commit_hash = lambda: None
     logger.setLevel(logging.ERROR)
     datasets.utils.logging.disable_progress_bar()
     try:
@@ -80,8 +87,8 @@ def _quiet() -> Iterator[None]:
             yield
     finally:
         logger.setLevel(level)
-        for module, original in patched:
-            module.tqdm = original
+        for module, attribute, original in patched:
+            setattr(module, attribute, original)
         if bars_were_on:
             datasets.utils.logging.enable_progress_bar()
 

@@ -147,12 +147,21 @@ def _limit(value: float | None) -> int | float | None:
     return int(value) if value is not None and value >= 1 and float(value).is_integer() else value
 
 
+def benchmark_batches(suite: EvalSuiteConfig, tasks: Sequence[str]) -> list[tuple[int | float | None, list[str]]]:
+    """The benchmark tasks grouped by their lm-eval limit (``task_limits``, else ``limit``), in suite order."""
+    groups: dict[int | float | None, list[str]] = {}
+    for task in tasks:
+        groups.setdefault(_limit(suite.task_limits.get(task, suite.limit)), []).append(task)
+    return list(groups.items())
+
+
 def evaluate_targets(targets: Sequence[Target], suite: EvalSuiteConfig, setting: EvalSetting) -> list[dict]:
     """Evaluate every target with the suite; append and return the rows.
 
-    Held-out tasks and benchmark tasks run as two lm-eval calls on the same loaded model, because
-    their limits differ: the held-out documents are chosen when the tasks are rendered
-    (``heldout_limit``, else ``limit``), the benchmark items by lm-eval's ``limit``.
+    Held-out tasks and benchmark tasks run as separate lm-eval calls on the same loaded model,
+    because their limits differ: the held-out documents are chosen when the tasks are rendered
+    (``heldout_limit``, else ``limit``), the benchmark items by lm-eval's ``limit`` (one call per
+    distinct limit when ``task_limits`` gives some tasks their own).
     """
     roles = heldout_roles(suite)
     benchmarks = [t for t in suite.tasks if not (suite.heldout and t.startswith(TASK_PREFIX))]
@@ -176,11 +185,8 @@ def evaluate_targets(targets: Sequence[Target], suite: EvalSuiteConfig, setting:
             out, names = heldout_tasks(setting.data_dir, corpora, roles, n_docs, setting.cache_dir)
             got = evaluate_model(model, tokenizer, names, extra_include_dirs=[out], **common)
             rows += [{**r, "limit": n_docs} for r in got]
-        if benchmarks:
-            limit = _limit(suite.limit)
-            rows += evaluate_model(
-                model, tokenizer, benchmarks, benchmark_dir=setting.benchmark_dir, limit=limit, **common
-            )
+        for limit, tasks in benchmark_batches(suite, benchmarks):
+            rows += evaluate_model(model, tokenizer, tasks, benchmark_dir=setting.benchmark_dir, limit=limit, **common)
         rows = [{**r, "run_id": t.run_id, "stage": t.stage, "checkpoint": str(t.checkpoint)} for r in rows]
         if rows:
             store.append(setting.results_dir, "evals", rows)

@@ -273,3 +273,32 @@ def test_absent_implied_benchmark_dir_is_fine_without_local_tasks(tmp_path: Path
     assert len(rows) == 3
     with pytest.raises(DataError, match=r"no_data_here/benchmarks/piqa_validation\.jsonl"):
         evaluate_model(model, tokenizer, ["cpt_piqa"], offline=True)
+
+
+def test_cpu_suite_is_heldout_plus_minimal_pairs() -> None:
+    suite = _suite("cpu")
+    heldout = [t for t in suite["tasks"] if t.startswith("cpt_heldout_")]
+    assert suite["heldout"] and heldout == _suite("heldout")["tasks"]
+    assert set(suite["tasks"]) - set(heldout) == {"cpt_blimp", "cpt_multiblimp_de"}
+    assert suite["batch_tokens"] and suite["heldout_limit"] and suite["limit"]
+    assert set(suite.get("task_limits", {})) <= set(suite["tasks"]) - set(heldout)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"limit": 0}, r"^eval_suite\.limit: must be > 0"),
+        ({"task_limits": {"cpt_nope": 5}}, r"^eval_suite\.task_limits\.cpt_nope: is not among eval_suite\.tasks"),
+        (
+            {"task_limits": {"cpt_heldout_en_old": 5}},
+            r"^eval_suite\.task_limits\.cpt_heldout_en_old: use heldout_limit",
+        ),
+        ({"batch_tokens": 0}, r"^eval_suite\.batch_tokens: must be >= 1"),
+        ({"heldout_limit": 0}, r"^eval_suite\.heldout_limit: must be >= 1"),
+    ],
+)
+def test_suite_settings_are_checked(overrides: dict, message: str) -> None:
+    from cpt_experiments.config import EvalSuiteConfig, typed
+
+    with pytest.raises(ConfigError, match=message):
+        typed(EvalSuiteConfig, {**_suite("cpu"), **overrides})
