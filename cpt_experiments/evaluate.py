@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from cpt_experiments.errors import CPTError
 from cpt_experiments.pipeline.evaluation import evaluate
+from cpt_experiments.pipeline.failures import one_line
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,11 @@ def main(cfg: DictConfig) -> None:
         log.error("%s", exc)
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except Exception as exc:  # e.g. a corrupt weights file: one line here, the traceback in the job log
+        reason = one_line(exc)
+        log.error("%s", reason, exc_info=True)
+        print(f"error: {reason}", file=sys.stderr)
+        sys.exit(1)
     # The suite's own tasks; members of a task family (BLiMP's 67 paradigms) are in the evals table.
     top = set(cfg.eval_suite.tasks)
     for r in rows:
