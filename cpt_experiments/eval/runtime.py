@@ -47,6 +47,9 @@ def _silent_tqdm(tqdm: Any) -> Any:
 def _cached_templates() -> Iterator[None]:
     from lm_eval import utils
 
+    if not (hasattr(utils, "apply_template") and hasattr(utils, "env")):  # another lm-eval layout: no cache
+        yield
+        return
     original = utils.apply_template
     compiled = functools.lru_cache(maxsize=1024)(utils.env.from_string)
 
