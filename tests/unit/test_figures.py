@@ -275,3 +275,12 @@ def test_cli_refuses_a_missing_results_dir_and_an_unwritable_out(tmp_path: Path,
     blocker.write_text("x")  # a file where the output directory should be: mkdir fails for any user
     assert main(["--results", str(FIXTURE), "--out", str(blocker / "figures")]) == 2
     assert "not writable" in capsys.readouterr().err
+
+
+def test_benchmark_scores_keep_family_groups_not_their_members() -> None:
+    from cpt_experiments.figures.data import benchmark_scores
+
+    rows = [dict(run_id="r", stage="s", task=t, metric="acc", value=0.5)
+            for t in ("cpt_blimp", "cpt_blimp_adjunct_island", "cpt_blimp_field_syntax", "cpt_multiblimp_de",
+                      "cpt_multiblimp_de_word_order_obj", "cpt_piqa")]  # fmt: skip
+    assert sorted(benchmark_scores(pd.DataFrame(rows))["task"]) == ["cpt_blimp", "cpt_multiblimp_de", "cpt_piqa"]
