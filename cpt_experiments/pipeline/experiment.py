@@ -31,13 +31,13 @@ from cpt_experiments.pipeline.evaluation import evaluate_marked_stages
 from cpt_experiments.pipeline.failures import StageFailed, write_summary
 from cpt_experiments.pipeline.stage_cache import stage_dir
 from cpt_experiments.pipeline.stage_plan import REPLAY_PREFIX, Geometry, PlanBuilder, steps_and_schedule
-from cpt_experiments.pipeline.stage_runner import StageJob, is_rank_zero, train_stage, world_size
+from cpt_experiments.pipeline.stage_runner import StageJob, is_rank_zero, train_stage
 from cpt_experiments.pipeline.stages import Stage, lineage, parse_graph, stage_hash, union_baseline
 from cpt_experiments.results import store
 from cpt_experiments.training.loggers import finish as finish_loggers
 from cpt_experiments.training.loggers import stage_loggers
 from cpt_experiments.training.model import hf_config, load_pretrained
-from cpt_experiments.training.trainer import check_trainer
+from cpt_experiments.training.trainer import check_trainer, world_size
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
         summary.lines += report.plan_lines(xp.stages, xp.hashes, steps, xp.ctx, report.measure_tokens_per_s(xp.ctx))
         return summary
     info = records.RunInfo(Path(root.paths.results_dir), rid, cfg_hash, commit, exp.name, exp.variant, xp.ctx)
-    rank0 = is_rank_zero(world_size(root))  # under DDP the other ranks train, rank 0 measures and records
+    rank0 = is_rank_zero(world_size(root.trainer))  # under DDP the other ranks train, rank 0 measures and records
     if rank0:
         records.write_config_snapshot(info, plain, xp.hashes)
     cumulative: dict[str, tuple[int, float]] = {}

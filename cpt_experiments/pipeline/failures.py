@@ -12,7 +12,6 @@ come from the stage cache.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import sys
@@ -26,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cpt_experiments.atomic import atomic_write_text
 from cpt_experiments.errors import CPTError
+from cpt_experiments.pipeline import records
 from cpt_experiments.results import store
 
 log = logging.getLogger(__name__)
@@ -51,18 +51,23 @@ def one_line(exc: BaseException) -> str:
 
 
 def _identity(cfg: DictConfig | Any) -> tuple[str, int | None, str]:
-    """Best-effort (experiment, seed, config hash) of a config that may not even validate."""
-    try:
-        raw = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else dict(cfg)
-    except Exception:  # noqa: BLE001 - a broken config still gets a failure row
-        raw = {}
+    """Best-effort (experiment, seed, config hash) of a config that may not even validate.
+
+    The hash is ``records.config_hash`` of the resolved config when it resolves (so a failed row
+    names the run a fixed rerun would be), else of the unresolved one.
+    """
+    raw: dict[str, Any] = {}
+    for resolve in (True, False):
+        try:
+            raw = OmegaConf.to_container(cfg, resolve=resolve) if isinstance(cfg, DictConfig) else dict(cfg)
+            break
+        except Exception:  # noqa: BLE001 - a broken config still gets a failure row
+            continue
     exp = raw.get("experiment") or {}
     name = str(exp.get("name", "unknown")) if isinstance(exp, dict) else "unknown"
     seed = raw.get("seed")
     seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
-    material = {k: v for k, v in raw.items() if k not in ("paths", "hydra", "logger", "evaluation")}
-    digest = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
-    return name, seed, digest
+    return name, seed, records.config_hash(raw)
 
 
 def _output_dir() -> Path | None:

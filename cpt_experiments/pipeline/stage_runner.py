@@ -44,7 +44,7 @@ from cpt_experiments.training.datamodule import CPTDataModule
 from cpt_experiments.training.lm_module import CausalLMModule
 from cpt_experiments.training.loggers import UpdateStepCSVLogger
 from cpt_experiments.training.model import load_pretrained
-from cpt_experiments.training.trainer import accumulation, build_trainer
+from cpt_experiments.training.trainer import accumulation, build_trainer, world_size
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +92,6 @@ def is_rank_zero(world_size: int = 2) -> bool:
     wrapper left in the environment (e.g. ``SLURM_PROCID`` of a multi-task ``srun``).
     """
     return world_size <= 1 or all(int(os.environ.get(var) or 0) == 0 for var in RANK_VARIABLES)
-
-
-def world_size(cfg: Any) -> int:
-    """Processes the run's trainer config asks for (from the batch geometry it must satisfy)."""
-    return cfg.train.global_batch_windows // (cfg.train.micro_batch * accumulation(cfg.train, cfg.trainer))
 
 
 def _distributed() -> bool:
@@ -183,7 +178,7 @@ def _init_weights(job: StageJob, resuming: bool) -> tuple[dict[str, torch.Tensor
 
 def train_stage(job: StageJob) -> StageOutcome:
     """Train ``job.stage`` unless its hash is already done; resume from a verified checkpoint if one exists."""
-    rank0, run_key = is_rank_zero(world_size(job.ctx.cfg)), _run_key(job)
+    rank0, run_key = is_rank_zero(world_size(job.ctx.cfg.trainer)), _run_key(job)
     with locked(job.sd) if rank0 else nullcontext(job.sd) as sd:
         finished = _finished(job) if rank0 else None
         if _agree(finished is not None if rank0 else sd.done_file.is_file()):

@@ -13,7 +13,7 @@ from cpt_experiments.config import TrainConfig, TrainerConfig, TrainRoot
 from cpt_experiments.errors import config_error
 
 
-def _world_size(tc: TrainerConfig) -> int:
+def world_size(tc: TrainerConfig) -> int:
     """Ranks the trainer config asks for (``devices: -1`` = every visible GPU)."""
     if isinstance(tc.devices, (list, tuple)):
         per_node = len(tc.devices)
@@ -26,7 +26,7 @@ def _world_size(tc: TrainerConfig) -> int:
 
 def accumulation(train: TrainConfig, trainer: TrainerConfig) -> int:
     """Micro-batches per optimizer step so that every step sees ``global_batch_windows`` windows."""
-    world = _world_size(trainer)
+    world = world_size(trainer)
     micro, g = train.micro_batch, train.global_batch_windows
     if g % (micro * world):
         raise config_error(

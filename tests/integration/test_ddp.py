@@ -25,6 +25,7 @@ from cpt_experiments.data.mixing import MixturePlan, SourceSpec
 from cpt_experiments.data.replay import Replay
 from cpt_experiments.results import store
 from cpt_experiments.training.datamodule import CPTDataModule
+from cpt_experiments.training.trainer import world_size
 
 REPO = Path(__file__).resolve().parents[2]
 SEQ, GLOBAL, STEPS = 8, 8, 12
@@ -100,7 +101,7 @@ def test_only_global_rank_zero_locks_and_writes_the_stage_cache(monkeypatch):
             train=SimpleNamespace(**geometry),
             trainer=SimpleNamespace(devices=devices, num_nodes=1, accelerator="cpu"),
         )
-        assert runner.world_size(cfg) == world
+        assert world_size(cfg.trainer) == world
 
 
 def _source_counters(stage_root: Path) -> pd.DataFrame:

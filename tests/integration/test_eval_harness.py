@@ -31,14 +31,7 @@ PARAGRAPHS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # The tiny model's matmuls are microseconds: a second thread only adds contention on a
-    # shared 2-core machine (measured 25x slower forward passes under load).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @functools.lru_cache(maxsize=1)

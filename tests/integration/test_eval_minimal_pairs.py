@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from test_eval_harness import CONTEXT, direct_loglikelihood, tiny_model_and_tokenizer
 
 from cpt_experiments.errors import DataError
@@ -22,12 +21,7 @@ from cpt_experiments.eval.task_families import slug
 FAMILIES = {"cpt_blimp": "blimp", "cpt_multiblimp_de": "multiblimp_de"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():  # same as in test_eval_harness.py
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _sentence_logprob(model, tokenizer, sentence: str) -> float:

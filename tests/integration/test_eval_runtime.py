@@ -5,19 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from test_eval_harness import tiny_model_and_tokenizer
 
 from cpt_experiments.eval.harness import evaluate_model
 from cpt_experiments.eval.runtime import lm_eval_runtime
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():  # same as in test_eval_harness.py
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_cached_templates_render_the_same_prompts(benchmark_dir: Path) -> None:

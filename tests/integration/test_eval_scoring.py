@@ -11,13 +11,7 @@ from test_eval_harness import CONTEXT, PARAGRAPHS, direct_loglikelihood, tiny_mo
 
 from cpt_experiments.eval.lm import batch_capacity, score_requests, windowed_hflm
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():  # same as in test_eval_harness.py
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _requests() -> list[tuple]:

@@ -10,7 +10,6 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from test_eval_harness import tiny_model_and_tokenizer
 
@@ -81,14 +80,7 @@ def test_versions_match_the_stock_task_named_in_the_header(task: str) -> None:
     assert d["version"] == float(match[1])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():  # same as in test_eval_harness.py
-    # The tiny model's matmuls are microseconds: a second thread only adds contention on a
-    # shared 2-core machine (measured 25x slower forward passes under load).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
