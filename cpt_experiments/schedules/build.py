@@ -30,7 +30,7 @@ SCHEDULES: dict[str, Callable[..., float]] = {
 """Name → pure function ``f(step, *, params) -> LR``; ``build_schedule`` binds the params."""
 
 _COOLDOWN_SHAPES = ("cosine", "inverse_sqrt", "linear")
-_WSD_SHAPES = ("linear", "cosine", "sqrt")
+_WSD_SHAPES = ("linear", "cosine", "sqrt", "multistep")
 _BRANCH_SHAPES = ("cosine", "linear", "knee", "multistep")
 
 
@@ -171,9 +171,12 @@ def _build_wsd(s: _Spec, total: int) -> Schedule:
     warmup_frac, decay_frac = s.frac("warmup_frac"), s.frac("decay_frac")
     if warmup_frac + decay_frac > 1.0 + 1e-12:
         raise s.fail("decay_frac", f"warmup_frac + decay_frac = {warmup_frac + decay_frac:g} exceeds the stage")
-    decay = {"linear": shapes.linear_decay, "cosine": shapes.cosine_decay, "sqrt": shapes.sqrt_decay}[
-        s.choice("decay_shape", _WSD_SHAPES)
-    ]
+    shape_name = s.choice("decay_shape", _WSD_SHAPES)
+    s.used.update({"step_fracs", "step_factors"})  # allowed in every preset, read only by multistep
+    if shape_name == "multistep":  # paper 2's multi-step PTFS: drops inside the decay window
+        decay = _multistep_shape(s, max_lr, min_lr)
+    else:
+        decay = {"linear": shapes.linear_decay, "cosine": shapes.cosine_decay, "sqrt": shapes.sqrt_decay}[shape_name]
     return functools.partial(
         shapes.wsd,
         max_lr=max_lr,

@@ -13,7 +13,7 @@ from cpt_experiments.pipeline.context import typed_config
 from cpt_experiments.pipeline.experiment import build_stages, plan_experiment
 from cpt_experiments.pipeline.stage_plan import Geometry
 from cpt_experiments.results import ledger, store
-from cpt_experiments.schedules.build import build_schedule
+from cpt_experiments.schedules.build import build_schedule, schedule_preview
 from cpt_experiments.train import train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,6 +76,22 @@ def test_branch_family_and_fraction_select_schedule_and_length(family: str) -> N
     assert stages["branch_v3"].tokens == root.budget.version_branch_tokens["f45"]
     assert stages["branch_v3"].tokens / root.budget.version_tokens == pytest.approx(0.45)
     assert stages["branch_v3"].parent == "main_v3" and stages["main_v4"].parent == "main_v3"
+
+
+@pytest.mark.parametrize(("family", "at_85pct"), [("cosine", None), ("knee", 0.25), ("multistep", 0.316)])
+def test_ptfs_family_selects_its_schedule(family: str, at_85pct: float | None) -> None:
+    """knee: linear from η_max at 80% to η_min at 100%; multistep: ×0.316 from 80%, η_min from 90%."""
+    root, _ = typed_config(_compose("experiment=paper2/ptfs", "scale=cpu", f"experiment.params.family={family}"))
+    stage = build_stages(root.experiment)["v4"]
+    steps = stage.tokens // (root.model.seq_len * root.train.global_batch_windows)
+    lrs = schedule_preview(stage.schedule, steps)
+    eta_max, eta_min = root.lr.eta_max, root.lr.eta_min
+    assert max(lrs) == pytest.approx(eta_max, rel=1e-5) and lrs[-1] == pytest.approx(eta_min, rel=0.1)
+    if at_85pct is not None:  # knee: 1e-3 - 0.9e-3 * 0.25 = 7.75e-4 = η_max·(1 − 0.9·0.25)
+        expected = eta_max * (1 - 0.9 * at_85pct) if family == "knee" else eta_max * at_85pct
+        assert lrs[int(0.85 * steps)] == pytest.approx(expected, rel=0.02)
+    if family == "multistep":
+        assert lrs[int(0.95 * steps)] == pytest.approx(eta_min)
 
 
 def test_ptfs_versions_read_exactly_their_slices(tmp_path, data_dir, cache) -> None:

@@ -116,6 +116,20 @@ CASES = {
         10,
         {6: 1.0, 7: 0.55, 8: 0.3636038969, 10: 0.1},
     ),
+    # Paper 2's multi-step PTFS: decay window from step 6 (D = 4); x0.316 at its start, 0.1 from s = 0.5 (step 8).
+    "wsd_multistep": (
+        {
+            "name": "wsd",
+            **UNIT,
+            "warmup_frac": 0.1,
+            "decay_frac": 0.4,
+            "decay_shape": "multistep",
+            "step_fracs": [0.0, 0.5],
+            "step_factors": [0.316, 0.1],
+        },
+        10,
+        {1: 1.0, 5: 1.0, 6: 1.0, 7: 0.316, 8: 0.1, 9: 0.1, 10: 0.1},
+    ),
     # T = 30, P = 10, W = 2 per cycle: first cycle warms from 0, later ones from min_lr (0.1 + 0.9 r/2).
     "repeated_cosine": (
         {"name": "repeated_cosine", **UNIT, "warmup_frac": 0.2, "num_repeats": 3},
