@@ -16,8 +16,13 @@ FIGURES = (
     "rewarm_sweep",
     "infinite_schedules",
     "path_switching",
+    "path_switching_families",
     "benchmarks",
 )
+
+
+#: Paper 2's figures (version updates); the rest are paper 1's.
+PAPER2_FIGURES = ("path_switching", "path_switching_families")
 
 
 class MissingFigureData(DataError):

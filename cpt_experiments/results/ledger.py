@@ -15,8 +15,9 @@ stage's ``stage_tokens`` (or ``stage_flops``) and v(s) its ``version``:
 
 With equal increments ΔS and branches of α·ΔS these give the two readings of the 58% figure:
 C_PTFS(N) = N(N+1)/2·ΔS; path switching 2(1+α)/(N+1) (A) and (N + (N−1)α)/(N(N+1)/2) (B) of PTFS.
-``ratio_to_ptfs`` = C_strategy(N) / C_PTFS(N) via ``metrics.cost_ratio`` (PTFS: the strategy whose stages
-all have role ``ptfs``). Nothing is assumed: every number comes from the recorded counts.
+``ratio_to_ptfs`` = C_strategy(N) / C_PTFS(N) (PTFS: the experiment whose stages all have role ``ptfs``; its
+schedule families share one cost, which is checked). Nothing is assumed: every number comes from the recorded
+counts.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from __future__ import annotations
 import pandas as pd
 
 from cpt_experiments.errors import DataError
-from cpt_experiments.results import metrics
 
 ACCOUNTINGS = ("extra", "replace")
 _KEYS = ["experiment", "variant", "seed"]
@@ -69,10 +69,23 @@ def ledger(runs: pd.DataFrame, *, unit: str = "tokens", accounting: str = "extra
         per = per.drop(columns="newest")
     mean = per.groupby(["experiment", "variant", "version"])[["cost", "cumulative_cost"]].mean().reset_index()
     ptfs = _ptfs_experiments(stages)
-    # metrics.cost_ratio expects the PTFS baseline under strategy "ptfs".
     mean["strategy"] = mean["experiment"].where(~mean["experiment"].isin(ptfs), "ptfs")
-    out = metrics.cost_ratio(mean[["strategy", "variant", "version", "cost", "cumulative_cost"]])
+    out = mean[["strategy", "variant", "version", "cost", "cumulative_cost"]]
+    out = out.assign(ratio_to_ptfs=out["cumulative_cost"] / out["version"].map(_ptfs_cost(out)))
     return out.sort_values(["strategy", "variant", "version"]).reset_index(drop=True)
+
+
+def _ptfs_cost(costs: pd.DataFrame) -> pd.Series:
+    """C_PTFS(N) per version; PTFS variants (schedule families) must agree, else the ratio is ambiguous."""
+    base = costs[costs["strategy"] == "ptfs"]
+    if base.empty:
+        raise DataError("runs: no PTFS experiment (all stages role ptfs): the cost ratio needs the PTFS baseline")
+    per_version = base.groupby("version")["cumulative_cost"]
+    if (per_version.nunique() > 1).any():
+        raise DataError(
+            f"runs: PTFS variants {sorted(base['variant'].unique())} differ in cost: the ratio is ambiguous"
+        )
+    return per_version.first()
 
 
 def _ptfs_experiments(stages: pd.DataFrame) -> set[str]:

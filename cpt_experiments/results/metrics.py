@@ -7,11 +7,11 @@ forgetting shows) and which its new data (D1, where adaptation shows) is recorde
 row (``old_domain``, ``new_domain``), so no domain name is hard-coded here.
 
 Per-stage values are averaged only through ``results.groups`` (``cell_summary``,
-``union_reference``, ``version_losses``): each stage once by ``stage_hash``, seeds pooled only
-within a cell of identical factors, never across experiments, configurations or corpora.
+``union_reference``): each stage once by ``stage_hash``, seeds pooled only within a cell of
+identical factors, never across experiments, configurations or corpora.
 
-Paper 2's cost accounting (``cumulative_cost``, ``cost_ratio``) uses only token (or FLOP)
-counts from ``runs``; the ratio to PTFS is computed, never assumed (paper 2, §4).
+Paper 2 lives beside this module: released models per version in ``results.releases``, the cost
+ledger in ``results.ledger``.
 """
 
 from __future__ import annotations
@@ -21,10 +21,8 @@ import pandas as pd
 from cpt_experiments.errors import DataError
 from cpt_experiments.results import groups
 
-#: Paper 1 metrics (forgetting, adaptation, union gap) apply to these roles; paper 2 uses version_losses.
+#: Paper 1 metrics (forgetting, adaptation, union gap) apply to these roles; paper 2: results.releases.
 CONTINUAL_ROLES = frozenset({"continual"})
-#: Paper 2 strategies and the roles whose stages make up each one's training cost.
-STRATEGY_ROLES = {"ptfs": ("ptfs",), "cpt": ("cpt",), "path_switching": ("main", "branch")}
 
 
 def loss_matrix(curves: pd.DataFrame, runs: pd.DataFrame, *, metric: str = "loss") -> pd.DataFrame:
@@ -193,97 +191,6 @@ def cell_summary(curves: pd.DataFrame, runs: pd.DataFrame, selection: groups.Sel
     if per_stage.empty:
         raise DataError(f"runs: no continual stages with final losses for selection {dict(selection or {})}")
     return groups.aggregate(per_stage, list(SUMMARY_VALUES))
-
-
-def version_losses(matrix: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """Paper 2: final loss of the model released at each version, per strategy.
-
-    The released model of version i is stage ptfs_i (PTFS), cpt_i (CPT) or branch_i (path
-    switching; the main path is never released). loss = mean of M over the domains evaluated
-    at that stage (paper 2's versions share one distribution), then mean ± std over the seeds
-    of the stage's cell (``groups.aggregate``: each stage once, never two configurations).
-    Returns columns strategy, variant, version, loss, loss_std (NaN for one seed), n_seeds.
-    Two cells that would share one (strategy, variant, version) line are a DataError.
-    """
-    released = {"ptfs": "ptfs", "cpt": "cpt", "branch": "path_switching"}
-    info = groups.annotate(runs)
-    info = info[info["role"].isin(list(released))].set_index(["run_id", "stage"])
-    keep = matrix.index.isin(info.index)
-    if not keep.any():
-        raise DataError("curves: no validation loss for stages with role ptfs, cpt or branch")
-    rows = info.loc[matrix.index[keep]].assign(loss=matrix[keep].mean(axis=1, skipna=True).to_numpy())
-    rows = rows.assign(strategy=rows["role"].map(released), variant=rows["variant"].fillna("")).reset_index()
-    if rows["version"].isna().any():
-        raise DataError("runs: a ptfs/cpt/branch stage has no 'version'")
-    cells = groups.aggregate(rows, ["loss"])
-    line = ["strategy", "variant", "version"]
-    clash = cells[cells.duplicated(line, keep=False)]
-    if not clash.empty:
-        c = clash.iloc[0]
-        raise DataError(
-            f"runs: {c['strategy']} version {c['version']} has {len(clash)} configurations under variant "
-            f"{c['variant']!r}; give them distinct variants"
-        )
-    out = cells[[*line, "loss", "loss_std", "n"]].rename(columns={"n": "n_seeds"})
-    out = out.sort_values(line).reset_index(drop=True)
-    out["version"] = out["version"].astype("int64")
-    return out
-
-
-def cumulative_cost(runs: pd.DataFrame, *, unit: str = "tokens") -> pd.DataFrame:
-    """Paper 2's training cost per strategy and version, cumulated over versions.
-
-    With T(s) = ``stage_<unit>`` of stage s (tokens or FLOPs) and stages counted once per
-    ``stage_hash`` (a stage shared by two runs is paid once):
-
-    * C_PTFS(N) = Σ_{i≤N} T(ptfs_i)          — version i re-trains from scratch on all data up to i;
-    * C_CPT(N)  = Σ_{i≤N} T(cpt_i)           — version i trains on the new data only;
-    * C_PS(N)   = Σ_{i≤N} [T(main_i) + T(branch_i)] — main path at η_max plus one decay branch per version.
-
-    With equal increments ΔS and branches of α·ΔS this is accounting A of the README's reading of paper 2's cost model:
-    C_PTFS = N(N+1)/2·ΔS, C_CPT = N·ΔS, C_PS = N(1+α)·ΔS. Costs are computed per (strategy,
-    variant, seed) and then averaged over seeds. Returns columns strategy, variant, version,
-    cost, cumulative_cost.
-    """
-    col = f"stage_{unit}"
-    if col not in runs.columns:
-        raise DataError(f"runs: no column {col!r} (unit must be 'tokens' or 'flops')")
-    frames = []
-    for strategy, roles in STRATEGY_ROLES.items():
-        sel = runs[runs["role"].isin(roles) & runs["status"].isin(["done", "reused"])].copy()
-        if sel.empty:
-            continue
-        if sel["version"].isna().any() or sel[col].isna().any():
-            bad = sel[sel["version"].isna() | sel[col].isna()].iloc[0]
-            raise DataError(f"runs: {strategy} stage {bad['run_id']}/{bad['stage']} lacks 'version' or {col!r}")
-        sel["_stage_key"] = sel["stage_hash"].fillna(sel["run_id"] + "/" + sel["stage"])
-        sel["variant"] = sel["variant"].fillna("")
-        sel = sel.drop_duplicates(["variant", "seed", "_stage_key"])
-        per = sel.groupby(["variant", "seed", "version"], dropna=False)[col].sum().astype("float64").rename("cost")
-        per = per.reset_index().sort_values(["variant", "seed", "version"])
-        per["cumulative_cost"] = per.groupby(["variant", "seed"], dropna=False)["cost"].cumsum()
-        mean = per.groupby(["variant", "version"], dropna=False)[["cost", "cumulative_cost"]].mean().reset_index()
-        frames.append(mean.assign(strategy=strategy))
-    if not frames:
-        raise DataError("runs: no stages with role ptfs, cpt, main or branch (paper 2 cost accounting)")
-    out = pd.concat(frames, ignore_index=True)
-    out["version"] = out["version"].astype("int64")
-    return out[["strategy", "variant", "version", "cost", "cumulative_cost"]]
-
-
-def cost_ratio(costs: pd.DataFrame) -> pd.DataFrame:
-    """Add ``ratio_to_ptfs`` = C_strategy(N) / C_PTFS(N) to ``cumulative_cost(...)`` output.
-
-    Under accounting A with equal increments this is 2(1+α)/(N+1) for path switching and
-    2/(N+1) for CPT (accounting A); the value here comes from the recorded token counts.
-    """
-    ptfs = costs[costs["strategy"] == "ptfs"]
-    if ptfs.empty:
-        raise DataError("runs: no stages with role ptfs: the cost ratio needs the PTFS baseline")
-    if ptfs["variant"].nunique() > 1:
-        raise DataError(f"runs: several PTFS variants {sorted(ptfs['variant'].unique())}: ratio is ambiguous")
-    base = ptfs.set_index("version")["cumulative_cost"]
-    return costs.assign(ratio_to_ptfs=costs["cumulative_cost"] / costs["version"].map(base))
 
 
 def _continual(table: pd.DataFrame) -> pd.DataFrame:

@@ -1,9 +1,10 @@
-"""The analysis notebook runs headless against the fixture results set and is committed without outputs."""
+"""The notebooks run headless against the fixture results sets and are committed without outputs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
@@ -11,23 +12,27 @@ nbclient = pytest.importorskip("nbclient")
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "analysis.ipynb"
+PAPER2_NOTEBOOK = REPO / "notebooks" / "paper2.ipynb"
 FIXTURE = REPO / "tests" / "fixtures" / "results"
+PAPER2_FIXTURE = REPO / "tests" / "fixtures" / "paper2"
 
 
-def test_notebook_is_committed_with_outputs_stripped() -> None:
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+@pytest.mark.parametrize("notebook", [NOTEBOOK, PAPER2_NOTEBOOK], ids=lambda p: p.stem)
+def test_notebook_is_committed_with_outputs_stripped(notebook: Path) -> None:
+    nb = nbformat.read(notebook, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code and all(not c.outputs and c.execution_count is None for c in code)
     assert not any("fit(" in c.source or "import torch" in c.source for c in code)
 
 
-def test_notebook_executes_against_fixture(monkeypatch: pytest.MonkeyPatch) -> None:
+def _execute(notebook: Path, results: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, list]:
+    """Run ``notebook`` on ``results``; return its text output and its outputs (no cell may fail)."""
     pytest.importorskip("ipykernel")
-    monkeypatch.setenv("CPT_RESULTS_DIR", str(FIXTURE))
+    monkeypatch.setenv("CPT_RESULTS_DIR", str(results))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     # jupyter_client runs a "python"/"python3" kernelspec argv with sys.executable, so the
     # kernel is this venv's interpreter even when no kernelspec was registered (fresh CI venv).
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb = nbformat.read(notebook, as_version=4)
     client = nbclient.NotebookClient(
         nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(REPO / "notebooks")}}
     )
@@ -35,10 +40,17 @@ def test_notebook_executes_against_fixture(monkeypatch: pytest.MonkeyPatch) -> N
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    return text, outputs
+
+
+def _images(outputs: list) -> int:
+    return len([o for o in outputs if "image/png" in o.get("data", {})])
+
+
+def test_notebook_executes_against_fixture(monkeypatch: pytest.MonkeyPatch) -> None:
+    text, outputs = _execute(NOTEBOOK, FIXTURE, monkeypatch)
     assert "skipped" not in text, text[-2000:]
-    images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 7  # every figure displayed
-    assert "0.58" in text  # path-switching / PTFS cost ratio of the fixture, computed from its token counts
+    assert _images(outputs) == 6  # every paper-1 figure displayed
     # Summary: one row per cell; the web-mix cell at η_max 3e-4 without replay has seeds 0 and 1 (old-domain
     # loss 3.25 and 3.28, generate.py), single-seed cells show no spread rather than a fake "± 0".
     summary = next(
@@ -47,3 +59,14 @@ def test_notebook_executes_against_fixture(monkeypatch: pytest.MonkeyPatch) -> N
     assert "3.265 ± 0.021" in summary
     assert "3.500" in summary and "3.500 ±" not in summary  # the strong 0% stage: three runs, one seed
     assert "D_en_news" in summary  # the cell on another corpus is its own row
+
+
+def test_paper2_notebook_executes_against_fixture(monkeypatch: pytest.MonkeyPatch) -> None:
+    text, outputs = _execute(PAPER2_NOTEBOOK, PAPER2_FIXTURE, monkeypatch)
+    assert _images(outputs) == 2
+    runs = pd.read_csv(PAPER2_FIXTURE / "runs.csv")
+    # Path switching's cost at version 4 over PTFS's, from the token counts of one seed (accounting "extra").
+    ps = runs[(runs["variant"] == "ps-cosine-f20") & (runs["seed"] == 1)]["stage_tokens"].sum()
+    ptfs = runs[(runs["variant"] == "ptfs-cosine") & (runs["seed"] == 1)]["stage_tokens"].sum()
+    assert f"{ps / ptfs:.1%}" in text
+    assert "ps-cosine-f20" in text and " ± " in text and "(n=2)" in text  # seed spread where there are two seeds

@@ -20,16 +20,20 @@ from cpt_experiments.figures import (
     infinite_schedules,
     loss_curves,
     path_switching,
+    path_switching_families,
     replay_sweep,
     rewarm_sweep,
     style,
     union_baseline,
 )
 from cpt_experiments.figures.__main__ import main
-from cpt_experiments.results import metrics, store
+from cpt_experiments.results import releases, store
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "results"
-CPU = Path(__file__).parents[2] / "results" / "cpu"
+#: Paper 2: real smoke-scale runs (ptfs and cpt_rewarm and ps-cosine-f20 with seeds 0 and 1; cpt_undecayed,
+#: ptfs-knee and ps-knee-f20 with seed 0), validation splits v1..v4 only.
+PAPER2 = Path(__file__).parents[1] / "fixtures" / "paper2"
+SOURCE = {"path_switching": PAPER2, "path_switching_families": PAPER2}
 WEB = "weak shift, corpora en_new=B_en_web_mix"
 
 
@@ -39,14 +43,18 @@ def _agg() -> None:
 
 
 def _copy_fixture(
-    tmp_path: Path, drop_roles: tuple[str, ...] = (), drop_tables: tuple[str, ...] = (), edit_runs=None
+    tmp_path: Path,
+    drop_roles: tuple[str, ...] = (),
+    drop_tables: tuple[str, ...] = (),
+    edit_runs=None,
+    source: Path = FIXTURE,
 ) -> Path:
     out = tmp_path / "results"
     out.mkdir()
     for table in store.TABLES:
-        if table in drop_tables:
+        if table in drop_tables or not (source / f"{table}.csv").exists():
             continue
-        df = store.load(FIXTURE, table)
+        df = store.load(source, table)
         if drop_roles and table == "runs":
             df = df[~df["role"].isin(drop_roles)]
         if edit_runs is not None and table == "runs":
@@ -75,7 +83,7 @@ def _lines(ax) -> dict[str, object]:
 
 @pytest.mark.parametrize("name", FIGURES)
 def test_figure_renders_from_fixture(name: str, tmp_path: Path) -> None:
-    fig = importlib.import_module(f"cpt_experiments.figures.{name}").make(FIXTURE)
+    fig = importlib.import_module(f"cpt_experiments.figures.{name}").make(SOURCE.get(name, FIXTURE))
     axes = [ax for ax in fig.axes if ax.has_data()]
     assert axes, f"{name}: no axes with data"
     assert all(ax.get_xlabel() or ax.get_title() for ax in axes)
@@ -95,6 +103,7 @@ def test_figures_import_no_torch() -> None:
     [
         ("union_baseline", ("union",), (), r"union_baseline: no stages with role 'union'"),
         ("path_switching", ("ptfs",), (), r"path_switching: .*role ptfs"),
+        ("path_switching_families", ("branch",), (), r"path_switching_families: no path-switching variant"),
         ("infinite_schedules", (), ("curves",), r"infinite_schedules: needs curves\.csv: .*curves\.csv"),
         ("benchmarks", (), ("evals",), r"benchmarks: needs evals\.csv"),
         ("loss_curves", ("continual",), (), r"loss_curves: no runs with role 'continual'"),
@@ -103,7 +112,7 @@ def test_figures_import_no_torch() -> None:
     ],
 )  # fmt: skip
 def test_missing_data_raises_named_error(tmp_path: Path, name, drop_roles, drop_tables, match) -> None:
-    results_dir = _copy_fixture(tmp_path, drop_roles, drop_tables)
+    results_dir = _copy_fixture(tmp_path, drop_roles, drop_tables, source=SOURCE.get(name, FIXTURE))
     with pytest.raises(MissingFigureData, match=match) as info:
         importlib.import_module(f"cpt_experiments.figures.{name}").make(results_dir)
     assert "\n" not in str(info.value)
@@ -123,12 +132,12 @@ def test_replay_sweep_needs_two_ratios(tmp_path: Path) -> None:
 
 def test_cli_builds_all_and_reports_skips(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "figs"
-    assert main(["--results", str(FIXTURE), "--out", str(out), "--only", "path_switching", "benchmarks"]) == 0
+    assert main(["--results", str(FIXTURE), "--out", str(out), "--only", "replay_sweep", "benchmarks"]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "benchmarks.pdf", "benchmarks.png", "path_switching.pdf", "path_switching.png"
+        "benchmarks.pdf", "benchmarks.png", "replay_sweep.pdf", "replay_sweep.png"
     ]  # fmt: skip
     partial = _copy_fixture(tmp_path, drop_tables=("evals",))
-    args = ["--results", str(partial), "--out", str(out), "--only", "benchmarks", "path_switching", "--formats", "png"]
+    args = ["--results", str(partial), "--out", str(out), "--only", "benchmarks", "replay_sweep", "--formats", "png"]
     assert main(args) == 0  # a partial sweep: build what exists, say what was skipped
     text = capsys.readouterr().out
     assert "benchmarks           skipped: benchmarks: needs evals.csv" in text and "made 1, skipped 1" in text
@@ -246,24 +255,23 @@ def test_benchmarks_count_a_stage_evaluated_under_two_runs_once() -> None:
     assert len(_seed_bars(fig.axes[0])) == len(stats[stats["n"] >= 2]) == 6
 
 
-def test_path_switching_bars_only_for_the_strategy_with_two_seeds() -> None:
-    fig = path_switching.make(FIXTURE)
+def test_path_switching_bars_only_for_strategies_with_two_seeds() -> None:
+    tab = releases.table(releases.released(store.load(PAPER2, "curves"), store.load(PAPER2, "runs")))
+    fig = path_switching.make(PAPER2)
     ax = fig.axes[0]
-    assert set(_lines(ax)) == {"PTFS (n=2)", "CPT (n=1)", "path switching (n=1)"}
-    bars = _seed_bars(ax)
-    assert [b[0] for b in bars] == [1, 2, 3, 4] and all(b[2] == pytest.approx(0.02 / np.sqrt(2)) for b in bars)
+    assert set(_lines(ax)) == {"ptfs-cosine (n=2)", "cpt_rewarm (n=2)", "ps-cosine-f20 (n=2)", "cpt_undecayed (n=1)"}
+    bars = _seed_bars(ax)  # 3 two-seed strategies × 4 versions; the one-seed strategy has none
+    two = tab[(tab["n"] == 2) & ~tab["variant"].str.contains("knee")]
+    assert len(bars) == len(two) == 12
+    assert sorted(b[2] for b in bars) == pytest.approx(sorted(two["loss_std"]))
+    assert not tab[tab["variant"] == "cpt_undecayed"]["loss_std"].notna().any()
 
 
-def test_committed_cpu_replay_sweep_equals_the_table() -> None:
-    runs, curves = store.load(CPU, "runs"), store.load(CPU, "curves")
-    matrix = metrics.loss_matrix(curves, runs)
-    sel = runs[(runs["experiment"] == "cpt") & (runs["stage"] == "continual") & (runs["shift"] == "strong")]
-    sel = sel[(sel["replay_ratio"] == 0.0) & (sel["eta_max"] == sel["eta_max"][sel["replay_ratio"] > 0].max())]
-    expected = {matrix.loc[(r.run_id, r.stage), r.old_domain] for r in sel.itertuples()}
-    assert len(expected) == 1  # the stage is recorded by several runs, with one value
-    stats = replay_sweep.frame(CPU).set_index(["series", "replay_ratio"])
-    assert stats.loc[("strong shift", 0.0), "old_loss"] == expected.pop()
-    assert stats.loc[("strong shift", 0.0), "n"] == 1
+def test_path_switching_families_compares_each_family_with_its_own_ptfs() -> None:
+    fig = path_switching_families.make(PAPER2)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["cosine family", "knee family"]  # no multistep runs in the fixture: no empty panel
+    assert set(_lines(fig.axes[1])) == {"ptfs (n=1)", "ps-f20 (n=1)"}
 
 
 def test_cli_refuses_a_missing_results_dir_and_an_unwritable_out(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

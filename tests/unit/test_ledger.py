@@ -61,3 +61,15 @@ def test_bad_inputs_are_one_line_errors():
         ledger.ledger(_runs().drop(columns="version"))
     with pytest.raises(DataError, match="role ptfs"):
         ledger.ledger(_runs().query("experiment != 'ptfs'"))
+
+
+def test_ptfs_schedule_families_share_one_baseline():
+    knee = [_row("ptfs", f"v{i}", "ptfs", i, i * DS, run="knee", variant="ptfs-knee") for i in range(1, 5)]
+    runs = pd.concat([_runs().assign(variant=lambda d: d["variant"].where(d["experiment"] != "ptfs", "ptfs-cosine")),
+                      pd.DataFrame(knee).assign(stage_hash=lambda d: d["stage_hash"] + "-knee")])  # fmt: skip
+    out = ledger.ledger(runs).set_index(["strategy", "variant", "version"])
+    assert out.loc[("ptfs", "ptfs-knee", 4), "ratio_to_ptfs"] == 1.0
+    assert out.loc[("cpt_rewarm", "", 4), "ratio_to_ptfs"] == pytest.approx(0.4)
+    runs.loc[runs["variant"] == "ptfs-knee", "stage_tokens"] *= 2
+    with pytest.raises(DataError, match="differ in cost"):
+        ledger.ledger(runs)

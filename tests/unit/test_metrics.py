@@ -99,55 +99,6 @@ def test_union_gap_is_nan_without_matching_baseline() -> None:
     assert gap["gap_avg"].isna().all()
 
 
-def _cost_runs(alpha_tokens: int) -> pd.DataFrame:
-    rows = []
-    for v in range(1, 5):
-        rows.append(dict(run_id="p", stage=f"p{v}", role="ptfs", version=v, stage_tokens=100 * v, seed=0))
-        rows.append(dict(run_id="c", stage=f"c{v}", role="cpt", version=v, stage_tokens=100, seed=0))
-        rows.append(dict(run_id="s", stage=f"m{v}", role="main", version=v, stage_tokens=100, seed=0))
-        rows.append(dict(run_id="s", stage=f"b{v}", role="branch", version=v, stage_tokens=alpha_tokens, seed=0))
-    # a second path-switching run sharing the main path (same stage_hash) pays it once
-    df = pd.DataFrame(rows).assign(status="done", variant=pd.NA, stage_hash=pd.NA)
-    df.loc[df["role"] == "main", "stage_hash"] = [f"m{v}" for v in range(1, 5)]
-    dup = df[df["role"] == "main"].assign(run_id="s2")
-    return pd.concat([df, dup], ignore_index=True)
-
-
-@pytest.mark.parametrize(("alpha_tokens", "expected"), [(45, 0.58), (100, 0.8), (0, 0.4)])
-def test_cost_ratio_follows_accounting_a(alpha_tokens: int, expected: float) -> None:
-    costs = metrics.cost_ratio(metrics.cumulative_cost(_cost_runs(alpha_tokens)))
-    at4 = costs[costs["version"] == 4].set_index("strategy")
-    assert at4.loc["ptfs", "cumulative_cost"] == 1000  # 100 + 200 + 300 + 400: quadratic in N
-    assert at4.loc["cpt", "ratio_to_ptfs"] == pytest.approx(0.4)  # 2 / (N + 1)
-    assert at4.loc["path_switching", "ratio_to_ptfs"] == pytest.approx(expected)  # 2(1 + α) / (N + 1)
-    v2 = costs[costs["version"] == 2].set_index("strategy")
-    assert v2.loc["cpt", "ratio_to_ptfs"] == pytest.approx(200 / 300)
-
-
-def test_cost_needs_ptfs_and_versions() -> None:
-    runs = _cost_runs(45)
-    with pytest.raises(DataError, match="no stages with role ptfs"):
-        metrics.cost_ratio(metrics.cumulative_cost(runs[runs["role"] != "ptfs"]))
-    runs.loc[0, "version"] = pd.NA
-    with pytest.raises(DataError, match="lacks 'version'"):
-        metrics.cumulative_cost(runs)
-
-
-def test_version_losses_use_released_stages() -> None:
-    runs = pd.DataFrame([
-        dict(run_id="s", stage="m1", role="main", version=1, seed=0, status="done", variant="PS"),
-        dict(run_id="s", stage="b1", role="branch", version=1, seed=0, status="done", variant="PS"),
-        dict(run_id="p", stage="p1", role="ptfs", version=1, seed=0, status="done", variant=pd.NA),
-    ])  # fmt: skip
-    curves = pd.DataFrame([
-        dict(run_id=r, stage=s, step=1, tokens=1, split=d, metric="loss", value=v)
-        for r, s, d, v in [("s", "m1", "en_new", 9.0), ("s", "b1", "en_new", 3.0), ("s", "b1", "en_old", 4.0), ("p", "p1", "en_new", 3.25)]
-    ])  # fmt: skip
-    out = metrics.version_losses(metrics.loss_matrix(curves, runs), runs).set_index("strategy")
-    assert out.loc["path_switching", "loss"] == 3.5 and out.loc["ptfs", "loss"] == 3.25
-    assert "main" not in out.index
-
-
 # --- one aggregation path (results/groups.py): reused stages once, seeds only within a cell ---------
 
 WEB, NEWS, WIKI = "en_new=web@b2", "en_new=news@d4", "en_old=wiki@a1"
