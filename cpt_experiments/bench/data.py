@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import tempfile
 import time
 from pathlib import Path
 
+from cpt_experiments.config import default_data_dir
 from cpt_experiments.errors import CPTError
 
 TRAINING_TOKENS_PER_S = 15_000.0  # CPU scale (conf/scale/cpu.yaml): d=128, 4 layers, 2 cores
@@ -25,7 +25,8 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def _default_data_dir() -> Path:
-    return Path(os.environ.get("CPT_DATA_DIR", "../shared/data"))
+    """The suite's own choice (``config.default_data_dir``): $CPT_DATA_DIR, ../shared/data, else the embedded sample."""
+    return Path(default_data_dir())
 
 
 def _slice_spec(corpus: str, data_dir: Path, max_chars: int):
@@ -94,7 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--data-dir", type=Path, default=None, help="corpora folder (default: $CPT_DATA_DIR)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="corpora folder (default: $CPT_DATA_DIR, else ../shared/data, else the embedded sample)",
+    )
     parser.add_argument("--corpus", default="wiki_en", help="a conf/corpus/*.yaml name with a local source")
     parser.add_argument("--max-mb", type=float, default=4.0, help="MB of raw text to tokenize")
     parser.add_argument("--vocab-size", type=int, default=4096)

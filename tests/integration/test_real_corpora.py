@@ -97,7 +97,10 @@ def test_synthetic_stand_ins_keep_the_real_files_names_and_fields(data_dir: Path
         assert set(synthetic) <= set(real) and {"id", "text"} <= set(synthetic), name
         assert all(isinstance(synthetic[k], type(real[k])) for k in synthetic), name
     real_bench = real_data_dir / "benchmarks"
-    for path in sorted(BENCHMARK_FIXTURES.glob("*.jsonl")):
-        real, synthetic = _schema(_first_record(real_bench / path.name)), _schema(_first_record(path))
-        assert set(synthetic) == set(real), path.name
-        assert all(synthetic[k] == real[k] for k in real if "null" not in (real[k], synthetic[k])), path.name
+    fixtures = sorted(BENCHMARK_FIXTURES.rglob("*.jsonl"))  # task-family folders (blimp/, multiblimp_de/) too
+    assert any(p.parent != BENCHMARK_FIXTURES for p in fixtures)
+    for path in fixtures:
+        name = path.relative_to(BENCHMARK_FIXTURES)
+        real, synthetic = _schema(_first_record(real_bench / name)), _schema(_first_record(path))
+        assert set(synthetic) == set(real), name
+        assert all(synthetic[k] == real[k] for k in real if "null" not in (real[k], synthetic[k])), name
