@@ -167,6 +167,7 @@ class StageConfig:
     version: Optional[int] = None  # paper 2: the release this stage belongs to
     allow_repeat: bool = False  # let a source repeat windows when it is smaller than its quota
     evaluate: bool = False  # run the evaluation suite on it when evaluation.auto
+    windows: str = "all"  # all | unseen: the data roles draw only windows no ancestor read (as data or replay)
 
 
 @dataclass

@@ -144,20 +144,26 @@ def fresh_replay_source(
     *,
     num_positions: int | None = None,
     name: str | None = None,
+    consumed_as: Sequence[str] | None = None,
 ) -> SourceSpec:
     """Replay windows of the old corpus (``num_windows_total`` windows) that none of the earlier stages read, shuffled.
 
     ``parent_plans``: the plan of the parent, or of every ancestor that trained on ``source_name`` (a window
-    consumed by any of them is not fresh). An ancestor without that source contributes nothing."""
+    consumed by any of them is not fresh). An ancestor without that source contributes nothing.
+    ``consumed_as``: the source names under which the ancestors read this corpus (default: ``source_name``;
+    e.g. ``("en_old", "replay:en_old")`` to count replayed windows as read too)."""
     plans = [parent_plans] if isinstance(parent_plans, MixturePlan) else list(parent_plans)
     unseen = np.ones(int(num_windows_total), dtype=bool)
     for plan in plans:
-        if source_name not in plan.names:
-            continue
-        idx = consumed_windows(plan, source_name, num_positions)
-        if idx.size and idx.max() >= num_windows_total:
-            raise config_error("replay.num_windows_total", f"{num_windows_total} is smaller than the parent's source")
-        unseen[idx] = False
+        for read_as in consumed_as or (source_name,):
+            if read_as not in plan.names:
+                continue
+            idx = consumed_windows(plan, read_as, num_positions)
+            if idx.size and idx.max() >= num_windows_total:
+                raise config_error(
+                    "replay.num_windows_total", f"{num_windows_total} is smaller than the parent's source"
+                )
+            unseen[idx] = False
     fresh = np.flatnonzero(unseen).astype(np.int64)
     if fresh.size == 0:
         raise config_error(

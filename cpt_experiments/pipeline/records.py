@@ -177,6 +177,7 @@ def run_row(
         "old_domain": old[0], "new_domain": new[0] if new else old[0],
         "corpora": ",".join(f"{r}={ctx.corpus_id(r)}" for r in read),
         "replay_ratio": stage.replay.ratio, "replay_mode": stage.replay.mode if stage.replay.active else "none",
+        "data_windows": None if stage.windows == "all" else stage.windows,  # empty = all, as before the option
         "init_from": stage.init_from, "optimizer_policy": stage.optimizer,
         "schedule": sched["name"], "eta_max": sched.get("max_lr", sched.get("lr", sched.get("const_lr"))),
         "eta_min": sched.get("min_lr"), "eta_const": sched.get("const_lr"), "warmup_frac": sched.get("warmup_frac"),

@@ -116,6 +116,8 @@ class PlanBuilder:
             if name.startswith(REPLAY_PREFIX):
                 role = name.removeprefix(REPLAY_PREFIX)
                 sources.append(self._replay_source(stage, role, w, seed, f"{key}.replay.sources.{role}"))
+            elif stage.windows == "unseen":
+                sources.append(self._unseen_source(stage, name, w, seed, f"{key}.windows"))
             else:
                 sources.append(SourceSpec(name=name, num_windows=self.num_windows(name), weight=w, order="shuffle"))
         try:
@@ -134,6 +136,16 @@ class PlanBuilder:
         """Plans of the ancestors (root first) that trained on ``role`` as new data."""
         chain = lineage(self.stages, stage.name)[:-1]
         return [self.plan(s.name) for s in chain if role in s.data and s.data[role] > 0]
+
+    def _unseen_source(self, stage: Stage, role: str, weight: float, seed: int, key: str) -> SourceSpec:
+        """Windows of ``role`` that no ancestor read, as data or as replay, in a seeded shuffle."""
+        plans = [self.plan(s.name) for s in lineage(self.stages, stage.name)[:-1]]
+        try:
+            return fresh_replay_source(
+                plans, role, self.num_windows(role), weight, seed, name=role, consumed_as=(role, REPLAY_PREFIX + role)
+            )
+        except ConfigError as exc:  # "earlier stages consumed all N windows of <role>"
+            raise config_error(key, str(exc).split(": ", 1)[-1]) from None
 
     def _replay_source(self, stage: Stage, role: str, weight: float, seed: int, key: str) -> SourceSpec:
         ancestors = self._ancestor_plans(stage, role)

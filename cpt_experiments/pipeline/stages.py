@@ -19,6 +19,9 @@ from cpt_experiments.data.replay import Replay, mixture_weights
 from cpt_experiments.errors import config_error
 
 OPTIMIZER_POLICIES = ("reset", "keep")
+#: Which windows of its data roles a stage draws: all of them (shuffled), or only those no ancestor read
+#: (paper 1's "re-warming on the same data": more of the pre-training distribution, never a repeat).
+WINDOW_POLICIES = ("all", "unseen")
 ROLES = ("pretrain", "continual", "union", "branch", "main", "ptfs", "cpt")
 
 
@@ -38,6 +41,7 @@ class Stage:
     version: int | None = None
     allow_repeat: bool = False
     evaluate: bool = False
+    windows: str = "all"
 
 
 def parse_stage(name: str, raw: Mapping[str, Any], key_prefix: str = "experiment.stages") -> Stage:
@@ -67,6 +71,11 @@ def parse_stage(name: str, raw: Mapping[str, Any], key_prefix: str = "experiment
     if role not in ROLES:
         raise config_error(f"{key}.role", f"unknown role {role!r} (known: {', '.join(ROLES)})")
     version = raw.get("version")
+    windows = str(raw.get("windows") or "all")
+    if windows not in WINDOW_POLICIES:
+        raise config_error(f"{key}.windows", f"must be one of {', '.join(WINDOW_POLICIES)}, got {windows!r}")
+    if windows == "unseen" and not parent:
+        raise config_error(f"{key}.windows", "'unseen' needs a parent stage: without ancestors every window is unseen")
     return Stage(
         name=name,
         data=data,
@@ -80,6 +89,7 @@ def parse_stage(name: str, raw: Mapping[str, Any], key_prefix: str = "experiment
         version=int(version) if version is not None else None,
         allow_repeat=bool(raw.get("allow_repeat", False)),
         evaluate=bool(raw.get("evaluate", False)),
+        windows=windows,
     )
 
 
@@ -175,4 +185,6 @@ def stage_hash(stage: Stage, context: Mapping[str, Any], parent_hash: str | None
         "parent": parent_hash,
         "context": context,
     }
+    if stage.windows != "all":  # only then: every hash from before the option existed stays valid
+        spec["windows"] = stage.windows
     return hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:20]

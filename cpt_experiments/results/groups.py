@@ -31,7 +31,7 @@ from cpt_experiments.errors import DataError
 #: Columns of ``runs`` that define a stage's configuration apart from its seed (see module doc).
 CELL_FACTORS: tuple[str, ...] = (
     "experiment", "stage", "parent_stage", "role", "shift", "old_corpus", "new_corpus", "old_domain",
-    "new_domain", "corpora", "replay_ratio", "replay_mode", "init_from", "optimizer_policy", "schedule",
+    "new_domain", "corpora", "replay_ratio", "replay_mode", "data_windows", "init_from", "optimizer_policy", "schedule",
     "eta_max", "eta_min", "eta_const", "warmup_frac", "adam_beta1", "adam_beta2", "adam_eps", "weight_decay",
     "grad_clip", "global_batch_windows", "seq_len", "scale", "model", "version", "tokenizer_hash", "stage_tokens",
 )  # fmt: skip

@@ -44,6 +44,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "corpora": STR,  # role=<corpus name>@<content hash> for every corpus the stage read
         "replay_ratio": FLOAT,  # fraction of training tokens (windows) drawn from the old corpus
         "replay_mode": STR,
+        "data_windows": STR,  # unseen: the data roles drew only windows no ancestor read; empty = all windows
         "init_from": STR,
         "optimizer_policy": STR,
         "schedule": STR,
@@ -126,6 +127,7 @@ CHOICES: dict[tuple[str, str], frozenset[str]] = {
     ("runs", "status"): frozenset({"done", "reused", "failed", "running"}),
     ("runs", "shift"): frozenset({"none", "weak", "strong"}),
     ("runs", "replay_mode"): frozenset({"seen", "fresh", "none"}),
+    ("runs", "data_windows"): frozenset({"unseen"}),
 }
 
 TABLES = tuple(SCHEMAS)

@@ -69,3 +69,29 @@ def test_source_too_small_names_the_stage():
     b = PlanBuilder(stages, {"pre": "h"}, {"old": np.arange(8 * 50 + 1, dtype=np.uint32)}, GEOM, seed=0)
     with pytest.raises(ConfigError, match=r"^experiment.stages.pre: mixing.sources.old"):
         b.plan("pre")
+
+
+def test_unseen_windows_continue_on_the_old_corpus_without_repeating_any_window():
+    """windows=unseen (paper 1, re-warming on the same data): none of the windows read as data or replay before."""
+    extra = {
+        "same": {"parent": "cont", "data": {"old": 1.0}, "tokens": 32 * 100, "schedule": COS, "windows": "unseen"},
+        "again": {"parent": "cont", "data": {"old": 1.0}, "tokens": 32 * 100, "schedule": COS},
+    }
+    b = builder({"ratio": 0.5, "sources": {"old": 1.0}, "mode": "fresh"}, extra)
+    before = set(consumed_windows(b.plan("pre"), "old").tolist()) | set(
+        consumed_windows(b.plan("cont"), "replay:old").tolist()
+    )
+    unseen = consumed_windows(b.plan("same"), "old")
+    assert len(unseen) == 400 and len(set(unseen.tolist())) == 400 and not before & set(unseen.tolist())
+    assert before & set(consumed_windows(b.plan("again"), "old").tolist())  # the default may repeat: that is the test
+
+
+def test_unseen_windows_errors_name_the_stage_key():
+    extra = {"same": {"parent": "pre", "data": {"old": 1.0}, "tokens": 32 * 250, "schedule": COS, "windows": "unseen"}}
+    b = builder({"ratio": 0.0}, extra)
+    with pytest.raises(ConfigError, match=r"^experiment.stages.same"):
+        b.plan("same")  # 1000 windows, 400 read by pre: 600 unseen < 1000 needed
+    with pytest.raises(ConfigError, match=r"experiment.stages.x.windows: must be one of all, unseen"):
+        parse_graph({"x": {"data": {"old": 1.0}, "tokens": 32, "schedule": COS, "windows": "fresh"}})
+    with pytest.raises(ConfigError, match=r"experiment.stages.x.windows: 'unseen' needs a parent"):
+        parse_graph({"x": {"data": {"old": 1.0}, "tokens": 32, "schedule": COS, "windows": "unseen"}})

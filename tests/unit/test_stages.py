@@ -132,3 +132,14 @@ def test_hash_stable_and_sensitive_to_what_matters():
     lr = graph()
     lr["cont"]["schedule"] = {**COS, "max_lr": 2e-3}
     assert stage_hash(parse_graph(lr)["cont"], ctx, h_pre) != h_cont
+
+
+def test_windows_all_keeps_every_existing_hash_and_unseen_changes_it():
+    from cpt_experiments.pipeline.stages import parse_stage, stage_hash
+
+    raw = {"data": {"old": 1.0}, "tokens": 64, "schedule": {"name": "constant", "lr": 1e-3}, "parent": "p"}
+    default, explicit = parse_stage("s", raw), parse_stage("s", {**raw, "windows": "all"})
+    unseen = parse_stage("s", {**raw, "windows": "unseen"})
+    # The hash this spec had before `windows` existed (computed at commit 084e938): cached stages stay valid.
+    assert stage_hash(default, {}, "ph") == stage_hash(explicit, {}, "ph") == "f2fae34ec62ebf5602ef"
+    assert stage_hash(unseen, {}, "ph") != stage_hash(default, {}, "ph")
