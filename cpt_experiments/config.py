@@ -253,7 +253,7 @@ class ModelConfig:
     d_ff: Optional[int] = None  # MLP width; null: 4 * d_model (gpt_neox), 8/3 * d_model rounded to 32 (llama)
     rotary_base: Optional[float] = None  # null: 10000
     n_kv_heads: Optional[int] = None  # llama only: key/value heads (grouped-query attention); null: n_heads
-    tie_embeddings: bool = False  # llama only: share input and output embeddings
+    tie_embeddings: bool = False  # share input and output embeddings
 
 
 @dataclass
@@ -433,6 +433,15 @@ def register() -> None:
     OmegaConf.register_new_resolver("cpt_data_dir", default_data_dir, replace=True)
     # Run directories carry the process id: two runs started in the same second must not share one.
     OmegaConf.register_new_resolver("cpt_pid", os.getpid, replace=True)
+    # Budgets that are differences of others (e.g. a split's main path = split − anneal): ${cpt_minus:a,b}.
+    OmegaConf.register_new_resolver("cpt_minus", _minus, replace=True)
+
+
+def _minus(a: int, b: int) -> int:
+    """``a - b`` for integer budgets (resolver ``cpt_minus``); anything else is an error naming both values."""
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in (a, b)):
+        raise ValueError(f"cpt_minus needs two integers, got {a!r} and {b!r}")
+    return a - b
 
 
 register()

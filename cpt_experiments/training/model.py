@@ -179,7 +179,8 @@ def neox_config(model_cfg: Mapping[str, Any], vocab_size: int) -> PretrainedConf
         hidden_dropout=dropout,
         # GPT-NeoX "small_init" (Nguyen & Salazar 2019): std = sqrt(2 / (5 d)), GPT-NeoX's default (paper 1, §6.1).
         initializer_range=math.sqrt(2.0 / (5.0 * d_model)),
-        tie_word_embeddings=False,
+        # Tied: one table for input and output (the small regime-axis models, where the vocabulary dominates).
+        tie_word_embeddings=bool(_get(model_cfg, "tie_embeddings", False)),
         use_cache=False,
     )
 

@@ -1,0 +1,75 @@
+"""Paper 1 presets: compute-matched infinite vs cosine splits, and stages that read only unseen windows,
+end to end at smoke scale on the synthetic corpora."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+
+from cpt_experiments.data.replay import consumed_windows
+from cpt_experiments.pipeline.context import typed_config
+from cpt_experiments.pipeline.experiment import build_stages, plan_experiment
+from cpt_experiments.pipeline.stages import lineage
+from cpt_experiments.results import store
+from cpt_experiments.train import train
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+FAST = ["train.val_every_n_steps=1000", "train.val_windows=2", "budget.pretrain_tokens=8192",
+        "budget.continual_tokens=4096", "budget.anneal_tokens=1024"]  # fmt: skip
+
+
+def _compose(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+def _smoke(tmp: Path, data_dir: Path, *overrides: str):
+    return _compose(
+        "scale=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp / 'out'}",
+        f"paths.results_dir={tmp / 'results'}", *FAST, *overrides,
+    )  # fmt: skip
+
+
+def test_infinite_releases_are_compute_matched_with_the_repeated_cosine() -> None:
+    inf, _ = typed_config(_compose("experiment=paper1/infinite_splits", "scale=cpu"))
+    cos, _ = typed_config(_compose("experiment=paper1/cosine_splits", "scale=cpu"))
+    split = cos.budget.continual_tokens
+    inf_stages, cos_stages = build_stages(inf.experiment), build_stages(cos.experiment)
+    for i in (1, 2, 3):
+        anneal = sum(s.tokens for s in lineage(inf_stages, f"s{i}_anneal"))
+        cosine = sum(s.tokens for s in lineage(cos_stages, f"s{i}"))
+        assert anneal == cosine == i * split
+    assert inf_stages["s2_head"].parent == "s1_tail" and inf_stages["s1_anneal"].parent == "s1_head"
+
+
+def test_infinite_splits_train_end_to_end_and_never_reread_a_window(tmp_path, data_dir) -> None:
+    cfg = _smoke(tmp_path, data_dir, "experiment=paper1/infinite_splits", "corpora/splits=wiki_sample")
+    xp = plan_experiment(typed_config(cfg)[0])
+    head = set(consumed_windows(xp.plans.plan("s1_head"), "s1").tolist())
+    for branch in ("s1_tail", "s1_anneal"):  # both continue the head on windows of s1 it never read
+        read = consumed_windows(xp.plans.plan(branch), "s1")
+        assert len(read) and not head & set(read.tolist())
+    summary = train(cfg)
+    assert all(s["status"] == "done" for s in summary.stages.values()) and len(summary.stages) == 8
+    runs = store.load(tmp_path / "results", "runs").set_index("stage")
+    assert runs.loc["s1_anneal", "data_windows"] == "unseen" and pd.isna(runs.loc["s1_head", "data_windows"])
+
+
+def test_same_data_continues_on_unseen_windows_of_the_pretraining_corpus(tmp_path, data_dir) -> None:
+    cfg = _smoke(tmp_path, data_dir, "experiment=paper1/same_data", "corpus@corpora.en_old=wiki_en")
+    xp = plan_experiment(typed_config(cfg)[0])
+    pre = consumed_windows(xp.plans.plan("pretrain"), "en_old")
+    cont = consumed_windows(xp.plans.plan("continual"), "en_old")
+    assert len(np.unique(cont)) == len(cont) and not set(pre.tolist()) & set(cont.tolist())
+
+
+@pytest.mark.parametrize("preset", ["warmup", "rewarm", "replay", "final", "shift_continuum"])
+def test_paper1_presets_share_one_pretraining_stage(preset: str) -> None:
+    """Every paper-1 preset on the local corpora starts from the same pre-training stage (trained once)."""
+    root, _ = typed_config(_compose(f"experiment=paper1/{preset}", "scale=cpu"))
+    pre = build_stages(root.experiment)["pretrain"]
+    assert pre.data == {"en_old": 1.0} and pre.tokens == root.budget.pretrain_tokens and pre.parent is None
