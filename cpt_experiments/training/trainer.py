@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytorch_lightning as pl
@@ -50,6 +51,14 @@ def trainer_arguments(tc: TrainerConfig) -> dict[str, Any]:
         raise config_error(f"trainer.kwargs.{owned[0]}", "is set by the suite from the stage and train.* settings")
     fields = {k: v for k, v in vars(tc).items() if k != "kwargs"}
     return {**fields, "enable_progress_bar": False, "enable_model_summary": False, "deterministic": False, **tc.kwargs}
+
+
+def _not_an_advert(record: logging.LogRecord) -> bool:
+    """Drop Lightning's per-Trainer "💡 Tip: ... try installing litlogger" line: one per stage, no information."""
+    return not str(record.msg).startswith("💡 Tip")
+
+
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_not_an_advert)
 
 
 def build_trainer(cfg: TrainRoot, steps: int, callbacks: list[pl.Callback], loggers: list[Any]) -> pl.Trainer:
