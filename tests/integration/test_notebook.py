@@ -70,3 +70,4 @@ def test_paper2_notebook_executes_against_fixture(monkeypatch: pytest.MonkeyPatc
     ptfs = runs[(runs["variant"] == "ptfs-cosine") & (runs["seed"] == 1)]["stage_tokens"].sum()
     assert f"{ps / ptfs:.1%}" in text
     assert "ps-cosine-f20" in text and " ± " in text and "(n=2)" in text  # seed spread where there are two seeds
+    assert "(c) undecayed - (a) decayed" in text  # the CPT findings table, from the pairs present
