@@ -305,3 +305,16 @@ def _limit_threads() -> None:
         torch.set_num_threads(min(2, os.cpu_count() or 1))
     except ImportError:
         pass
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module: the tiny evaluation models' matmuls take microseconds, and a
+    second thread only adds contention on a shared 2-core machine (measured 25x slower forward passes
+    under load)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
