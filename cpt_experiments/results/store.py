@@ -63,6 +63,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "seed": INT,
         "scale": STR,
         "model": STR,
+        "params": INT,  # model parameters (embeddings included, a tied table once): tokens per parameter
         "version": INT,
         "tokenizer_hash": STR,
         "stage_tokens": INT,

@@ -3,6 +3,7 @@ end to end at smoke scale on the synthetic corpora."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from cpt_experiments.pipeline.experiment import build_stages, plan_experiment
 from cpt_experiments.pipeline.stages import lineage
 from cpt_experiments.results import store
 from cpt_experiments.train import train
+from cpt_experiments.training.model import count_parameters
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 FAST = ["train.val_every_n_steps=1000", "train.val_windows=2", "budget.pretrain_tokens=8192",
@@ -57,6 +59,8 @@ def test_infinite_splits_train_end_to_end_and_never_reread_a_window(tmp_path, da
     assert all(s["status"] == "done" for s in summary.stages.values()) and len(summary.stages) == 8
     runs = store.load(tmp_path / "results", "runs").set_index("stage")
     assert runs.loc["s1_anneal", "data_windows"] == "unseen" and pd.isna(runs.loc["s1_head", "data_windows"])
+    # Tokens per parameter need the model's size in every row: neox_d32 with the 512-token smoke vocabulary.
+    assert (runs["params"] == count_parameters(asdict(typed_config(cfg)[0].model), 512)).all()
 
 
 def test_same_data_continues_on_unseen_windows_of_the_pretraining_corpus(tmp_path, data_dir) -> None:
