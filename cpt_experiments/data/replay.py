@@ -145,13 +145,15 @@ def fresh_replay_source(
     num_positions: int | None = None,
     name: str | None = None,
     consumed_as: Sequence[str] | None = None,
+    key: str = "replay.mode",
 ) -> SourceSpec:
     """Replay windows of the old corpus (``num_windows_total`` windows) that none of the earlier stages read, shuffled.
 
     ``parent_plans``: the plan of the parent, or of every ancestor that trained on ``source_name`` (a window
     consumed by any of them is not fresh). An ancestor without that source contributes nothing.
     ``consumed_as``: the source names under which the ancestors read this corpus (default: ``source_name``;
-    e.g. ``("en_old", "replay:en_old")`` to count replayed windows as read too)."""
+    e.g. ``("en_old", "replay:en_old")`` to count replayed windows as read too). ``key``: the config key an
+    exhausted corpus is reported under."""
     plans = [parent_plans] if isinstance(parent_plans, MixturePlan) else list(parent_plans)
     unseen = np.ones(int(num_windows_total), dtype=bool)
     for plan in plans:
@@ -166,9 +168,7 @@ def fresh_replay_source(
             unseen[idx] = False
     fresh = np.flatnonzero(unseen).astype(np.int64)
     if fresh.size == 0:
-        raise config_error(
-            "replay.mode", f"fresh: earlier stages consumed all {num_windows_total} windows of {source_name!r}"
-        )
+        raise config_error(key, f"fresh: earlier stages consumed all {num_windows_total} windows of {source_name!r}")
     return SourceSpec(
         name or source_name, int(num_windows_total), weight, np.random.default_rng(seed).permutation(fresh)
     )

@@ -18,8 +18,6 @@ from cpt_experiments.figures import MissingFigureData, data, style
 from cpt_experiments.results import ledger, releases
 
 NAME = "path_switching"
-#: Variants drawn by this figure: every strategy whose schedule family is cosine (CPT variants have none).
-OTHER_FAMILIES = ("knee", "multistep")
 
 
 def strategy_name(experiment: str, variant: str) -> str:
@@ -46,8 +44,7 @@ def tables(results_dir: Path, figure: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 @style.styled
 def make(results_dir: Path) -> Figure:
     tab, costs = tables(results_dir, NAME)
-    keep = ~tab["name"].str.contains("|".join(OTHER_FAMILIES))
-    tab = tab[keep]
+    tab = tab[tab["variant"].map(releases.family) == "cosine"]  # CPT variants count as cosine (their decays)
     costs = costs[costs["name"].isin(set(tab["name"]))]
     if tab.empty:
         raise MissingFigureData(f"{NAME}: no cosine-family strategy in the runs")

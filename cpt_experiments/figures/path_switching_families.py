@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from cpt_experiments.figures import MissingFigureData, data, style
 from cpt_experiments.figures.path_switching import tables
+from cpt_experiments.results import releases
 
 NAME = "path_switching_families"
 FAMILIES = ("cosine", "knee", "multistep")
@@ -20,8 +21,9 @@ FAMILIES = ("cosine", "knee", "multistep")
 @style.styled
 def make(results_dir: Path) -> Figure:
     tab, _ = tables(results_dir, NAME)
-    family = {f: tab[tab["name"].str.match(rf"^(ptfs|ps)-{f}(-|$)")] for f in FAMILIES}
-    family = {f: part for f, part in family.items() if part["name"].str.startswith("ps-").any()}
+    own = tab[tab["name"].str.match(r"^(ptfs|ps)-")]  # PTFS and path switching: named by their family
+    of = own["variant"].map(releases.family)
+    family = {f: own[of == f] for f in FAMILIES if own.loc[of == f, "name"].str.startswith("ps-").any()}
     if not family:
         raise MissingFigureData(f"{NAME}: no path-switching variant named ps-<family>-<f> in the runs")
     colors = style.palette(tab["name"].str.replace(r"^(ptfs|ps)-[a-z]+", r"\1", regex=True))

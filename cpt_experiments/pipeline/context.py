@@ -7,6 +7,7 @@ tokenizer, token caches of every role the stages use, and the fixed validation w
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -24,7 +25,7 @@ from cpt_experiments.errors import config_error
 from cpt_experiments.eval.domain_loss import ValSet, make_valset
 from cpt_experiments.pipeline.stage_plan import Geometry
 from cpt_experiments.pipeline.stages import Stage
-from cpt_experiments.training.model import resolve_vocab_size
+from cpt_experiments.training.model import count_parameters, resolve_vocab_size
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,11 @@ class RunContext:
     @property
     def model_cfg(self) -> dict[str, Any]:
         return asdict(self.cfg.model)
+
+    @functools.cached_property
+    def params(self) -> int:
+        """The model's parameters (a tied embedding table once), built on the meta device once per run."""
+        return count_parameters(self.model_cfg, self.vocab_size)
 
     @property
     def optim_cfg(self) -> dict[str, Any]:

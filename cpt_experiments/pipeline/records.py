@@ -11,14 +11,12 @@ unless ``allow_dirty_results`` is set, and that flag is recorded in the row.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
-import json
 import logging
 import os
 import subprocess
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +30,6 @@ from cpt_experiments.pipeline.stage_plan import StagePlan
 from cpt_experiments.pipeline.stages import Stage, canonical_json, lineage
 from cpt_experiments.results import store
 from cpt_experiments.results.collect import curve_rows
-from cpt_experiments.training.model import count_parameters
 
 log = logging.getLogger(__name__)
 
@@ -156,12 +153,6 @@ def shift_of(old: list[str], new: list[str], corpora: Mapping[str, Any]) -> str:
     return "strong" if any(corpora[r].get("lang") not in old_langs for r in new) else "weak"
 
 
-@functools.lru_cache(maxsize=16)
-def _parameters(model_json: str, vocab_size: int) -> int:
-    """Parameters of the model (a tied embedding table counted once), built on the meta device once per shape."""
-    return count_parameters(json.loads(model_json), vocab_size)
-
-
 def run_row(
     info: RunInfo,
     stage: Stage,
@@ -195,7 +186,7 @@ def run_row(
         "weight_decay": cfg.optim.weight_decay, "grad_clip": cfg.optim.grad_clip_norm,
         "global_batch_windows": ctx.geometry.global_batch_windows, "seq_len": ctx.geometry.seq_len,
         "seed": cfg.seed, "scale": cfg.scale, "model": cfg.model.name, "version": stage.version,
-        "params": _parameters(canonical_json(asdict(cfg.model)), ctx.vocab_size),
+        "params": ctx.params,
         "tokenizer_hash": ctx.tokenizer_hash[:16],
         "stage_tokens": int(done["tokens"]), "cumulative_tokens": cumulative[0],
         "stage_flops": float(done.get("flops", 0.0)), "cumulative_flops": cumulative[1],

@@ -140,12 +140,16 @@ class PlanBuilder:
     def _unseen_source(self, stage: Stage, role: str, weight: float, seed: int, key: str) -> SourceSpec:
         """Windows of ``role`` that no ancestor read, as data or as replay, in a seeded shuffle."""
         plans = [self.plan(s.name) for s in lineage(self.stages, stage.name)[:-1]]
-        try:
-            return fresh_replay_source(
-                plans, role, self.num_windows(role), weight, seed, name=role, consumed_as=(role, REPLAY_PREFIX + role)
-            )
-        except ConfigError as exc:  # "earlier stages consumed all N windows of <role>"
-            raise config_error(key, str(exc).split(": ", 1)[-1]) from None
+        return fresh_replay_source(
+            plans,
+            role,
+            self.num_windows(role),
+            weight,
+            seed,
+            name=role,
+            consumed_as=(role, REPLAY_PREFIX + role),
+            key=key,
+        )
 
     def _replay_source(self, stage: Stage, role: str, weight: float, seed: int, key: str) -> SourceSpec:
         ancestors = self._ancestor_plans(stage, role)

@@ -171,12 +171,7 @@ def _build_wsd(s: _Spec, total: int) -> Schedule:
     warmup_frac, decay_frac = s.frac("warmup_frac"), s.frac("decay_frac")
     if warmup_frac + decay_frac > 1.0 + 1e-12:
         raise s.fail("decay_frac", f"warmup_frac + decay_frac = {warmup_frac + decay_frac:g} exceeds the stage")
-    shape_name = s.choice("decay_shape", _WSD_SHAPES)
-    s.used.update({"step_fracs", "step_factors"})  # allowed in every preset, read only by multistep
-    if shape_name == "multistep":  # paper 2's multi-step PTFS: drops inside the decay window
-        decay = _multistep_shape(s, max_lr, min_lr)
-    else:
-        decay = {"linear": shapes.linear_decay, "cosine": shapes.cosine_decay, "sqrt": shapes.sqrt_decay}[shape_name]
+    decay = _decay_shape(s, "decay_shape", _WSD_SHAPES, max_lr, min_lr)  # multistep: paper 2's multi-step PTFS
     return functools.partial(
         shapes.wsd,
         max_lr=max_lr,
@@ -221,17 +216,25 @@ def _multistep_shape(s: _Spec, max_lr: float, min_lr: float) -> shapes.DecayShap
     return functools.partial(shapes.multistep_decay, step_fracs=fracs, step_factors=factors)
 
 
+#: Decay shapes by name; knee's exploit phase is a linear decay (Iyer et al.'s explore-exploit schedule).
+_DECAYS: dict[str, shapes.DecayShape] = {
+    "linear": shapes.linear_decay, "knee": shapes.linear_decay, "cosine": shapes.cosine_decay, "sqrt": shapes.sqrt_decay,
+}  # fmt: skip
+
+
+def _decay_shape(s: _Spec, key: str, options: tuple[str, ...], max_lr: float, min_lr: float) -> shapes.DecayShape:
+    """The decay named by ``key`` (one of ``options``); ``multistep`` reads ``step_fracs``/``step_factors``."""
+    name = s.choice(key, options)
+    s.used.update({"step_fracs", "step_factors"})  # allowed in every preset, read only by multistep
+    return _multistep_shape(s, max_lr, min_lr) if name == "multistep" else _DECAYS[name]
+
+
 def _build_branch_decay(s: _Spec, total: int) -> Schedule:
     max_lr, min_lr = _peak_and_floor(s)
     decay_frac = s.frac("decay_frac")
     if decay_frac == 0:
         raise s.fail("decay_frac", "must be > 0: a branch must decay to min_lr")
-    shape_name = s.choice("shape", _BRANCH_SHAPES)
-    s.used.update({"step_fracs", "step_factors"})  # allowed in every preset, read only by multistep
-    if shape_name == "multistep":
-        decay = _multistep_shape(s, max_lr, min_lr)
-    else:  # Knee's exploit phase is a linear decay (Iyer et al.'s explore-exploit schedule).
-        decay = shapes.cosine_decay if shape_name == "cosine" else shapes.linear_decay
+    decay = _decay_shape(s, "shape", _BRANCH_SHAPES, max_lr, min_lr)
     return functools.partial(
         shapes.branch_decay, max_lr=max_lr, min_lr=min_lr, decay_steps=decay_frac * total, decay=decay
     )
