@@ -49,6 +49,9 @@ class TrainConfig:
     micro_batch: int = MISSING  # sequences per rank and forward pass; accumulation is derived
     checkpoint_every_n_steps: int = MISSING  # resume granularity, optimizer steps
     val_every_n_steps: int = MISSING  # periodic per-domain validation, optimizer steps
+    # Extra validation steps early in every stage (optimizer steps from the stage start), where the
+    # re-warm spike and the first reaction to new data happen; empty = periodic only.
+    val_early_steps: List[int] = field(default_factory=list)
     val_windows: int = MISSING  # fixed validation windows per domain
     num_workers: int = MISSING  # DataLoader worker processes
     log_every_n_steps: int = MISSING  # train metrics (loss, lr, tokens/s) are logged every n steps
@@ -65,6 +68,8 @@ class TrainConfig:
         ):
             if getattr(self, key) < 1:
                 raise config_error(f"train.{key}", f"must be >= 1, got {getattr(self, key)}")
+        if any(s < 1 for s in self.val_early_steps):
+            raise config_error("train.val_early_steps", f"steps must be >= 1, got {list(self.val_early_steps)}")
         if self.num_workers < 0:
             raise config_error("train.num_workers", f"must be >= 0, got {self.num_workers}")
         if self.torch_threads is not None and self.torch_threads < 1:

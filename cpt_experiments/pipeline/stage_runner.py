@@ -217,7 +217,7 @@ def _train(job: StageJob, run_key: str | None, resuming: bool, rank0: bool) -> S
     callbacks = [
         LRScheduleCallback(plan.schedule),
         # Validation before the checkpoint at the same step, so its row is flushed with it.
-        DomainValidation(ctx.valsets, cfg.train.val_every_n_steps, cfg.train.micro_batch),
+        DomainValidation(ctx.valsets, cfg.train.val_every_n_steps, cfg.train.micro_batch, cfg.train.val_early_steps),
         checkpoint,
         # A diverged stage stops within a few steps instead of being cached as done.
         FiniteLoss(every_n_steps=cfg.train.log_every_n_steps),

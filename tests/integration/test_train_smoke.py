@@ -45,7 +45,9 @@ def shared_cache(tmp_path_factory) -> Path:
 
 
 def test_quickstart_end_to_end_then_reused(tmp_path, data_dir, shared_cache):
-    cfg = compose_cfg(tmp_path, data_dir, "experiment=quickstart", f"paths.cache_dir={shared_cache}")
+    cfg = compose_cfg(
+        tmp_path, data_dir, "experiment=quickstart", f"paths.cache_dir={shared_cache}", "train.val_early_steps=[3,5]"
+    )
     summary = train(cfg)
     assert set(summary.stages) == {"pretrain", "de_replay0", "de_replay25", "union"}
     assert summary.trained() == ["pretrain", "de_replay0", "de_replay25", "union"]
@@ -67,6 +69,9 @@ def test_quickstart_end_to_end_then_reused(tmp_path, data_dir, shared_cache):
     # Continuing on German lowers the German loss; replay keeps English loss lower than no replay.
     assert last["de_replay0", "de_new"] < last["pretrain", "de_new"]
     assert last["de_replay25", "en_old"] < last["de_replay0", "en_old"]
+    # Validation at the early steps of every stage (stage-local steps) and periodically after them.
+    val_steps = curves[curves["split"] == "en_old"].groupby("stage")["step"].agg(set)
+    assert all({3, 5} <= steps and 4 not in steps for steps in val_steps), val_steps.to_dict()
     lr = curves[(curves["stage"] == "pretrain") & (curves["metric"] == "lr")].sort_values("step")
     assert lr["value"].iloc[0] < lr["value"].max()  # warmup from ~0 to the peak was applied and logged
 

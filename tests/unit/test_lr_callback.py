@@ -139,3 +139,11 @@ def test_callback_pickles_and_deepcopies() -> None:
     for clone in (pickle.loads(pickle.dumps(callback)), copy.deepcopy(callback)):
         assert [clone.schedule(s) for s in range(MAX_STEPS)] == [callback.schedule(s) for s in range(MAX_STEPS)]
         assert clone.log_key == "train/lr"
+
+
+def test_domain_validation_is_due_periodically_and_at_the_early_steps() -> None:
+    from cpt_experiments.training.callbacks.domain_validation import DomainValidation
+
+    cb = DomainValidation({}, every_n_steps=128, early_steps=[4, 8])
+    assert [s for s in range(0, 300) if cb.due(s)] == [4, 8, 128, 256]
+    assert [s for s in range(0, 10) if DomainValidation({}, every_n_steps=3).due(s)] == [3, 6, 9]
