@@ -1,0 +1,155 @@
+"""Paper 1's comparisons: each model's final loss and bits per byte per domain, seeds pooled per model,
+paired differences seed by seed, and what a model cost against a baseline.
+
+A *model* is a finished stage (status done or reused) named by ``MODEL`` = (experiment, variant, stage),
+e.g. ``paper1_final / strong-replay0.25 / continual`` or the ``union`` stage of that run. Its final values
+are the last validation point of the stage on every domain (``metrics.loss_matrix``: nats/token and bits
+per byte), keyed by stage content (``stage_hash``), so a stage reused by a later run, which records no
+curves of its own, reads the values its first run measured.
+
+Aggregation follows ``results.groups``: each stage once per model, seeds pooled only inside one cell of
+identical factors (a model name holding two cells is an error, not an average), std over ≥ 2 seeds only.
+Differences are paired: model A minus model B for each seed both have, then mean, std and n.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+
+from cpt_experiments.errors import DataError
+from cpt_experiments.results import groups, metrics
+
+#: A model is named by these runs columns.
+MODEL = ["experiment", "variant", "stage"]
+#: Final values per domain: nats/token and bits per byte (comparable across languages and tokenizers).
+METRICS = ("loss", "bpb")
+#: Cost columns of ``runs``: tokens, FLOPs and wall seconds of the stage alone and of its whole lineage.
+COST = ("stage_tokens", "cumulative_tokens", "stage_flops", "cumulative_flops", "wall_s")
+#: A model selector: runs column -> value, e.g. {"experiment": "paper1_final", "stage": "union"}.
+Selector = Mapping[str, object]
+
+
+def finals(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model, seed, domain): ``MODEL``, role, shift, replay_ratio, seed, stage_hash, cell,
+    domain, ``kind`` (old | new | other: the domain's part in the stage's shift), loss, bpb and ``COST``.
+
+    Raises DataError when no finished stage has a validation value.
+    """
+    values = []
+    for m in METRICS:
+        try:
+            values.append(metrics.loss_matrix(curves, runs, metric=m).stack().rename(m))
+        except DataError:
+            if m == "loss":
+                raise
+    vals = pd.concat(values, axis=1).dropna(how="all").reset_index()
+    hashes = runs.set_index(["run_id", "stage"])["stage_hash"]
+    vals["key"] = [_key(hashes.get((r, s)), r, s) for r, s in zip(vals["run_id"], vals["stage"])]
+    by_key = vals.drop(columns=["run_id", "stage"]).drop_duplicates(["key", "domain"], keep="first")
+    info = groups.annotate(runs)
+    info = info[info["status"].isin(["done", "reused"])].copy()
+    info["key"] = [_key(h, r, s) for h, r, s in zip(info["stage_hash"], info["run_id"], info["stage"])]
+    info["variant"] = info["variant"].fillna("")
+    cols = [*MODEL, "run_id", "role", "shift", "replay_ratio", "seed", "stage_hash", "cell", "key",
+            "old_domain", "new_domain", *(c for c in COST if c in info.columns)]  # fmt: skip
+    out = info[[c for c in cols if c in info.columns]].merge(by_key, on="key")
+    if out.empty:
+        raise DataError("curves: no final validation value for any finished stage in runs.csv")
+    out["kind"] = [
+        "old" if d == o else "new" if d == n else "other"
+        for d, o, n in zip(out["domain"], out["old_domain"], out["new_domain"])
+    ]
+    # One measurement per model: a second run of the same variant reusing the stage adds nothing.
+    out = out.sort_values(["experiment", "run_id", "stage"], kind="mergesort")
+    out = out.drop_duplicates([*MODEL, "key", "domain"], keep="first")
+    return out.drop(columns=["key"]).reset_index(drop=True)
+
+
+def _key(stage_hash: object, run_id: str, stage: str) -> str:
+    return stage_hash if isinstance(stage_hash, str) and stage_hash else f"{run_id}/{stage}"
+
+
+def pick(fin: pd.DataFrame, selector: Selector) -> pd.DataFrame:
+    """Rows of ``fin`` whose columns equal ``selector``'s values; DataError naming the selector if none."""
+    keep = pd.Series(True, index=fin.index)
+    for col, value in selector.items():
+        if col not in fin.columns:
+            raise DataError(f"runs: no column {col!r} to select {dict(selector)}")
+        keep &= fin[col].map(groups.value_text) == groups.value_text(value)
+    part = fin[keep]
+    if part.empty:
+        raise DataError(f"runs: no finished stage with final values matches {dict(selector)}")
+    return part
+
+
+def _check(part: pd.DataFrame, what: str) -> None:
+    """One cell per model, one stage per seed and domain (else a silent average of different things)."""
+    if part["cell"].nunique() > 1:
+        raise DataError(f"runs: {what} mixes {part['cell'].nunique()} configurations; select one")
+    dup = part.duplicated(["seed", "domain"])
+    if dup.any():
+        raise DataError(f"runs: {what} has two stages with seed {part.loc[dup, 'seed'].iloc[0]}")
+
+
+def table(fin: pd.DataFrame, by: tuple[str, ...] = tuple(MODEL)) -> pd.DataFrame:
+    """Mean, std (ddof=1; NaN for one seed) and n of loss and bpb per model (``by``) and domain.
+
+    Columns: ``by``, domain, kind, role, shift, replay_ratio, loss, loss_std, bpb, bpb_std, n, seeds.
+    """
+    rows = []
+    for key, part in fin.groupby([*by, "domain"], sort=True, dropna=False):
+        _check(part, "/".join(str(k) for k in key[:-1]))
+        first = part.iloc[0]
+        row = dict(zip([*by, "domain"], key))
+        row.update({c: first[c] for c in ("kind", "role", "shift", "replay_ratio") if c in part.columns})
+        for m in METRICS:
+            if m in part.columns:
+                row[m] = part[m].mean()
+                row[f"{m}_std"] = part[m].std(ddof=1) if part[m].notna().sum() > 1 else float("nan")
+        row["n"] = part["seed"].nunique()
+        row["seeds"] = ",".join(str(s) for s in sorted(part["seed"].unique()))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paired(fin: pd.DataFrame, a: Selector, b: Selector) -> pd.DataFrame:
+    """Per domain: mean, std and n over seeds of value(A) − value(B), matched seed by seed, for loss and bpb.
+
+    ``a`` and ``b`` select one model each (``pick``); only seeds both have enter; std is NaN for one
+    common seed. Columns: domain, kind (A's), diff_loss, diff_loss_std, diff_bpb, diff_bpb_std, n, seeds.
+    """
+    pa, pb = pick(fin, a), pick(fin, b)
+    _check(pa, str(dict(a)))
+    _check(pb, str(dict(b)))
+    both = pa.merge(pb, on=["seed", "domain"], suffixes=("", "_b"))
+    if both.empty:
+        raise DataError(f"runs: {dict(a)} and {dict(b)} share no (seed, domain)")
+    rows = []
+    for dom, part in both.groupby("domain", sort=True):
+        row = {"domain": dom, "kind": part["kind"].iloc[0]}
+        for m in METRICS:
+            if m in part.columns:
+                d = part[m] - part[f"{m}_b"]
+                row[f"diff_{m}"], row[f"diff_{m}_std"] = d.mean(), d.std(ddof=1) if d.notna().sum() > 1 else float("nan")
+        row["n"] = part["seed"].nunique()
+        row["seeds"] = ",".join(str(s) for s in sorted(part["seed"].unique()))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def cost(fin: pd.DataFrame, a: Selector, b: Selector) -> pd.DataFrame:
+    """What model A cost relative to model B, mean over seeds both have: one row per ``COST`` column
+    with A's value, B's value and A / B (e.g. a continual stage's own tokens over the union's)."""
+    pa = pick(fin, a).drop_duplicates("seed").set_index("seed")
+    pb = pick(fin, b).drop_duplicates("seed").set_index("seed")
+    seeds = pa.index.intersection(pb.index)
+    if seeds.empty:
+        raise DataError(f"runs: {dict(a)} and {dict(b)} share no seed")
+    rows = []
+    for c in COST:
+        if c in pa.columns and c in pb.columns:
+            va, vb = pa.loc[seeds, c].astype(float).mean(), pb.loc[seeds, c].astype(float).mean()
+            rows.append({"quantity": c, "a": va, "b": vb, "ratio": va / vb if vb else float("nan"), "n": len(seeds)})
+    return pd.DataFrame(rows)
