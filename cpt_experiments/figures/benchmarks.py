@@ -1,4 +1,5 @@
-"""(g) Benchmark scores per cell (lm-eval rows of evals.csv): mean over seeds, seed std where n ≥ 2."""
+"""(g) Benchmark scores per cell (lm-eval rows of evals.csv): mean over seeds, seed std where n ≥ 2, and each
+task's chance level dashed, so a score at chance reads as one."""
 
 from __future__ import annotations
 
@@ -16,6 +17,15 @@ NAME = "benchmarks"
 #: Every experiment's evaluated stages by default (the cell key keeps experiments apart).
 SELECTION: groups.Selection | None = None
 ITEM_ERR = {"color": "#888888", "linewidth": 1.0}  # lm-eval's per-item stderr: thin grey, no caps
+#: Accuracy of guessing per task (the local ``cpt_`` tasks by their stock name): minimal pairs and two-way
+#: choices 0.5, four-way multiple choice 0.25. A task not listed gets no line; add yours here.
+CHANCE = {"blimp": 0.5, "multiblimp_de": 0.5, "piqa": 0.5, "winogrande": 0.5, "arc_easy": 0.25, "arc_easy_de": 0.25,
+          "arc_challenge": 0.25, "hellaswag": 0.25, "mmlu_de": 0.25, "mmlu": 0.25}  # fmt: skip
+
+
+def chance(task: str) -> float | None:
+    """The chance score of ``task`` (``cpt_blimp`` and ``blimp`` alike), or None if unknown."""
+    return CHANCE.get(task.removeprefix("cpt_"))
 
 
 def frame(results_dir: Path, selection: groups.Selection | None = SELECTION) -> pd.DataFrame:
@@ -60,13 +70,18 @@ def make(results_dir: Path, selection: groups.Selection | None = SELECTION) -> F
         if many.any():
             ax.errorbar(x[many], part["value"][many], yerr=part["value_std"][many], fmt="none", ecolor="black",
                         capsize=3, label=style.SEED_BARS)  # fmt: skip
+    for i, task in enumerate(tasks):
+        level = chance(task)
+        if level is not None:
+            ax.hlines(level, i - 0.45, i + 0.45, colors="#d62728", linestyles="--", linewidth=1.0, label="_chance")
     metric_of = stats.groupby("task")["metric"].first()
     ax.set_xticks(np.arange(len(tasks)), [f"{t}\n({metric_of[t]})" for t in tasks])
     ax.set_ylabel("score (mean over seeds)")
     ax.set_xlabel("task (metric)")
     ax.set_title("Benchmark scores per cell")
     handles, names = ax.get_legend_handles_labels()
-    handles += [Line2D([], [], **ITEM_ERR), Line2D([], [], color="black", marker="_", markersize=8)]
-    names += ["lm-eval stderr (items)", "± std over seeds (n ≥ 2 only)"]
+    handles += [Line2D([], [], **ITEM_ERR), Line2D([], [], color="black", marker="_", markersize=8),
+                Line2D([], [], color="#d62728", linestyle="--", linewidth=1.0)]  # fmt: skip
+    names += ["lm-eval stderr (items)", "± std over seeds (n ≥ 2 only)", "chance"]
     fig.legend(handles, names, loc="outside lower center", ncols=2, fontsize=7)
     return fig

@@ -48,11 +48,22 @@ def benchmark_scores(evals: pd.DataFrame) -> pd.DataFrame:
     return scored[scored["_rank"] == best].drop(columns="_rank")
 
 
-def stage_table(results_dir: Path, figure: str) -> pd.DataFrame:
-    """``metrics.stage_table`` over the loss matrix of the results in ``results_dir`` (rows carry ``cell``)."""
+#: Axis label of each validation metric.
+UNITS = {"loss": "loss (nats/token)", "bpb": "bits per byte"}
+
+
+def best_metric(results_dir: Path, figure: str) -> str:
+    """``bpb`` when the curves have bits-per-byte rows (comparable across languages), else ``loss``."""
+    curves = load(results_dir, "curves", figure)
+    return "bpb" if (curves["metric"] == "bpb").any() else "loss"
+
+
+def stage_table(results_dir: Path, figure: str, metric: str = "loss") -> pd.DataFrame:
+    """``metrics.stage_table`` over the final-``metric`` matrix of the results in ``results_dir`` (rows carry
+    ``cell``; its ``*_loss`` columns then hold that metric)."""
     runs, curves = load(results_dir, "runs", figure), load(results_dir, "curves", figure)
     try:
-        return metrics.stage_table(metrics.loss_matrix(curves, runs), runs)
+        return metrics.stage_table(metrics.loss_matrix(curves, runs, metric=metric), runs)
     except DataError as exc:
         raise MissingFigureData(f"{figure}: {exc}") from None
 
@@ -105,7 +116,10 @@ def role_names(cells: pd.DataFrame) -> list[str]:
     for role, part in cells.groupby("role", sort=False, dropna=False):
         own = cell_names(part) if len(part) > 1 else [label(part.iloc[0])]
         if role in SHARED_NAMES:
-            own = [SHARED_NAMES[role] + (f" ({o})" if len(part) > 1 else "") for o in own]
+            # A stage in a baseline role under another name is named by it ("new_only": from scratch on D1 alone).
+            stages = part["stage"] if "stage" in part else pd.Series(role, index=part.index)
+            base = [SHARED_NAMES[role] if st == role else str(st) for st in stages]
+            own = [b + (f" ({o})" if len(part) > 1 else "") for b, o in zip(base, own)]
         names[part.index] = own
     return list(names)
 

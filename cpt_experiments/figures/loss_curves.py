@@ -1,13 +1,15 @@
 """(a) Validation loss per domain over cumulative tokens for schedule variants, logged LR beneath.
 
-Mirrors paper 1 Figs. 3-4: one column per validation domain (old, new), one line per cell (mean
-over its seeds, a ± std band where n ≥ 2, n in the legend), the union baseline's final loss
-dashed, stage boundaries dotted; the bottom row is the LR the callback applied (curves metric
-``lr``, split ``train``).
+Mirrors paper 1 Figs. 3-4: a block of rows per distribution shift (weak, strong), one column per
+validation domain (old, new), one line per cell (mean over its seeds, a ± std band where n ≥ 2, n in
+the legend), the union baseline of the same data as a dashed curve over its whole run, stage
+boundaries dotted; under each block the LR the callback applied (curves metric ``lr``, split
+``train``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,18 +18,26 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
 from cpt_experiments.figures import data, style
-from cpt_experiments.results import groups, metrics
+from cpt_experiments.results import groups
 
 NAME = "loss_curves"
-#: Continual stages drawn (conf/experiment/{cpt,quickstart}.yaml); their parents are drawn too.
-SELECTION: groups.Selection = {"cpt": ("continual",), "quickstart": ("de_replay0", "de_replay25")}
+#: Continual stages drawn (conf/experiment/{cpt,quickstart}.yaml, paper 1's re-warming presets and its final
+#: comparison); their parents and the union baseline of their runs are drawn too.
+SELECTION: groups.Selection = {
+    "cpt": ("continual",), "quickstart": ("de_replay0", "de_replay25"),
+    "paper1_rewarm": ("continual",), "paper1_final": ("continual",),
+}  # fmt: skip
+SHIFTS = ("weak", "strong")
 
 
-def draw_curves(axes, mean: pd.DataFrame, lines: Sequence[tuple[str, str, str]], domains: list[str]) -> None:
+def draw_curves(
+    axes, mean: pd.DataFrame, lines: Sequence[tuple[str, str, str]], domains: list[str], dashed: Sequence[str] = ()
+) -> None:
     """Loss per domain (top row) and logged LR (bottom row) of each line, from ``data.cell_curves`` output.
 
     ``lines`` are (cell, legend label, colour); cells sharing a label are drawn as one legend entry
-    (a chain of stages). Where n ≥ 2 seeds reached a point, a ± std band is shaded.
+    (a chain of stages). Where n ≥ 2 seeds reached a point, a ± std band is shaded. Cells in ``dashed``
+    (baselines) are drawn dashed.
     """
     drawn: set[tuple[int, str]] = set()
     for cell, lab, color in lines:
@@ -41,7 +51,8 @@ def draw_curves(axes, mean: pd.DataFrame, lines: Sequence[tuple[str, str, str]],
                 drawn.add((id(ax), lab))
                 # A series measured once (e.g. a domain evaluated only at the end of a reused stage) is a marker.
                 marker = "o" if len(line) == 1 else None
-                ax.plot(line["tokens"], line["value"], color=color, marker=marker, label=lab if first else None)
+                ax.plot(line["tokens"], line["value"], color=color, marker=marker, label=lab if first else None,
+                        linestyle="--" if cell in dashed else "-")  # fmt: skip
                 band = line[line["n"] >= 2]
                 if not band.empty:
                     ax.fill_between(band["tokens"], band["value"] - band["std"], band["value"] + band["std"],
@@ -68,58 +79,99 @@ def _boundaries(runs: pd.DataFrame) -> list[int]:
     return sorted(set((child["cumulative_tokens"] - child["stage_tokens"]).astype("int64")))
 
 
-def _select(results_dir: Path, shift: str | None, selection: groups.Selection):
-    """(continual stages of one shift, those stages and their parents, the shift, annotated runs, curves).
+def shifts_present(results_dir: Path, selection: groups.Selection = SELECTION) -> list[str]:
+    """The shifts (weak, then strong) that have continual stages in ``selection``."""
+    runs = data.runs_table(results_dir, NAME)
+    cont = groups.select(runs, selection, roles=["continual"])
+    have = [s for s in SHIFTS if (cont["shift"] == s).any()]
+    if not have:
+        data.require(cont.iloc[0:0], f"runs with role 'continual' and shift weak/strong in runs.csv for "
+                     f"{dict(selection)}", NAME)  # fmt: skip
+    return have
+
+
+def _select(results_dir: Path, shift: str, selection: groups.Selection):
+    """(continual stages of one shift, those stages, their parents and the union stages of their runs,
+    annotated runs, curves).
 
     Schedule variants only, as in paper 1 Fig. 4: the replay-free stages if there are any.
     """
     runs = data.runs_table(results_dir, NAME)
     curves = data.load(results_dir, "curves", NAME)
     cont = groups.select(runs, selection, roles=["continual"])
-    cont = cont[cont["shift"].isin(["weak", "strong"])]
-    data.require(cont, f"runs with role 'continual' and shift weak/strong in runs.csv for {dict(selection)}", NAME)
-    shift = shift or next(s for s in ("weak", "strong") if (cont["shift"] == s).any())
     cont = data.require(cont[cont["shift"] == shift], f"continual runs with shift {shift!r}", NAME)
     have = set(data.stage_curves(curves, runs)["key"])
     cont = data.require(cont[data.stage_key(cont).isin(have)],
                         f"curves rows for the continual stages with shift {shift!r}", NAME)  # fmt: skip
     no_replay = cont[cont["replay_ratio"].fillna(0.0) == 0.0]
     cont = no_replay if not no_replay.empty else cont
-    # The parents too, so the jump at the stage boundary (re-warming, the shift) is visible.
-    members = groups.dedupe(pd.concat([data.parents(cont, runs), cont], ignore_index=True))
-    return cont, members, shift, runs, curves
+    # The parents too, so the jump at the stage boundary (re-warming, the shift) is visible, and the union
+    # baseline of the same runs (same data, same total tokens) as the curve to reach.
+    union = runs[(runs["role"] == "union") & runs["run_id"].isin(set(cont["run_id"]))]
+    union = union[union["chain_corpora"].fillna("").isin(set(cont["chain_corpora"].fillna("")))]
+    members = groups.dedupe(pd.concat([data.parents(cont, runs), cont, union], ignore_index=True))
+    return cont, members, runs, curves
 
 
 def _cells(members: pd.DataFrame) -> pd.DataFrame:
     cells = groups.aggregate(members, [])
-    cells["name"] = [data.with_n(t, [n]) for t, n in zip(data.role_names(cells), cells["n"])]
+    names = data.role_names(cells)
+    # A preset's variant names its cell better than a list of factors ("strong-rewarm-0.002"), where the
+    # variants tell the continual cells apart.
+    cont = (cells["role"] == "continual").to_numpy()
+    variants = cells["label_variant"] if "label_variant" in cells else pd.Series(pd.NA, index=cells.index)
+    if cont.any() and variants[cont].notna().all() and variants[cont].nunique() == cont.sum():
+        names = [str(v) if c else n for v, c, n in zip(variants, cont, names)]
+    cells["name"] = [data.with_n(t, [n]) for t, n in zip(names, cells["n"])]
     return cells
 
 
+def _from_boundary(mean: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """``mean`` plus, for each cell whose parent cell is drawn, the parent's last validation point as the
+    cell's first, so a line starts at the stage boundary and the jump after it (re-warming, new data) shows."""
+    drawn = set(cells["cell"])
+    val = mean[(mean["split"] != "train")]
+    extra = []
+    for cell in cells["cell"]:
+        parent = cell.split(" < ", 1)[1] if " < " in cell else None
+        if parent not in drawn:
+            continue
+        last = val[val["cell"] == parent]
+        last = last[last["tokens"] == last.groupby(["split", "metric"])["tokens"].transform("max")]
+        extra.append(last.assign(cell=cell, std=float("nan"), n=1))  # a joint, not a measurement of the cell: no band
+    return pd.concat([mean, *extra], ignore_index=True) if extra else mean
+
+
 def frame(results_dir: Path, shift: str | None = None, selection: groups.Selection = SELECTION) -> pd.DataFrame:
-    """The lines drawn: one row per cell (continual stages and their parents) with ``name`` (legend, with n) and ``n``."""
+    """The lines drawn for one shift (default: the first present): one row per cell (continual stages, their
+    parents, their union baseline) with ``name`` (legend, with n) and ``n``."""
+    shift = shift or shifts_present(results_dir, selection)[0]
     return _cells(_select(results_dir, shift, selection)[1])
 
 
 @style.styled
 def make(results_dir: Path, shift: str | None = None, selection: groups.Selection = SELECTION) -> Figure:
-    """Loss/LR curves of the continual stages of one distribution shift (default: weak, else strong)."""
-    cont, members, shift, runs, curves = _select(results_dir, shift, selection)
-    cells = _cells(members)
-    domains = [cont["old_domain"].dropna().iloc[0], cont["new_domain"].dropna().iloc[0]]
-    colors = style.palette(cells["name"])
-    fig, axes = style.new_figure(2, len(domains), sharex="col", height_ratios=[2, 1])
-    mean = data.cell_curves(curves, runs, members)
-    draw_curves(axes, mean, [(c, lab, colors[lab]) for c, lab in zip(cells["cell"], cells["name"])], domains)
-    label_axes(axes, members, domains)
-    # The union baseline of these stages' data (metrics.union_reference: mean over its own seeds).
-    ref = metrics.union_reference(data.stage_table(results_dir, NAME))
-    if not ref.empty:
-        ref = ref[(ref["shift"] == shift) & ref["chain_corpora"].fillna("").isin(set(cont["chain_corpora"].fillna("")))]
-    for j, col in enumerate(("old_loss", "new_loss")):
-        for k, u in enumerate(ref.itertuples()):
-            name = "union (final" + (f", {k + 1}" if len(ref) > 1 else "") + f", {groups.n_text([u.n])})"
-            axes[0][j].axhline(getattr(u, col), color=style.FIXED["union"], linestyle="--", label=name)
-    style.legend_below(fig, axes[0][0])  # the old domain: every stage is measured there
-    fig.suptitle(f"Continual pre-training, {shift} shift: lines = mean over seeds, band ± std where n ≥ 2", fontsize=9)
+    """Loss/LR curves of the continual stages of each shift present (or of ``shift`` only), a block of rows each."""
+    shifts = [shift] if shift else shifts_present(results_dir, selection)
+    fig, axes = style.new_figure(2 * len(shifts), 2, sharex="col", height_ratios=[2, 1] * len(shifts))
+    fig.set_size_inches(style.PANEL_W * 2.2, style.PANEL_H * 1.9 * len(shifts))
+    for b, sh in enumerate(shifts):
+        cont, members, runs, curves = _select(results_dir, sh, selection)
+        block = axes[2 * b : 2 * b + 2]
+        cells = _cells(members)
+        domains = [cont["old_domain"].dropna().iloc[0], cont["new_domain"].dropna().iloc[0]]
+        # One colour per variant in every block: keyed by the name without its shift ("rewarm-0.002 (n=3)").
+        keys = {n: re.sub(r"^(weak|strong)-", "", n) for n in cells["name"]}
+        by_key = style.palette(keys.values())
+        colors = {n: style.FIXED["union"] if r == "union" else by_key[keys[n]] for n, r in zip(cells["name"], cells["role"])}
+        mean = _from_boundary(data.cell_curves(curves, runs, members), cells)
+        union = list(cells.loc[cells["role"] == "union", "cell"])
+        draw_curves(block, mean, [(c, lab, colors[lab]) for c, lab in zip(cells["cell"], cells["name"])], domains,
+                    dashed=union)  # fmt: skip
+        label_axes(block, members, domains)
+        for ax in block[0]:
+            ax.set_title(f"{sh} shift: {ax.get_title()}")
+        block[0][1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle("Continual pre-training: lines = mean over seeds, band ± std where n ≥ 2 (n in legend); "
+                 "union dashed", fontsize=9)  # fmt: skip
     return fig

@@ -1,4 +1,5 @@
-"""(b) Final old / new / AVG validation loss against replay ratio, one line per shift (paper 1 Table 2)."""
+"""(b) Final old / new / AVG validation bits per byte (loss where bpb was not logged) against replay ratio,
+one line per shift, the union baseline of each shift as a dashed reference line (paper 1 Table 2)."""
 
 from __future__ import annotations
 
@@ -8,25 +9,27 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from cpt_experiments.figures import MissingFigureData, data, style
-from cpt_experiments.results import groups
+from cpt_experiments.results import groups, metrics
 
 NAME = "replay_sweep"
-#: The sweep's rows: stage ``continual`` of experiment ``cpt`` (``replay.ratio`` swept, see conf/experiment/cpt.yaml).
-SELECTION: groups.Selection = {"cpt": ("continual",)}
+#: The sweep's rows: stage ``continual`` of experiment ``cpt`` (``replay.ratio`` swept, see conf/experiment/cpt.yaml)
+#: and of paper 1's replay preset (conf/experiment/paper1/replay.yaml).
+SELECTION: groups.Selection = {"cpt": ("continual",), "paper1_replay": ("continual",)}
 VALUES = ("old_loss", "new_loss", "avg")
 #: Factors that move along a series' x axis (replay adds the old corpus and sets the mode), not between series.
 ALONG_X = ("replay_ratio", "replay_mode", "shift")
 
 
-def frame(results_dir: Path, selection: groups.Selection = SELECTION) -> pd.DataFrame:
-    """The points the figure draws: one row per cell, with ``series``, ``replay_ratio``, mean/``_std``/``n`` of VALUES.
+def frame(results_dir: Path, selection: groups.Selection = SELECTION, metric: str = "loss") -> pd.DataFrame:
+    """The points the figure draws: one row per cell, with ``series``, ``replay_ratio``, mean/``_std``/``n`` of VALUES
+    (final ``metric``: nats/token or bits per byte) and ``union_<v>`` (the series' union baseline, NaN if none).
 
     Continual stages of ``selection`` with shift weak/strong, at the schedule and η_max of the
     replayed stages (a replay sweep varies replay only), each stage once, seeds pooled per cell
     (``groups.aggregate``). ``series`` is the shift, plus every other factor that differs between
     cells of one shift (e.g. the corpus that filled a role), so different data never share a line.
     """
-    table = data.stage_table(results_dir, NAME)
+    table = data.stage_table(results_dir, NAME, metric)
     cont = groups.select(table, selection, roles=["continual"])
     cont = cont[cont["shift"].isin(["weak", "strong"])]
     cont = cont.assign(replay_ratio=cont["replay_ratio"].fillna(0.0))
@@ -50,23 +53,41 @@ def frame(results_dir: Path, selection: groups.Selection = SELECTION) -> pd.Data
         )
     if not (stats.groupby("series")["replay_ratio"].nunique() >= 2).any():
         data.require(stats.iloc[0:0], "shift with at least two replay ratios", NAME)
+    # The union baseline of each cell's data (metrics.union_gap matches shift, size and the chain's corpora).
+    gaps = metrics.union_gap(table[(table["role"] == "union") | table["run_id"].isin(set(cont["run_id"]))])
+    for v in VALUES:
+        col = {"old_loss": "gap_old", "new_loss": "gap_new", "avg": "gap_avg"}[v]
+        per_stage = cont.join(gaps[[col]], on=["run_id", "stage"])
+        ref = (per_stage[v] - per_stage[col]).groupby(per_stage["cell"]).mean()
+        stats[f"union_{v}"] = stats["cell"].map(ref)
     return stats.sort_values(["series", "replay_ratio"]).reset_index(drop=True)
 
 
 @style.styled
 def make(results_dir: Path, selection: groups.Selection = SELECTION) -> Figure:
-    """Mean over seeds per (series, replay ratio); ± std bars only for points with ≥ 2 seeds (see ``frame``)."""
-    stats = frame(results_dir, selection)
+    """Mean over seeds per (series, replay ratio); ± std bars only for points with ≥ 2 seeds (see ``frame``);
+    bits per byte where logged (German and English share no nats axis), the union baseline dashed."""
+    metric = data.best_metric(results_dir, NAME)
+    stats = frame(results_dir, selection, metric)
     fig, axes = style.new_figure(1, 3, sharex=True)
+    fig.set_size_inches(style.PANEL_W * 3.2, style.PANEL_H * 1.3)
     colors = style.palette(stats["series"])
+    ticks = sorted(set(100 * stats["replay_ratio"]))
     for ax, col, title in zip(axes[0], VALUES, ("old domain", "new domain", "AVG")):
         for series, part in stats.groupby("series", sort=True):
             style.seed_points(ax, 100 * part["replay_ratio"], part[col], part["n"], yerr=part[f"{col}_std"],
                               color=colors[series], label=data.with_n(series, part["n"]))  # fmt: skip
-        ax.set_title(f"final loss: {title}")
+            union = part[f"union_{col}"].dropna()
+            if not union.empty:
+                ax.axhline(union.mean(), color=colors[series], linestyle="--", linewidth=1.0,
+                           label=f"union, {series}")  # fmt: skip
+        ax.set_title(f"final {metric}: {title}")
         ax.set_xlabel("replay (% of tokens)")
+        # symlog: 0 and 0.5% stay readable beside 50%; ticks at the swept ratios, in plain numbers.
         ax.set_xscale("symlog", linthresh=1.0)
-    axes[0][0].set_ylabel("loss (nats/token)")
-    axes[0][-1].legend(fontsize=7)
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks], fontsize=7)
+        ax.minorticks_off()
+    axes[0][0].set_ylabel(data.UNITS[metric])
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(f"Replay sweep: {style.SEED_NOTE}", fontsize=9)
     return fig

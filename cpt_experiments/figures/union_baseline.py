@@ -18,6 +18,7 @@ NAME = "union_baseline"
 SELECTION: groups.Selection = {
     "cpt": ("continual", "union"),
     "quickstart": ("de_replay0", "de_replay25", "union"),
+    "paper1_final": ("continual", "union"),  # conf/experiment/paper1/final.yaml (paper 1, E4)
 }
 VALUES = ("old_loss", "new_loss", "avg", "bench")
 
@@ -39,15 +40,15 @@ def _bench_avg(results_dir: Path) -> pd.Series | None:
     return per_task.groupby("stage_hash").mean()
 
 
-def frame(results_dir: Path, selection: groups.Selection = SELECTION) -> pd.DataFrame:
-    """One row per cell drawn: ``name`` (bar label), role, shift, tokens, mean/``_std``/``_n`` of VALUES, ``n``.
+def frame(results_dir: Path, selection: groups.Selection = SELECTION, metric: str = "loss") -> pd.DataFrame:
+    """One row per cell drawn: ``name`` (bar label), role, shift, tokens, mean/``_std``/``_n`` of VALUES (final ``metric``), ``n``.
 
     Union stages and the continual stages after pre-training with a union baseline's shift, from
     ``selection`` only; each stage once (``stage_hash``), seeds pooled per cell (``groups``), so
     an η_max sweep under one variant name is several bars, not one bar with its spread.
     ``bench`` is the stage's mean benchmark score (NaN where not evaluated).
     """
-    table = groups.select(data.stage_table(results_dir, NAME), selection)
+    table = groups.select(data.stage_table(results_dir, NAME, metric), selection)
     runs = data.load(results_dir, "runs", NAME)
     union = data.require(table[table["role"] == "union"], "stages with role 'union' in runs.csv", NAME)
     cont = table[(table["role"] == "continual") & table["shift"].isin(union["shift"].unique())]
@@ -80,7 +81,8 @@ def _bars(ax, y, values, std, n, **kw) -> None:
 @style.styled
 def make(results_dir: Path, selection: groups.Selection = SELECTION) -> Figure:
     """Grouped bars of final loss (old/new/AVG) and stacked token bars (pre-training + this stage)."""
-    models = frame(results_dir, selection)
+    metric = data.best_metric(results_dir, NAME)
+    models = frame(results_dir, selection, metric)
     has_bench = models["bench_n"].gt(0).any()
     ncols = 3 if has_bench else 2
     fig, axes = style.new_figure(1, ncols, sharey=True)
@@ -93,7 +95,7 @@ def make(results_dir: Path, selection: groups.Selection = SELECTION) -> Figure:
     lo = np.nanmin(models[["old_loss", "new_loss", "avg"]].to_numpy())
     ax.set_xlim(left=0.9 * lo)
     ax.set_yticks(y, models["name"])
-    ax.set_xlabel("final validation loss (nats/token)")
+    ax.set_xlabel(f"final validation {data.UNITS[metric]}")
     ax.legend()
     ax = axes[0][1]
     tokens = models[["stage_tokens", "cumulative_tokens"]].astype("float64")

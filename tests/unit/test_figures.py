@@ -27,7 +27,7 @@ from cpt_experiments.figures import (
     union_baseline,
 )
 from cpt_experiments.figures.__main__ import main
-from cpt_experiments.results import releases, store
+from cpt_experiments.results import metrics, releases, store
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "results"
 #: Paper 2: real smoke-scale runs (ptfs and cpt_rewarm and ps-cosine-f20 with seeds 0 and 1; cpt_undecayed,
@@ -171,7 +171,14 @@ def test_replay_sweep_draws_each_stage_once_with_seed_bars_only_where_n_ge_2() -
     fig = replay_sweep.make(FIXTURE)
     old = fig.axes[0]
     lines = _lines(old)
-    assert set(lines) == {"strong shift (n=1)", f"{WEB} (n=1–2)", "weak shift, corpora en_new=D_en_news (n=1)"}
+    points = {n for n in lines if not n.startswith("union, ")}
+    assert points == {"strong shift (n=1)", f"{WEB} (n=1–2)", "weak shift, corpora en_new=D_en_news (n=1)"}
+    # The union reference of each series' own data; the cell on another corpus has none.
+    assert set(lines) - points == {"union, strong shift", f"union, {WEB}"}
+    ref = metrics.union_reference(metrics.stage_table(
+        metrics.loss_matrix(store.load(FIXTURE, "curves"), store.load(FIXTURE, "runs")), store.load(FIXTURE, "runs")))
+    strong_union = ref[ref["shift"] == "strong"]["old_loss"].item()
+    assert lines["union, strong shift"].get_ydata()[0] == pytest.approx(strong_union)
     assert list(lines["strong shift (n=1)"].get_ydata()) == pytest.approx([3.5, 3.25, 3.0833333])
     assert list(lines[f"{WEB} (n=1–2)"].get_xdata()) == [0.0, 1.0, 5.0, 25.0]
     # Bars only at web 0% and 5%, the two cells with seeds 0 and 1: std of (3.25, 3.28) and (3.125, 3.155).
@@ -217,27 +224,36 @@ def test_union_baseline_never_shows_an_eta_sweep_as_seed_error(tmp_path: Path) -
 def test_rewarm_sweep_pools_seeds_per_eta_only() -> None:
     stats = rewarm_sweep.frame(FIXTURE)
     weak = stats[stats["shift"] == "weak"]
+    # Beside the sweep: the constant-η_min schedule and the union, one point each.
+    others = sorted(weak.loc[~weak["series"].str.startswith("rewarm"), "series"])
+    assert others == ["constant η_min, corpora en_new=B_en_web_mix", "union"]
+    weak = weak[weak["series"].str.startswith("rewarm")]
     assert list(weak["eta_max"]) == [1.5e-4, 3e-4, 6e-4] and list(weak["n"]) == [1, 2, 1]
     assert weak["forgetting"].tolist() == pytest.approx([0.15, 0.255, 0.40])
     fig = rewarm_sweep.make(FIXTURE)
     weak_ax = next(ax for ax in fig.axes if ax.get_title() == "weak shift")
-    assert [b[:2] for b in _seed_bars(weak_ax)] == [pytest.approx((0.255, 0.405))]
+    # Seed bars at the two-seed η_max point and at the union (two seeds: forgetting −0.05, adaptation 0.28).
+    assert [b[:2] for b in _seed_bars(weak_ax)] == [pytest.approx((-0.05, 0.28)), pytest.approx((0.255, 0.405))]
     strong_ax = next(ax for ax in fig.axes if ax.get_title() == "strong shift")
     assert _seed_bars(strong_ax) == []
 
 
 def test_loss_curves_one_line_per_cell_band_only_where_n_ge_2() -> None:
     cells = loss_curves.frame(FIXTURE)
-    assert sorted(cells["n"]) == [1, 1, 1, 1, 2, 2] and (cells["role"] == "pretrain").sum() == 1
+    assert sorted(cells["n"]) == [1, 1, 1, 1, 2, 2, 2] and (cells["role"] == "pretrain").sum() == 1
+    assert (cells["role"] == "union").sum() == 1  # the union baseline of these runs, as a curve
     fig = loss_curves.make(FIXTURE)
     ax = fig.axes[0]
     lines = _lines(ax)
     name = "schedule=rewarm_cosine, η_max=0.0003, corpora en_new=B_en_web_mix (n=2)"
     assert lines[name].get_ydata()[-1] == pytest.approx(3.265)  # mean of the two seeds' final en_old loss
-    assert len([n for n in lines if not n.startswith("union")]) == len(cells)  # the reused stages are not redrawn
-    assert "union (final, n=2)" in lines
+    assert len(lines) == len(cells)  # the reused stages are not redrawn
+    assert lines["union (n=2)"].get_linestyle() == "--"
     bands = [c for c in ax.collections if isinstance(c, PolyCollection) and c.get_label() == style.SEED_BARS]
-    assert len(bands) == 2  # pre-training and the 3e-4 web cell
+    assert len(bands) == 3  # pre-training, the 3e-4 web cell and the union
+    # Each continual line starts at its parent's last point (the stage boundary), so the jump shows.
+    pre_end = lines["pre-training (n=2)"].get_xdata()[-1]
+    assert lines[name].get_xdata()[0] == pre_end
 
 
 def test_infinite_schedules_pool_a_chain_over_seeds() -> None:
