@@ -21,8 +21,10 @@ FIGURES = (
 )
 
 
-#: Paper 2's figures (version updates); the rest are paper 1's.
+#: Paper 2's figures (version updates).
 PAPER2_FIGURES = ("path_switching", "path_switching_families")
+#: Paper 1's figures (re-warming, replay, the union baseline, infinite schedules, benchmarks).
+PAPER1_FIGURES = ("loss_curves", "replay_sweep", "rewarm_sweep", "union_baseline", "infinite_schedules", "benchmarks")
 
 
 class MissingFigureData(DataError):

@@ -163,7 +163,9 @@ def make(results_dir: Path, shift: str | None = None, selection: groups.Selectio
         # One colour per variant in every block: keyed by the name without its shift ("rewarm-0.002 (n=3)").
         keys = {n: re.sub(r"^(weak|strong)-", "", n) for n in cells["name"]}
         by_key = style.palette(keys.values())
-        colors = {n: style.FIXED["union"] if r == "union" else by_key[keys[n]] for n, r in zip(cells["name"], cells["role"])}
+        colors = {
+            n: style.FIXED["union"] if r == "union" else by_key[keys[n]] for n, r in zip(cells["name"], cells["role"])
+        }
         mean = _from_boundary(data.cell_curves(curves, runs, members), cells)
         union = list(cells.loc[cells["role"] == "union", "cell"])
         draw_curves(block, mean, [(c, lab, colors[lab]) for c, lab in zip(cells["cell"], cells["name"])], domains,

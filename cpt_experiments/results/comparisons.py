@@ -33,7 +33,8 @@ Selector = Mapping[str, object]
 
 def finals(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, seed, domain): ``MODEL``, role, shift, replay_ratio, seed, stage_hash, cell,
-    domain, ``kind`` (old | new | other: the domain's part in the stage's shift), loss, bpb and ``COST``.
+    domain, ``kind`` (old | new | other: the domain's part in the stage's shift), loss, bpb and ``COST``;
+    plus domain ``AVG`` (kind ``avg``) = the mean of the old and new values, where a stage has both.
 
     Raises DataError when no finished stage has a validation value.
     """
@@ -64,7 +65,19 @@ def finals(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     # One measurement per model: a second run of the same variant reusing the stage adds nothing.
     out = out.sort_values(["experiment", "run_id", "stage"], kind="mergesort")
     out = out.drop_duplicates([*MODEL, "key", "domain"], keep="first")
-    return out.drop(columns=["key"]).reset_index(drop=True)
+    return pd.concat([out, _avg_rows(out)], ignore_index=True).drop(columns=["key"])
+
+
+def _avg_rows(out: pd.DataFrame) -> pd.DataFrame:
+    """Paper 1's AVG per stage: the mean of its old- and new-domain values (domain ``AVG``, kind ``avg``)."""
+    both = out[out["kind"].isin(["old", "new"])]
+    counts = both.groupby([*MODEL, "key"])["kind"].transform("nunique")
+    both = both[counts == 2]
+    if both.empty:
+        return both
+    first = both.drop_duplicates([*MODEL, "key"]).set_index([*MODEL, "key"])
+    means = both.groupby([*MODEL, "key"])[[m for m in METRICS if m in both.columns]].mean()
+    return first.drop(columns=list(means.columns)).join(means).reset_index().assign(domain="AVG", kind="avg")
 
 
 def _key(stage_hash: object, run_id: str, stage: str) -> str:
@@ -132,7 +145,10 @@ def paired(fin: pd.DataFrame, a: Selector, b: Selector) -> pd.DataFrame:
         for m in METRICS:
             if m in part.columns:
                 d = part[m] - part[f"{m}_b"]
-                row[f"diff_{m}"], row[f"diff_{m}_std"] = d.mean(), d.std(ddof=1) if d.notna().sum() > 1 else float("nan")
+                row[f"diff_{m}"], row[f"diff_{m}_std"] = (
+                    d.mean(),
+                    d.std(ddof=1) if d.notna().sum() > 1 else float("nan"),
+                )
         row["n"] = part["seed"].nunique()
         row["seeds"] = ",".join(str(s) for s in sorted(part["seed"].unique()))
         rows.append(row)

@@ -91,3 +91,11 @@ def test_cost_is_read_from_the_runs_table(tables, fin) -> None:
     union = sel[sel["stage"] == "union"]["stage_tokens"].iloc[0]
     assert c.loc["stage_tokens", "ratio"] == pytest.approx(cont / union)
     assert c.loc["cumulative_tokens", "ratio"] == pytest.approx(1.0)  # the union is as long as the whole chain
+
+
+def test_avg_is_the_mean_of_the_old_and_new_domain(fin) -> None:
+    one = fin[(fin["experiment"] == "paper1_final") & (fin["variant"] == "strong-replay0.25")]
+    one = one[(one["stage"] == "continual") & (one["seed"] == 0)].set_index("kind")
+    assert one.loc["avg", "domain"] == "AVG"
+    assert one.loc["avg", "loss"] == pytest.approx((one.loc["old", "loss"] + one.loc["new", "loss"]) / 2)
+    assert one.loc["avg", "bpb"] == pytest.approx((one.loc["old", "bpb"] + one.loc["new", "bpb"]) / 2)

@@ -175,8 +175,11 @@ def test_replay_sweep_draws_each_stage_once_with_seed_bars_only_where_n_ge_2() -
     assert points == {"strong shift (n=1)", f"{WEB} (n=1–2)", "weak shift, corpora en_new=D_en_news (n=1)"}
     # The union reference of each series' own data; the cell on another corpus has none.
     assert set(lines) - points == {"union, strong shift", f"union, {WEB}"}
-    ref = metrics.union_reference(metrics.stage_table(
-        metrics.loss_matrix(store.load(FIXTURE, "curves"), store.load(FIXTURE, "runs")), store.load(FIXTURE, "runs")))
+    ref = metrics.union_reference(
+        metrics.stage_table(
+            metrics.loss_matrix(store.load(FIXTURE, "curves"), store.load(FIXTURE, "runs")), store.load(FIXTURE, "runs")
+        )
+    )
     strong_union = ref[ref["shift"] == "strong"]["old_loss"].item()
     assert lines["union, strong shift"].get_ydata()[0] == pytest.approx(strong_union)
     assert list(lines["strong shift (n=1)"].get_ydata()) == pytest.approx([3.5, 3.25, 3.0833333])
@@ -308,3 +311,23 @@ def test_benchmark_scores_keep_family_groups_not_their_members() -> None:
             for t in ("cpt_blimp", "cpt_blimp_adjunct_island", "cpt_blimp_field_syntax", "cpt_multiblimp_de",
                       "cpt_multiblimp_de_word_order_obj", "cpt_piqa")]  # fmt: skip
     assert sorted(benchmark_scores(pd.DataFrame(rows))["task"]) == ["cpt_blimp", "cpt_multiblimp_de", "cpt_piqa"]
+
+
+#: Paper 1: real smoke-scale runs of the paper-1 presets (tests/fixtures/paper1/generate.sh).
+PAPER1 = Path(__file__).parents[1] / "fixtures" / "paper1"
+
+
+def test_paper1_figures_show_both_shifts_bpb_baselines_and_chance() -> None:
+    fig = loss_curves.make(PAPER1)
+    titles = {ax.get_title() for ax in fig.axes}
+    assert {"weak shift: validation loss: en_new", "strong shift: validation loss: de_new"} <= titles
+    strong = next(ax for ax in fig.axes if ax.get_title() == "strong shift: validation loss: de_new")
+    assert {"strong-constant-eta_min (n=2)", "union (n=2)"} <= set(_lines(strong))
+    sweep = replay_sweep.make(PAPER1)
+    assert sweep.axes[0].get_ylabel() == "bits per byte"
+    assert {"union, strong shift", "union, weak shift"} <= set(_lines(sweep.axes[1]))
+    points = rewarm_sweep.frame(PAPER1)
+    assert {"constant η_min", "union"} <= set(points["series"])
+    bench = benchmarks.make(PAPER1).axes[0]
+    chance = [c for c in bench.collections if c.get_label() == "_chance"]
+    assert len(chance) == 2 and all(seg[0][1] == 0.5 for c in chance for seg in c.get_segments())

@@ -1,0 +1,57 @@
+"""Paper 1's claims table on real smoke-scale runs (tests/fixtures/paper1): each row is the paired
+difference the comparison names, beside the paper's own difference; comparisons not run are absent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cpt_experiments.errors import DataError
+from cpt_experiments.results import claims, comparisons, store
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "paper1"
+
+
+@pytest.fixture(scope="module")
+def tables() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return store.load(FIXTURE, "runs"), store.load(FIXTURE, "curves")
+
+
+@pytest.fixture(scope="module")
+def fin(tables) -> pd.DataFrame:
+    runs, curves = tables
+    return comparisons.finals(curves, runs)
+
+
+def test_pretraining_peak_is_read_from_the_runs(tables) -> None:
+    runs, _ = tables
+    assert claims.pretraining_peak(runs) == 3e-3  # scale=smoke
+    with pytest.raises(DataError, match="distinct eta_max"):
+        claims.pretraining_peak(runs.assign(eta_max=runs["eta_max"] * (1 + runs["seed"])))
+
+
+def test_claims_rows_are_paired_differences_beside_the_paper(tables, fin) -> None:
+    ct = claims.table(fin, claims.pretraining_peak(tables[0])).set_index("comparison")
+    row = ct.loc["weak: re-warm 1× − constant, new"]
+    assert row["paper"] == pytest.approx(2.50 - 2.55)  # the LR-schedule table, SlimPajama column
+    d = comparisons.paired(
+        fin,
+        {"experiment": "paper1_replay", "variant": "weak-replay0.0", "stage": "continual"},
+        {"experiment": "paper1_rewarm", "variant": "weak-constant-eta_min", "stage": "continual"},
+    ).set_index("kind")
+    assert row["ours"] == pytest.approx(d.loc["new", "diff_loss"]) and row["n"] == 2
+    assert row["ours_bpb"] == pytest.approx(d.loc["new", "diff_bpb"])
+    assert ct.loc["strong: forgetting at 0.0% replay", "paper"] == pytest.approx(3.56 - 2.17)
+    assert ct.loc["strong: CPT 25% replay − union, avg", "paper"] == pytest.approx(0.0, abs=1e-9)
+    # η_max sweep: 0.5× and 2× of the smoke peak were run (1.5e-3, 6e-3); 1× is the 0% replay run.
+    assert {"weak: forgetting at 0.5× η_max", "weak: forgetting at 2× η_max"} <= set(ct.index)
+    # Not run in the fixture: 0.5% replay, the 25% weak point.
+    assert "weak: forgetting at 0.5% replay" not in ct.index
+
+
+def test_compute_ratio_is_the_stage_tokens_against_the_union(fin) -> None:
+    c = claims.compute(fin).set_index(["shift", "quantity"])
+    assert c.loc[("strong", "stage_tokens"), "paper"] == 0.4
+    assert c.loc[("strong", "stage_tokens"), "ratio"] == pytest.approx(32768 / 98304)
