@@ -318,3 +318,23 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# --- paper-1 results fixture -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def paper1_tables() -> tuple:
+    """(runs, curves) of ``tests/fixtures/paper1``: real smoke-scale runs of the paper-1 presets (generate.sh there)."""
+    from cpt_experiments.results import store
+
+    return store.load(FIXTURES / "paper1", "runs"), store.load(FIXTURES / "paper1", "curves")
+
+
+@pytest.fixture(scope="session")
+def paper1_finals(paper1_tables):
+    """``comparisons.finals`` of the paper-1 fixture: final loss and bpb per model, seed and domain."""
+    from cpt_experiments.results import comparisons
+
+    runs, curves = paper1_tables
+    return comparisons.finals(curves, runs)

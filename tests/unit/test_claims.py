@@ -3,41 +3,25 @@ difference the comparison names, beside the paper's own difference; comparisons 
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pandas as pd
 import pytest
 
 from cpt_experiments.errors import DataError
-from cpt_experiments.results import claims, comparisons, store
-
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "paper1"
+from cpt_experiments.results import claims, comparisons
 
 
-@pytest.fixture(scope="module")
-def tables() -> tuple[pd.DataFrame, pd.DataFrame]:
-    return store.load(FIXTURE, "runs"), store.load(FIXTURE, "curves")
-
-
-@pytest.fixture(scope="module")
-def fin(tables) -> pd.DataFrame:
-    runs, curves = tables
-    return comparisons.finals(curves, runs)
-
-
-def test_pretraining_peak_is_read_from_the_runs(tables) -> None:
-    runs, _ = tables
+def test_pretraining_peak_is_read_from_the_runs(paper1_tables) -> None:
+    runs, _ = paper1_tables
     assert claims.pretraining_peak(runs) == 3e-3  # scale=smoke
     with pytest.raises(DataError, match="distinct eta_max"):
         claims.pretraining_peak(runs.assign(eta_max=runs["eta_max"] * (1 + runs["seed"])))
 
 
-def test_claims_rows_are_paired_differences_beside_the_paper(tables, fin) -> None:
-    ct = claims.table(fin, claims.pretraining_peak(tables[0])).set_index("comparison")
+def test_claims_rows_are_paired_differences_beside_the_paper(paper1_tables, paper1_finals) -> None:
+    ct = claims.table(paper1_finals, claims.pretraining_peak(paper1_tables[0])).set_index("comparison")
     row = ct.loc["weak: re-warm 1× − constant, new"]
     assert row["paper"] == pytest.approx(2.50 - 2.55)  # the LR-schedule table, SlimPajama column
     d = comparisons.paired(
-        fin,
+        paper1_finals,
         {"experiment": "paper1_replay", "variant": "weak-replay0.0", "stage": "continual"},
         {"experiment": "paper1_rewarm", "variant": "weak-constant-eta_min", "stage": "continual"},
     ).set_index("kind")
@@ -51,7 +35,7 @@ def test_claims_rows_are_paired_differences_beside_the_paper(tables, fin) -> Non
     assert "weak: forgetting at 0.5% replay" not in ct.index
 
 
-def test_compute_ratio_is_the_stage_tokens_against_the_union(fin) -> None:
-    c = claims.compute(fin).set_index(["shift", "quantity"])
+def test_compute_ratio_is_the_stage_tokens_against_the_union(paper1_finals) -> None:
+    c = claims.compute(paper1_finals).set_index(["shift", "quantity"])
     assert c.loc[("strong", "stage_tokens"), "paper"] == 0.4
     assert c.loc[("strong", "stage_tokens"), "ratio"] == pytest.approx(32768 / 98304)

@@ -3,27 +3,13 @@ domain, each stage once, seeds paired, configurations never pooled, cost ratios 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
 from cpt_experiments.errors import DataError
-from cpt_experiments.results import comparisons, store
+from cpt_experiments.results import comparisons
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "paper1"
 STRONG = {"experiment": "paper1_final", "variant": "strong-replay0.25"}
-
-
-@pytest.fixture(scope="module")
-def tables() -> tuple[pd.DataFrame, pd.DataFrame]:
-    return store.load(FIXTURE, "runs"), store.load(FIXTURE, "curves")
-
-
-@pytest.fixture(scope="module")
-def fin(tables) -> pd.DataFrame:
-    runs, curves = tables
-    return comparisons.finals(curves, runs)
 
 
 def _last(curves: pd.DataFrame, run_id: str, stage: str, domain: str, metric: str = "loss") -> float:
@@ -32,33 +18,47 @@ def _last(curves: pd.DataFrame, run_id: str, stage: str, domain: str, metric: st
     return float(part.sort_values("step")["value"].iloc[-1])
 
 
-def test_final_values_are_the_last_validation_point_and_reused_stages_read_their_first_run(tables, fin) -> None:
-    runs, curves = tables
+def test_final_values_are_the_last_validation_point_and_reused_stages_read_their_first_run(
+    paper1_tables, paper1_finals
+) -> None:
+    runs, curves = paper1_tables
     row = runs[(runs["experiment"] == "paper1_final") & (runs["stage"] == "continual") & (runs["seed"] == 1)]
     row = row[row["variant"] == "strong-replay0.25"].iloc[0]
-    got = fin[(fin["run_id"] == row["run_id"]) & (fin["stage"] == "continual") & (fin["domain"] == "de_new")]
+    got = paper1_finals[
+        (paper1_finals["run_id"] == row["run_id"])
+        & (paper1_finals["stage"] == "continual")
+        & (paper1_finals["domain"] == "de_new")
+    ]
     assert got["loss"].item() == pytest.approx(_last(curves, row["run_id"], "continual", "de_new"))
     assert got["bpb"].item() == pytest.approx(_last(curves, row["run_id"], "continual", "de_new", "bpb"))
     assert got["kind"].item() == "new"
     # One pre-training stage per seed is shared by every preset: one row per model, the same values in each.
-    pre = fin[(fin["stage"] == "pretrain") & (fin["domain"] == "en_old") & (fin["seed"] == 0)]
+    pre = paper1_finals[
+        (paper1_finals["stage"] == "pretrain") & (paper1_finals["domain"] == "en_old") & (paper1_finals["seed"] == 0)
+    ]
     assert pre["stage_hash"].nunique() == 1 and pre["loss"].nunique() == 1
     assert not pre.duplicated(comparisons.MODEL).any()
 
 
-def test_table_pools_seeds_per_model_and_domain(fin) -> None:
-    t = comparisons.table(fin)
+def test_table_pools_seeds_per_model_and_domain(paper1_finals) -> None:
+    t = comparisons.table(paper1_finals)
     row = t[(t["experiment"] == "paper1_final") & (t["variant"] == "strong-replay0.25") & (t["stage"] == "union")]
     row = row[row["domain"] == "en_old"].iloc[0]
-    vals = fin[(fin["experiment"] == "paper1_final") & (fin["variant"] == "strong-replay0.25")]
+    vals = paper1_finals[
+        (paper1_finals["experiment"] == "paper1_final") & (paper1_finals["variant"] == "strong-replay0.25")
+    ]
     vals = vals[(vals["stage"] == "union") & (vals["domain"] == "en_old")]["loss"]
     assert row["n"] == 2 and row["seeds"] == "0,1"
     assert row["loss"] == pytest.approx(vals.mean()) and row["loss_std"] == pytest.approx(vals.std(ddof=1))
 
 
-def test_paired_difference_is_seed_by_seed(fin) -> None:
-    d = comparisons.paired(fin, {**STRONG, "stage": "continual"}, {**STRONG, "stage": "union"}).set_index("domain")
-    a = fin[(fin["variant"] == "strong-replay0.25") & (fin["experiment"] == "paper1_final")]
+def test_paired_difference_is_seed_by_seed(paper1_finals) -> None:
+    d = comparisons.paired(paper1_finals, {**STRONG, "stage": "continual"}, {**STRONG, "stage": "union"}).set_index(
+        "domain"
+    )
+    a = paper1_finals[
+        (paper1_finals["variant"] == "strong-replay0.25") & (paper1_finals["experiment"] == "paper1_final")
+    ]
     per_seed = [
         a[(a["stage"] == "continual") & (a["seed"] == s) & (a["domain"] == "de_new")]["loss"].item()
         - a[(a["stage"] == "union") & (a["seed"] == s) & (a["domain"] == "de_new")]["loss"].item()
@@ -69,23 +69,27 @@ def test_paired_difference_is_seed_by_seed(fin) -> None:
     assert d.loc["de_new", "n"] == 2 and d.loc["en_old", "kind"] == "old"
     # Across runs: the 0% replay model against the 10% one, matched by seed.
     across = comparisons.paired(
-        fin,
+        paper1_finals,
         {"experiment": "paper1_replay", "variant": "strong-replay0.0", "stage": "continual"},
         {"experiment": "paper1_replay", "variant": "strong-replay0.1", "stage": "continual"},
     )
     assert set(across["n"]) == {2}
 
 
-def test_a_selector_over_two_configurations_is_an_error(fin) -> None:
+def test_a_selector_over_two_configurations_is_an_error(paper1_finals) -> None:
     with pytest.raises(DataError, match="configurations"):
-        comparisons.paired(fin, {"experiment": "paper1_rewarm", "stage": "continual"}, {**STRONG, "stage": "union"})
+        comparisons.paired(
+            paper1_finals, {"experiment": "paper1_rewarm", "stage": "continual"}, {**STRONG, "stage": "union"}
+        )
     with pytest.raises(DataError, match="no finished stage"):
-        comparisons.pick(fin, {"experiment": "paper1_final", "variant": "strong-replay0.5"})
+        comparisons.pick(paper1_finals, {"experiment": "paper1_final", "variant": "strong-replay0.5"})
 
 
-def test_cost_is_read_from_the_runs_table(tables, fin) -> None:
-    runs, _ = tables
-    c = comparisons.cost(fin, {**STRONG, "stage": "continual"}, {**STRONG, "stage": "union"}).set_index("quantity")
+def test_cost_is_read_from_the_runs_table(paper1_tables, paper1_finals) -> None:
+    runs, _ = paper1_tables
+    c = comparisons.cost(paper1_finals, {**STRONG, "stage": "continual"}, {**STRONG, "stage": "union"}).set_index(
+        "quantity"
+    )
     sel = runs[(runs["experiment"] == "paper1_final") & (runs["variant"] == "strong-replay0.25")]
     cont = sel[sel["stage"] == "continual"]["stage_tokens"].iloc[0]
     union = sel[sel["stage"] == "union"]["stage_tokens"].iloc[0]
@@ -93,8 +97,10 @@ def test_cost_is_read_from_the_runs_table(tables, fin) -> None:
     assert c.loc["cumulative_tokens", "ratio"] == pytest.approx(1.0)  # the union is as long as the whole chain
 
 
-def test_avg_is_the_mean_of_the_old_and_new_domain(fin) -> None:
-    one = fin[(fin["experiment"] == "paper1_final") & (fin["variant"] == "strong-replay0.25")]
+def test_avg_is_the_mean_of_the_old_and_new_domain(paper1_finals) -> None:
+    one = paper1_finals[
+        (paper1_finals["experiment"] == "paper1_final") & (paper1_finals["variant"] == "strong-replay0.25")
+    ]
     one = one[(one["stage"] == "continual") & (one["seed"] == 0)].set_index("kind")
     assert one.loc["avg", "domain"] == "AVG"
     assert one.loc["avg", "loss"] == pytest.approx((one.loc["old", "loss"] + one.loc["new", "loss"]) / 2)
