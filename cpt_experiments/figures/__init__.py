@@ -18,13 +18,16 @@ FIGURES = (
     "path_switching",
     "path_switching_families",
     "benchmarks",
+    "regime_gap",
 )
 
 
 #: Paper 2's figures (version updates).
 PAPER2_FIGURES = ("path_switching", "path_switching_families")
 #: Paper 1's figures (re-warming, replay, the union baseline, infinite schedules, benchmarks).
-PAPER1_FIGURES = ("loss_curves", "replay_sweep", "rewarm_sweep", "union_baseline", "infinite_schedules", "benchmarks")
+PAPER1_FIGURES = (
+    "loss_curves", "replay_sweep", "rewarm_sweep", "union_baseline", "infinite_schedules", "benchmarks", "regime_gap",
+)  # fmt: skip
 
 
 class MissingFigureData(DataError):

@@ -193,3 +193,19 @@ def cell_curves(curves: pd.DataFrame, runs: pd.DataFrame, members: pd.DataFrame)
     joined = keyed.merge(parts, on="key")
     g = joined.groupby(["cell", "split", "metric", "tokens"], sort=True)["value"]
     return pd.concat([g.mean(), g.std(ddof=1).rename("std"), g.count().rename("n")], axis=1).reset_index()
+
+
+def from_boundary(mean: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """``mean`` plus, for each cell whose parent cell is drawn, the parent's last validation point as the
+    cell's first, so a line starts at the stage boundary and the jump after it (re-warming, new data) shows."""
+    drawn = set(cells["cell"])
+    val = mean[(mean["split"] != "train")]
+    extra = []
+    for cell in cells["cell"]:
+        parent = cell.split(" < ", 1)[1] if " < " in cell else None
+        if parent not in drawn:
+            continue
+        last = val[val["cell"] == parent]
+        last = last[last["tokens"] == last.groupby(["split", "metric"])["tokens"].transform("max")]
+        extra.append(last.assign(cell=cell, std=float("nan"), n=1))  # a joint, not a measurement of the cell: no band
+    return pd.concat([mean, *extra], ignore_index=True) if extra else mean

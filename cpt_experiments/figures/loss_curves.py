@@ -126,22 +126,6 @@ def _cells(members: pd.DataFrame) -> pd.DataFrame:
     return cells
 
 
-def _from_boundary(mean: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
-    """``mean`` plus, for each cell whose parent cell is drawn, the parent's last validation point as the
-    cell's first, so a line starts at the stage boundary and the jump after it (re-warming, new data) shows."""
-    drawn = set(cells["cell"])
-    val = mean[(mean["split"] != "train")]
-    extra = []
-    for cell in cells["cell"]:
-        parent = cell.split(" < ", 1)[1] if " < " in cell else None
-        if parent not in drawn:
-            continue
-        last = val[val["cell"] == parent]
-        last = last[last["tokens"] == last.groupby(["split", "metric"])["tokens"].transform("max")]
-        extra.append(last.assign(cell=cell, std=float("nan"), n=1))  # a joint, not a measurement of the cell: no band
-    return pd.concat([mean, *extra], ignore_index=True) if extra else mean
-
-
 def frame(results_dir: Path, shift: str | None = None, selection: groups.Selection = SELECTION) -> pd.DataFrame:
     """The lines drawn for one shift (default: the first present): one row per cell (continual stages, their
     parents, their union baseline) with ``name`` (legend, with n) and ``n``."""
@@ -166,7 +150,7 @@ def make(results_dir: Path, shift: str | None = None, selection: groups.Selectio
         colors = {
             n: style.FIXED["union"] if r == "union" else by_key[keys[n]] for n, r in zip(cells["name"], cells["role"])
         }
-        mean = _from_boundary(data.cell_curves(curves, runs, members), cells)
+        mean = data.from_boundary(data.cell_curves(curves, runs, members), cells)
         union = list(cells.loc[cells["role"] == "union", "cell"])
         draw_curves(block, mean, [(c, lab, colors[lab]) for c, lab in zip(cells["cell"], cells["name"])], domains,
                     dashed=union)  # fmt: skip

@@ -47,6 +47,7 @@ class Row:
     b: comparisons.Selector
     kind: str
     paper: float
+    domain: str | None = None  # compare on this validation domain instead of the ``kind``
 
 
 def _paper_diff(a: tuple[float, ...], b: tuple[float, ...], kind: str) -> float:
@@ -112,6 +113,12 @@ def rows(fin: pd.DataFrame, eta_max: float) -> Iterator[Row]:
             yield Row("7 new data only from scratch", f"{shift}: D1-only scratch − CPT 0% replay, {kind}",
                       _stage("paper1_final", final, "new_only"), zero, kind,
                       _paper_diff(p["new_only"], p["replay"][0.0], kind))  # fmt: skip
+    # Fig. 10 gives curves, not a table: "all schedules reach similar loss" (no number to set beside ours).
+    for shape in ("cosine", "inverse_sqrt"):
+        for i in (1, 2, 3):
+            yield Row("9 infinite ≈ repeated cosine", f"split {i}: infinite ({shape}) release − repeated cosine",
+                      _stage("paper1_infinite_splits", f"infinite-{shape}", f"s{i}_anneal"),
+                      _stage("paper1_cosine_splits", "repeated-cosine", f"s{i}"), "new", float("nan"), f"s{i}")  # fmt: skip
 
 
 def pretraining_peak(runs: pd.DataFrame) -> float:
@@ -134,7 +141,7 @@ def table(fin: pd.DataFrame, eta_max: float) -> pd.DataFrame:
             d = comparisons.paired(fin, r.a, r.b)
         except DataError:  # not run (yet): the table says only what the results hold
             continue
-        d = d[d["kind"] == r.kind]
+        d = d[d["domain"] == r.domain] if r.domain else d[d["kind"] == r.kind]
         if d.empty:
             continue
         x = d.iloc[0]
@@ -163,3 +170,34 @@ def compute(fin: pd.DataFrame) -> pd.DataFrame:
         frames.append(c)
     cols = ["shift", "quantity", "cpt", "union", "ratio", "paper", "n"]
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+
+
+#: The paper's regime for the regime axis: (union tokens per parameter, CPT − union AVG gap in nats) of the
+#: 405M model: 600B tokens and 2.37 − 2.35 (weak, 5% replay); 500B tokens and 1.75 − 1.75 (strong, 25%).
+PAPER_REGIME = {"weak": (600e9 / 405e6, 2.37 - 2.35), "strong": (500e9 / 405e6, 1.75 - 1.75)}
+
+
+def regime(fin: pd.DataFrame, experiment: str = "paper1_regime") -> pd.DataFrame:
+    """The continual − union gap per point of the regime axis (each variant of ``experiment``), paired over
+    seeds, with the union's tokens per parameter (its cumulative tokens / the model's parameters).
+
+    Columns: shift, variant, model, params, tokens_per_param, kind (old | new | avg), gap, gap_std, gap_bpb,
+    gap_bpb_std, n. Raises DataError when ``experiment`` has no finished continual and union stages."""
+    rows = []
+    for variant in sorted(fin.loc[fin["experiment"] == experiment, "variant"].unique()):
+        cont, union = _stage(experiment, variant, "continual"), _stage(experiment, variant, "union")
+        try:
+            d = comparisons.paired(fin, cont, union)
+            u = comparisons.pick(fin, union)
+        except DataError:
+            continue
+        params = float(u["params"].iloc[0]) if "params" in u and pd.notna(u["params"].iloc[0]) else float("nan")
+        tpp = float(u["cumulative_tokens"].astype(float).mean()) / params
+        for x in d[d["kind"].isin(["old", "new", "avg"])].itertuples():
+            rows.append({"shift": u["shift"].iloc[0], "variant": variant, "model": u["model"].iloc[0],
+                         "params": params, "tokens_per_param": tpp, "kind": x.kind, "gap": x.diff_loss,
+                         "gap_std": x.diff_loss_std, "gap_bpb": getattr(x, "diff_bpb", float("nan")),
+                         "gap_bpb_std": getattr(x, "diff_bpb_std", float("nan")), "n": x.n})  # fmt: skip
+    if not rows:
+        raise DataError(f"runs: no finished continual and union stages of {experiment} (the regime axis)")
+    return pd.DataFrame(rows).sort_values(["shift", "kind", "tokens_per_param"]).reset_index(drop=True)

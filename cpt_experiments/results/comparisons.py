@@ -54,7 +54,7 @@ def finals(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     info["key"] = [_key(h, r, s) for h, r, s in zip(info["stage_hash"], info["run_id"], info["stage"])]
     info["variant"] = info["variant"].fillna("")
     cols = [*MODEL, "run_id", "role", "shift", "replay_ratio", "seed", "stage_hash", "cell", "key",
-            "old_domain", "new_domain", *(c for c in COST if c in info.columns)]  # fmt: skip
+            "old_domain", "new_domain", "model", "params", *(c for c in COST if c in info.columns)]  # fmt: skip
     out = info[[c for c in cols if c in info.columns]].merge(by_key, on="key")
     if out.empty:
         raise DataError("curves: no final validation value for any finished stage in runs.csv")
@@ -169,3 +169,31 @@ def cost(fin: pd.DataFrame, a: Selector, b: Selector) -> pd.DataFrame:
             va, vb = pa.loc[seeds, c].astype(float).mean(), pb.loc[seeds, c].astype(float).mean()
             rows.append({"quantity": c, "a": va, "b": vb, "ratio": va / vb if vb else float("nan"), "n": len(seeds)})
     return pd.DataFrame(rows)
+
+
+#: Benchmark rows read per task: accuracy for the minimal pairs and multiple choice, bits per byte for held-out text.
+EVAL_METRICS = ("acc", "acc_norm", "bits_per_byte")
+
+
+def evals_table(evals: pd.DataFrame, runs: pd.DataFrame, tasks: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Mean, std (ddof=1; NaN for one seed) and n of each evaluated model's scores, per model and task.
+
+    Each evaluated stage counts once per model (a stage evaluated under two runs is one measurement);
+    task-family members (BLiMP's paradigms) are left out unless named in ``tasks``. Columns: ``MODEL``,
+    task, metric, value, value_std, n, seeds."""
+    info = runs[["run_id", "stage", *[c for c in ("experiment", "variant", "stage_hash", "seed") if c in runs]]]
+    rows = evals[evals["metric"].isin(EVAL_METRICS)].merge(info, on=["run_id", "stage"])
+    rows = rows.assign(variant=rows["variant"].fillna(""))
+    if tasks is not None:
+        rows = rows[rows["task"].isin(tasks)]
+    else:
+        rows = rows[~rows["task"].str.match(r"^(cpt_blimp|cpt_multiblimp_de)_")]
+    if rows.empty:
+        raise DataError("evals: no benchmark rows of stages in runs.csv")
+    rows = rows.sort_values(["experiment", "run_id"], kind="mergesort")
+    rows = rows.drop_duplicates([*MODEL, "stage_hash", "task", "metric"], keep="first")
+    g = rows.groupby([*MODEL, "task", "metric"], sort=True)
+    out = g["value"].agg(value="mean", value_std=lambda v: v.std(ddof=1) if len(v) > 1 else float("nan"))
+    out["n"] = g["seed"].nunique()
+    out["seeds"] = g["seed"].agg(lambda s: ",".join(str(x) for x in sorted(s.unique())))
+    return out.reset_index()

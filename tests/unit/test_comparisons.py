@@ -3,11 +3,13 @@ domain, each stage once, seeds paired, configurations never pooled, cost ratios 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from cpt_experiments.errors import DataError
-from cpt_experiments.results import comparisons
+from cpt_experiments.results import comparisons, store
 
 STRONG = {"experiment": "paper1_final", "variant": "strong-replay0.25"}
 
@@ -32,10 +34,9 @@ def test_final_values_are_the_last_validation_point_and_reused_stages_read_their
     assert got["loss"].item() == pytest.approx(_last(curves, row["run_id"], "continual", "de_new"))
     assert got["bpb"].item() == pytest.approx(_last(curves, row["run_id"], "continual", "de_new", "bpb"))
     assert got["kind"].item() == "new"
-    # One pre-training stage per seed is shared by every preset: one row per model, the same values in each.
-    pre = paper1_finals[
-        (paper1_finals["stage"] == "pretrain") & (paper1_finals["domain"] == "en_old") & (paper1_finals["seed"] == 0)
-    ]
+    # One pre-training stage per seed is shared by the presets at the cpu budget: one row per model, the same values.
+    pre = paper1_finals[paper1_finals["experiment"].isin(["paper1_final", "paper1_replay", "paper1_rewarm"])]
+    pre = pre[(pre["stage"] == "pretrain") & (pre["domain"] == "en_old") & (pre["seed"] == 0)]
     assert pre["stage_hash"].nunique() == 1 and pre["loss"].nunique() == 1
     assert not pre.duplicated(comparisons.MODEL).any()
 
@@ -105,3 +106,14 @@ def test_avg_is_the_mean_of_the_old_and_new_domain(paper1_finals) -> None:
     assert one.loc["avg", "domain"] == "AVG"
     assert one.loc["avg", "loss"] == pytest.approx((one.loc["old", "loss"] + one.loc["new", "loss"]) / 2)
     assert one.loc["avg", "bpb"] == pytest.approx((one.loc["old", "bpb"] + one.loc["new", "bpb"]) / 2)
+
+
+def test_evals_table_counts_each_evaluated_stage_once_per_model(paper1_tables) -> None:
+    runs = paper1_tables[0]
+    evals = store.load(Path(__file__).resolve().parents[1] / "fixtures" / "paper1", "evals")
+    t = comparisons.evals_table(evals, runs).set_index([*comparisons.MODEL, "task"])
+    row = t.loc[("paper1_final", "strong-replay0.25", "union", "cpt_blimp")]
+    assert row["n"] == 2 and row["metric"] == "acc" and 0.0 < row["value"] < 1.0
+    assert not any(task.startswith("cpt_blimp_") for task in t.index.get_level_values("task"))
+    held = t.loc[("paper1_final", "strong-replay0.25", "pretrain", "cpt_heldout_en_old")]
+    assert held["metric"] == "bits_per_byte"

@@ -33,7 +33,9 @@ FIXTURE = Path(__file__).parents[1] / "fixtures" / "results"
 #: Paper 2: real smoke-scale runs (ptfs and cpt_rewarm and ps-cosine-f20 with seeds 0 and 1; cpt_undecayed,
 #: ptfs-knee and ps-knee-f20 with seed 0), validation splits v1..v4 only.
 PAPER2 = Path(__file__).parents[1] / "fixtures" / "paper2"
-SOURCE = {"path_switching": PAPER2, "path_switching_families": PAPER2}
+#: Paper 1: real smoke-scale runs of the paper-1 presets (tests/fixtures/paper1/generate.sh).
+PAPER1 = Path(__file__).parents[1] / "fixtures" / "paper1"
+SOURCE = {"path_switching": PAPER2, "path_switching_families": PAPER2, "regime_gap": PAPER1}
 WEB = "weak shift, corpora en_new=B_en_web_mix"
 
 
@@ -109,6 +111,7 @@ def test_figures_import_no_torch() -> None:
         ("loss_curves", ("continual",), (), r"loss_curves: no runs with role 'continual'"),
         ("rewarm_sweep", ("continual",), (), r"rewarm_sweep: no replay-free continual stages"),
         ("replay_sweep", ("continual",), (), r"replay_sweep: no continual stages"),
+        ("regime_gap", ("union",), (), r"regime_gap: runs: no finished continual and union stages of paper1_regime"),
     ],
 )  # fmt: skip
 def test_missing_data_raises_named_error(tmp_path: Path, name, drop_roles, drop_tables, match) -> None:
@@ -313,10 +316,6 @@ def test_benchmark_scores_keep_family_groups_not_their_members() -> None:
     assert sorted(benchmark_scores(pd.DataFrame(rows))["task"]) == ["cpt_blimp", "cpt_multiblimp_de", "cpt_piqa"]
 
 
-#: Paper 1: real smoke-scale runs of the paper-1 presets (tests/fixtures/paper1/generate.sh).
-PAPER1 = Path(__file__).parents[1] / "fixtures" / "paper1"
-
-
 def test_paper1_figures_show_both_shifts_bpb_baselines_and_chance() -> None:
     fig = loss_curves.make(PAPER1)
     titles = {ax.get_title() for ax in fig.axes}
@@ -331,3 +330,26 @@ def test_paper1_figures_show_both_shifts_bpb_baselines_and_chance() -> None:
     bench = benchmarks.make(PAPER1).axes[0]
     chance = [c for c in bench.collections if c.get_label() == "_chance"]
     assert len(chance) == 2 and all(seg[0][1] == 0.5 for c in chance for seg in c.get_segments())
+
+
+def test_paper1_infinite_schedules_draw_branches_dashed_and_one_panel_for_the_shared_validation_set() -> None:
+    fig = infinite_schedules.make(PAPER1)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "validation loss: s1 = s2 = s3 (one set)" in titles  # three splits, one validation set: one panel
+    ax = next(a for a in fig.axes if a.get_title().startswith("validation loss"))
+    styles = {line.get_linestyle() for line in ax.get_lines()}
+    assert {"-", "--"} <= styles  # main paths solid, anneal branches dashed
+    releases = next(a for a in fig.axes if a.get_title().startswith("released models"))
+    assert len(_lines(releases)) == 3  # repeated cosine and the two infinite schedules, three releases each
+    assert all(len(line.get_xdata()) == 3 for line in _lines(releases).values())
+
+
+def test_regime_gap_draws_one_point_per_budget_with_seed_bars() -> None:
+    from cpt_experiments.figures import regime_gap
+
+    pts = regime_gap.frame(PAPER1)
+    avg = pts[pts["kind"] == "avg"]
+    assert len(avg) == 2 and set(avg["n"]) == {2}  # two budgets of the smoke model, seeds 0 and 1
+    assert avg["tokens_per_param"].is_monotonic_increasing
+    fig = regime_gap.make(PAPER1)
+    assert len(_seed_bars(fig.axes[2])) == 2
