@@ -298,11 +298,13 @@ def benchmark_dir(data_dir: Path) -> Path:
 
 @pytest.fixture(autouse=True, scope="session")
 def _limit_threads() -> None:
-    # CI has 2 cores; more threads than cores only adds contention.
+    # CI has 2 cores; more threads than cores only adds contention, and under pytest-xdist each of the
+    # two worker processes gets one.
     try:
         import torch
 
-        torch.set_num_threads(min(2, os.cpu_count() or 1))
+        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // workers))
     except ImportError:
         pass
 

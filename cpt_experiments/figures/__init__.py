@@ -19,6 +19,7 @@ FIGURES = (
     "path_switching_families",
     "benchmarks",
     "regime_gap",
+    "shift_continuum",
 )
 
 
@@ -27,6 +28,7 @@ PAPER2_FIGURES = ("path_switching", "path_switching_families")
 #: Paper 1's figures (re-warming, replay, the union baseline, infinite schedules, benchmarks).
 PAPER1_FIGURES = (
     "loss_curves", "replay_sweep", "rewarm_sweep", "union_baseline", "infinite_schedules", "benchmarks", "regime_gap",
+    "shift_continuum",
 )  # fmt: skip
 
 

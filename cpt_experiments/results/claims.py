@@ -201,3 +201,42 @@ def regime(fin: pd.DataFrame, experiment: str = "paper1_regime") -> pd.DataFrame
     if not rows:
         raise DataError(f"runs: no finished continual and union stages of {experiment} (the regime axis)")
     return pd.DataFrame(rows).sort_values(["shift", "kind", "tokens_per_param"]).reset_index(drop=True)
+
+
+#: German share of the new data of each shift-continuum point (conf/shift/{weak,mix25,mix50,mix75,strong}.yaml).
+GERMAN_SHARE = {"weak": 0.0, "mix25": 0.25, "mix50": 0.5, "mix75": 0.75, "strong": 1.0}
+
+
+def _mix(vals: pd.Series, stage: str, german: float) -> float:
+    """A stage's bpb on the new data of a continuum point: web English and German weighted by the German share."""
+    return (1 - german) * vals[(stage, "en_new")] + german * vals[(stage, "de_new")]
+
+
+def shift_continuum(fin: pd.DataFrame, experiment: str = "paper1_shift_continuum") -> pd.DataFrame:
+    """Forgetting and adaptation (bits per byte) against a measured shift score, per continuum point.
+
+    Per seed: shift score = the pre-trained model's bpb on the new data, the German share g weighting
+    the web-English and German domains ((1 − g)·bpb(en_new) + g·bpb(de_new), a token-share approximation);
+    forgetting = bpb(en_old) after − before; adaptation = the score minus the same mix of the continual
+    model's bpb. Columns: variant, german_share, shift_score, forgetting, adaptation (each with ``_std``), n."""
+    part = fin[(fin["experiment"] == experiment) & fin["domain"].isin(["en_old", "en_new", "de_new"])]
+    if part.empty:
+        raise DataError(f"runs: no finished stages of {experiment} (the shift continuum)")
+    rows = []
+    for (variant, seed), run in part.groupby(["variant", "seed"], sort=True):
+        g = GERMAN_SHARE.get(str(variant))
+        vals = run.set_index(["stage", "domain"])["bpb"]
+        need = [(s, d) for s in ("pretrain", "continual") for d in ("en_old", "en_new", "de_new")]
+        if g is None or not all(k in vals.index for k in need):
+            continue
+        before, after = (_mix(vals, stage, g) for stage in ("pretrain", "continual"))
+        rows.append({"variant": variant, "seed": seed, "german_share": g, "shift_score": before,
+                     "forgetting": vals[("continual", "en_old")] - vals[("pretrain", "en_old")],
+                     "adaptation": before - after})  # fmt: skip
+    if not rows:
+        raise DataError(f"curves: no {experiment} run has bits per byte on en_old, en_new and de_new before and after")
+    per_seed = pd.DataFrame(rows)
+    grp = per_seed.groupby(["variant", "german_share"], sort=False)
+    cols = ["shift_score", "forgetting", "adaptation"]
+    out = grp[cols].mean().join(grp[cols].std(ddof=1).add_suffix("_std")).assign(n=grp["seed"].nunique())
+    return out.reset_index().sort_values("german_share").reset_index(drop=True)

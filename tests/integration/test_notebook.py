@@ -77,9 +77,11 @@ def test_paper2_notebook_executes_against_fixture(monkeypatch: pytest.MonkeyPatc
 
 def test_paper1_notebook_executes_against_fixture(monkeypatch: pytest.MonkeyPatch) -> None:
     text, outputs = _execute(PAPER1_NOTEBOOK, PAPER1_FIXTURE, monkeypatch)
-    assert _images(outputs) == 7 and "skipped" not in text  # every paper-1 figure
+    assert _images(outputs) == 8 and "skipped" not in text  # every paper-1 figure
     # The claims table: the re-warm vs constant comparison beside the paper's −0.05 (SlimPajama), two seeds.
     assert "weak: re-warm 1× − constant, new" in text and "-0.05" in text and " ± " in text
     assert "strong: CPT 25% replay − union, avg" in text and "stage_tokens" in text
     assert "split 3: infinite (cosine) release − repeated cosine" in text  # claim 9, one seed of the infinite runs
     assert "cpt_blimp" in text and "neox_d32" in text  # benchmark table; regime axis (two smoke budgets)
+    assert "same-rewarm-0.006" in text and "warmup0.02" in text  # the re-warm spike tables
+    assert "mix50" in text  # the shift continuum

@@ -39,3 +39,14 @@ def test_compute_ratio_is_the_stage_tokens_against_the_union(paper1_finals) -> N
     c = claims.compute(paper1_finals).set_index(["shift", "quantity"])
     assert c.loc[("strong", "stage_tokens"), "paper"] == 0.4
     assert c.loc[("strong", "stage_tokens"), "ratio"] == pytest.approx(32768 / 98304)
+
+
+def test_shift_continuum_orders_points_by_the_measured_shift(paper1_finals) -> None:
+    pts = claims.shift_continuum(paper1_finals)
+    assert list(pts["variant"]) == ["weak", "mix50", "strong"] and set(pts["n"]) == {1}
+    # German was never trained on: the more German in the new data, the larger the pre-trained model's bpb there.
+    assert pts["shift_score"].is_monotonic_increasing
+    strong = paper1_finals[(paper1_finals["experiment"] == "paper1_shift_continuum")]
+    strong = strong[strong["variant"] == "strong"].set_index(["stage", "domain"])["bpb"]
+    forgetting = strong[("continual", "en_old")] - strong[("pretrain", "en_old")]
+    assert pts.set_index("variant").loc["strong", "forgetting"] == pytest.approx(forgetting)

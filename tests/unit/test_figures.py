@@ -35,7 +35,7 @@ FIXTURE = Path(__file__).parents[1] / "fixtures" / "results"
 PAPER2 = Path(__file__).parents[1] / "fixtures" / "paper2"
 #: Paper 1: real smoke-scale runs of the paper-1 presets (tests/fixtures/paper1/generate.sh).
 PAPER1 = Path(__file__).parents[1] / "fixtures" / "paper1"
-SOURCE = {"path_switching": PAPER2, "path_switching_families": PAPER2, "regime_gap": PAPER1}
+SOURCE = {"path_switching": PAPER2, "path_switching_families": PAPER2, "regime_gap": PAPER1, "shift_continuum": PAPER1}
 WEB = "weak shift, corpora en_new=B_en_web_mix"
 
 
@@ -112,6 +112,7 @@ def test_figures_import_no_torch() -> None:
         ("rewarm_sweep", ("continual",), (), r"rewarm_sweep: no replay-free continual stages"),
         ("replay_sweep", ("continual",), (), r"replay_sweep: no continual stages"),
         ("regime_gap", ("union",), (), r"regime_gap: runs: no finished continual and union stages of paper1_regime"),
+        ("shift_continuum", ("continual",), (), r"shift_continuum: curves: no paper1_shift_continuum run has bits"),
     ],
 )  # fmt: skip
 def test_missing_data_raises_named_error(tmp_path: Path, name, drop_roles, drop_tables, match) -> None:
