@@ -6,14 +6,14 @@ with ``results.groups``: each stage once (by ``stage_hash``), seeds pooled only 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pandas as pd
 
 from cpt_experiments.errors import DataError
 from cpt_experiments.figures import MissingFigureData
-from cpt_experiments.results import groups, metrics, store
+from cpt_experiments.results import comparisons, groups, metrics, store
 
 
 def load(results_dir: Path, table: str, figure: str) -> pd.DataFrame:
@@ -64,6 +64,16 @@ def stage_table(results_dir: Path, figure: str, metric: str = "loss") -> pd.Data
     runs, curves = load(results_dir, "runs", figure), load(results_dir, "curves", figure)
     try:
         return metrics.stage_table(metrics.loss_matrix(curves, runs, metric=metric), runs)
+    except DataError as exc:
+        raise MissingFigureData(f"{figure}: {exc}") from None
+
+
+def from_finals(results_dir: Path, figure: str, compute: Callable[[pd.DataFrame], pd.DataFrame]) -> pd.DataFrame:
+    """``compute`` applied to ``comparisons.finals`` of the tables in ``results_dir``; its DataError (runs
+    that are not there) becomes MissingFigureData for ``figure``."""
+    runs, curves = load(results_dir, "runs", figure), load(results_dir, "curves", figure)
+    try:
+        return compute(comparisons.finals(curves, runs))
     except DataError as exc:
         raise MissingFigureData(f"{figure}: {exc}") from None
 

@@ -12,9 +12,8 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from cpt_experiments.errors import DataError
-from cpt_experiments.figures import MissingFigureData, data, style
-from cpt_experiments.results import claims, comparisons
+from cpt_experiments.figures import data, style
+from cpt_experiments.results import claims
 
 NAME = "regime_gap"
 KINDS = (("old", "old domain"), ("new", "new domain"), ("avg", "AVG"))
@@ -22,11 +21,7 @@ KINDS = (("old", "old domain"), ("new", "new domain"), ("avg", "AVG"))
 
 def frame(results_dir: Path) -> pd.DataFrame:
     """``claims.regime`` over the tables in ``results_dir``: one row per (point, kind) with the gap in nats."""
-    runs, curves = data.load(results_dir, "runs", NAME), data.load(results_dir, "curves", NAME)
-    try:
-        return claims.regime(comparisons.finals(curves, runs))
-    except DataError as exc:
-        raise MissingFigureData(f"{NAME}: {exc}") from None
+    return data.from_finals(results_dir, NAME, claims.regime)
 
 
 @style.styled

@@ -12,20 +12,15 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from cpt_experiments.errors import DataError
-from cpt_experiments.figures import MissingFigureData, data, style
-from cpt_experiments.results import claims, comparisons
+from cpt_experiments.figures import data, style
+from cpt_experiments.results import claims
 
 NAME = "shift_continuum"
 
 
 def frame(results_dir: Path) -> pd.DataFrame:
     """``claims.shift_continuum`` over the tables in ``results_dir``: one row per German share."""
-    runs, curves = data.load(results_dir, "runs", NAME), data.load(results_dir, "curves", NAME)
-    try:
-        return claims.shift_continuum(comparisons.finals(curves, runs))
-    except DataError as exc:
-        raise MissingFigureData(f"{NAME}: {exc}") from None
+    return data.from_finals(results_dir, NAME, claims.shift_continuum)
 
 
 @style.styled
