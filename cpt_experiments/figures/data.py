@@ -40,9 +40,7 @@ SCORE_METRICS = ("acc_norm", "acc", "exact_match", "f1", "mc2")
 def benchmark_scores(evals: pd.DataFrame) -> pd.DataFrame:
     """One score row per (run, stage, task): the first of ``SCORE_METRICS`` the task reports."""
     rank = {m: i for i, m in enumerate(SCORE_METRICS)}
-    # Members of a task family (BLiMP's paradigms and fields, the German pair files) are drawn through
-    # their group row only; counting them too would weigh one benchmark ~80 times in an average.
-    evals = evals[~evals["task"].str.match(r"^(cpt_blimp|cpt_multiblimp_de)_")]
+    evals = evals[~evals["task"].str.match(comparisons.FAMILY_MEMBER)]
     scored = evals[evals["metric"].isin(SCORE_METRICS)].assign(_rank=lambda d: d["metric"].map(rank))
     best = scored.groupby("task")["_rank"].transform("min")
     return scored[scored["_rank"] == best].drop(columns="_rank")
@@ -187,8 +185,7 @@ def stage_curves(curves: pd.DataFrame, runs: pd.DataFrame, prefer: pd.DataFrame 
 
 def stage_key(rows: pd.DataFrame) -> pd.Series:
     """The content key of stage rows: ``stage_hash``, else ``run_id/stage`` (matches ``stage_curves``)."""
-    fallback = rows["run_id"].astype(str) + "/" + rows["stage"].astype(str)
-    return rows["stage_hash"].astype("object").where(rows["stage_hash"].notna(), fallback)
+    return groups.content_key(rows)
 
 
 def cell_curves(curves: pd.DataFrame, runs: pd.DataFrame, members: pd.DataFrame) -> pd.DataFrame:

@@ -46,12 +46,13 @@ def finals(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
             if m == "loss":
                 raise
     vals = pd.concat(values, axis=1).dropna(how="all").reset_index()
-    hashes = runs.set_index(["run_id", "stage"])["stage_hash"]
-    vals["key"] = [_key(hashes.get((r, s)), r, s) for r, s in zip(vals["run_id"], vals["stage"])]
+    vals["key"] = groups.content_key(
+        vals.merge(runs[["run_id", "stage", "stage_hash"]], on=["run_id", "stage"], how="left")
+    )
     by_key = vals.drop(columns=["run_id", "stage"]).drop_duplicates(["key", "domain"], keep="first")
     info = groups.annotate(runs)
     info = info[info["status"].isin(["done", "reused"])].copy()
-    info["key"] = [_key(h, r, s) for h, r, s in zip(info["stage_hash"], info["run_id"], info["stage"])]
+    info["key"] = groups.content_key(info)
     info["variant"] = info["variant"].fillna("")
     cols = [*MODEL, "run_id", "role", "shift", "replay_ratio", "seed", "stage_hash", "cell", "key",
             "old_domain", "new_domain", "model", "params", *(c for c in COST if c in info.columns)]  # fmt: skip
@@ -78,10 +79,6 @@ def _avg_rows(out: pd.DataFrame) -> pd.DataFrame:
     first = both.drop_duplicates([*MODEL, "key"]).set_index([*MODEL, "key"])
     means = both.groupby([*MODEL, "key"])[[m for m in METRICS if m in both.columns]].mean()
     return first.drop(columns=list(means.columns)).join(means).reset_index().assign(domain="AVG", kind="avg")
-
-
-def _key(stage_hash: object, run_id: str, stage: str) -> str:
-    return stage_hash if isinstance(stage_hash, str) and stage_hash else f"{run_id}/{stage}"
 
 
 def pick(fin: pd.DataFrame, selector: Selector) -> pd.DataFrame:
@@ -171,6 +168,9 @@ def cost(fin: pd.DataFrame, a: Selector, b: Selector) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: Task names of the members of a task family (BLiMP's paradigms and fields, the German pair files): their
+#: scores are drawn through the family's group row, so counting them too would weigh one benchmark ~80 times.
+FAMILY_MEMBER = r"^(cpt_blimp|cpt_multiblimp_de)_"
 #: Benchmark rows read per task: accuracy for the minimal pairs and multiple choice, bits per byte for held-out text.
 EVAL_METRICS = ("acc", "acc_norm", "bits_per_byte")
 
@@ -187,7 +187,7 @@ def evals_table(evals: pd.DataFrame, runs: pd.DataFrame, tasks: tuple[str, ...] 
     if tasks is not None:
         rows = rows[rows["task"].isin(tasks)]
     else:
-        rows = rows[~rows["task"].str.match(r"^(cpt_blimp|cpt_multiblimp_de)_")]
+        rows = rows[~rows["task"].str.match(FAMILY_MEMBER)]
     if rows.empty:
         raise DataError("evals: no benchmark rows of stages in runs.csv")
     rows = rows.sort_values(["experiment", "run_id"], kind="mergesort")

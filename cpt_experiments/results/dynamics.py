@@ -16,14 +16,7 @@ from __future__ import annotations
 import pandas as pd
 
 from cpt_experiments.errors import DataError
-
-
-def _last_by_hash(curves: pd.DataFrame, runs: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Last validation value of every recorded stage, by (stage_hash, domain)."""
-    val = curves[(curves["metric"] == metric) & (curves["split"] != "train")]
-    last = val[val["step"] == val.groupby(["run_id", "stage"])["step"].transform("max")]
-    last = last.merge(runs[["run_id", "stage", "stage_hash"]], on=["run_id", "stage"])
-    return last.drop_duplicates(["stage_hash", "split"]).set_index(["stage_hash", "split"])["value"]
+from cpt_experiments.results import metrics
 
 
 def rises(
@@ -35,16 +28,16 @@ def rises(
     """
     rows = runs[(runs["experiment"] == experiment) & (runs["stage"] == stage) & runs["status"].isin(["done", "reused"])]
     parents = runs.set_index(["run_id", "stage"])["stage_hash"]
-    last = _last_by_hash(curves, runs, metric)
+    last = metrics.losses_by_hash(metrics.loss_matrix(curves, runs, metric=metric), runs)
     val = curves[(curves["metric"] == metric) & (curves["split"] != "train")]
     val = val.merge(runs[["run_id", "stage", "stage_hash"]], on=["run_id", "stage"])
     out = []
     for r in rows.drop_duplicates("stage_hash").itertuples():
         domain = r.old_domain
         parent_hash = parents.get((r.run_id, r.parent_stage))
-        if parent_hash is None or (parent_hash, domain) not in last.index:
+        base = last.get(parent_hash, pd.Series(dtype="float64")).get(domain, float("nan"))
+        if pd.isna(base):
             continue
-        base = float(last[(parent_hash, domain)])
         own = val[(val["stage_hash"] == r.stage_hash) & (val["split"] == domain)].drop_duplicates("step")
         if own.empty:
             continue

@@ -148,6 +148,12 @@ def dedupe(rows: pd.DataFrame, *, by: Sequence[str] = ()) -> pd.DataFrame:
     return pd.concat([unique, rows[~has]]).sort_index()
 
 
+def content_key(rows: pd.DataFrame) -> pd.Series:
+    """The content key of stage rows: ``stage_hash``, else ``run_id/stage`` (a row without a hash is its own stage)."""
+    fallback = rows["run_id"].astype(str) + "/" + rows["stage"].astype(str)
+    return rows["stage_hash"].astype("object").where(rows["stage_hash"].notna(), fallback)
+
+
 def _check_seeds(rows: pd.DataFrame, by: Sequence[str]) -> None:
     seed = rows["seed"].astype("object").where(rows["seed"].notna(), "?")
     stage = rows["stage_hash"].astype("object").where(rows["stage_hash"].notna(), rows["run_id"] + "/" + rows["stage"])

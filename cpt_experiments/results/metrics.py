@@ -58,7 +58,7 @@ def stage_table(matrix: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """
     info = groups.annotate(runs).set_index(["run_id", "stage"])
     rows = []
-    by_hash = _losses_by_hash(matrix, runs)
+    by_hash = losses_by_hash(matrix, runs)
     for (rid, stage), losses in matrix.iterrows():
         if (rid, stage) not in info.index:
             continue
@@ -209,7 +209,9 @@ def _root_stage(info: pd.DataFrame, rid: str, stage: str) -> str:
         stage = parent
 
 
-def _losses_by_hash(matrix: pd.DataFrame, runs: pd.DataFrame) -> dict[str, pd.Series]:
+def losses_by_hash(matrix: pd.DataFrame, runs: pd.DataFrame) -> dict[str, pd.Series]:
+    """The rows of ``matrix`` keyed by stage content (``stage_hash``): a stage reused by a run that recorded
+    no curves reads the values of the run that did."""
     hashes = runs.dropna(subset=["stage_hash"]).set_index(["run_id", "stage"])["stage_hash"]
     return {hashes[k]: row for k, row in matrix.iterrows() if k in hashes.index}
 
