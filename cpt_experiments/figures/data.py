@@ -161,6 +161,13 @@ def parents(stages: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return runs.merge(links.drop_duplicates(), on=["run_id", "stage"])
 
 
+def run_unions(stages: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """The union stages of ``table`` recorded in the runs of ``stages`` whose chain read the same corpora as one
+    of ``stages`` (the baseline each continual stage is drawn against: same data, same total tokens)."""
+    union = table[(table["role"] == "union") & table["run_id"].isin(set(stages["run_id"]))]
+    return union[union["chain_corpora"].fillna("").isin(set(stages["chain_corpora"].fillna("")))]
+
+
 def stage_curves(curves: pd.DataFrame, runs: pd.DataFrame, prefer: pd.DataFrame | None = None) -> pd.DataFrame:
     """``curves`` keyed by stage content: a ``key`` column (stage_hash, else run_id/stage), one copy per series.
 

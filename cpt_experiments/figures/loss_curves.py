@@ -107,9 +107,7 @@ def _select(results_dir: Path, shift: str, selection: groups.Selection):
     cont = no_replay if not no_replay.empty else cont
     # The parents too, so the jump at the stage boundary (re-warming, the shift) is visible, and the union
     # baseline of the same runs (same data, same total tokens) as the curve to reach.
-    union = runs[(runs["role"] == "union") & runs["run_id"].isin(set(cont["run_id"]))]
-    union = union[union["chain_corpora"].fillna("").isin(set(cont["chain_corpora"].fillna("")))]
-    members = groups.dedupe(pd.concat([data.parents(cont, runs), cont, union], ignore_index=True))
+    members = groups.dedupe(pd.concat([data.parents(cont, runs), cont, data.run_unions(cont, runs)], ignore_index=True))
     return cont, members, runs, curves
 
 

@@ -65,7 +65,7 @@ def _union_points(table: pd.DataFrame, cont: pd.DataFrame) -> pd.DataFrame:
     """The union stages of the runs of ``cont``: forgetting = U_old − pre_old, adaptation = pre_new − U_new
     against the pre-trained model of the same run, mean ± std over seeds (series "union")."""
     pre = cont[["run_id", "pre_old_loss", "pre_new_loss"]].drop_duplicates("run_id")
-    union = table[table["role"] == "union"].merge(pre, on="run_id", suffixes=("_own", ""))
+    union = data.run_unions(cont, table).merge(pre, on="run_id", suffixes=("_own", ""))
     if union.empty:
         return union
     union = union.assign(forgetting=union["old_loss"] - union["pre_old_loss"],
