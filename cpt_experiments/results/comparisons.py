@@ -94,15 +94,6 @@ def pick(fin: pd.DataFrame, selector: Selector) -> pd.DataFrame:
     return part
 
 
-def _check(part: pd.DataFrame, what: str) -> None:
-    """One cell per model, one stage per seed and domain (else a silent average of different things)."""
-    if part["cell"].nunique() > 1:
-        raise DataError(f"runs: {what} mixes {part['cell'].nunique()} configurations; select one")
-    dup = part.duplicated(["seed", "domain"])
-    if dup.any():
-        raise DataError(f"runs: {what} has two stages with seed {part.loc[dup, 'seed'].iloc[0]}")
-
-
 def table(fin: pd.DataFrame, by: tuple[str, ...] = tuple(MODEL)) -> pd.DataFrame:
     """Mean, std (ddof=1; NaN for one seed) and n of loss and bpb per model (``by``) and domain.
 
@@ -110,16 +101,14 @@ def table(fin: pd.DataFrame, by: tuple[str, ...] = tuple(MODEL)) -> pd.DataFrame
     """
     rows = []
     for key, part in fin.groupby([*by, "domain"], sort=True, dropna=False):
-        _check(part, "/".join(str(k) for k in key[:-1]))
+        groups.check_one_cell(part, "/".join(str(k) for k in key[:-1]), per=("seed", "domain"))
         first = part.iloc[0]
         row = dict(zip([*by, "domain"], key))
         row.update({c: first[c] for c in ("kind", "role", "shift", "replay_ratio") if c in part.columns})
         for m in METRICS:
             if m in part.columns:
-                row[m] = part[m].mean()
-                row[f"{m}_std"] = part[m].std(ddof=1) if part[m].notna().sum() > 1 else float("nan")
-        row["n"] = part["seed"].nunique()
-        row["seeds"] = ",".join(str(s) for s in sorted(part["seed"].unique()))
+                row[m], row[f"{m}_std"] = groups.spread(part[m])
+        row["n"], row["seeds"] = part["seed"].nunique(), groups.seed_list(part["seed"])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -131,8 +120,8 @@ def paired(fin: pd.DataFrame, a: Selector, b: Selector) -> pd.DataFrame:
     common seed. Columns: domain, kind (A's), diff_loss, diff_loss_std, diff_bpb, diff_bpb_std, n, seeds.
     """
     pa, pb = pick(fin, a), pick(fin, b)
-    _check(pa, str(dict(a)))
-    _check(pb, str(dict(b)))
+    groups.check_one_cell(pa, str(dict(a)), per=("seed", "domain"))
+    groups.check_one_cell(pb, str(dict(b)), per=("seed", "domain"))
     both = pa.merge(pb, on=["seed", "domain"], suffixes=("", "_b"))
     if both.empty:
         raise DataError(f"runs: {dict(a)} and {dict(b)} share no (seed, domain)")
@@ -141,13 +130,8 @@ def paired(fin: pd.DataFrame, a: Selector, b: Selector) -> pd.DataFrame:
         row = {"domain": dom, "kind": part["kind"].iloc[0]}
         for m in METRICS:
             if m in part.columns:
-                d = part[m] - part[f"{m}_b"]
-                row[f"diff_{m}"], row[f"diff_{m}_std"] = (
-                    d.mean(),
-                    d.std(ddof=1) if d.notna().sum() > 1 else float("nan"),
-                )
-        row["n"] = part["seed"].nunique()
-        row["seeds"] = ",".join(str(s) for s in sorted(part["seed"].unique()))
+                row[f"diff_{m}"], row[f"diff_{m}_std"] = groups.spread(part[m] - part[f"{m}_b"])
+        row["n"], row["seeds"] = part["seed"].nunique(), groups.seed_list(part["seed"])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -195,5 +179,5 @@ def evals_table(evals: pd.DataFrame, runs: pd.DataFrame, tasks: tuple[str, ...] 
     g = rows.groupby([*MODEL, "task", "metric"], sort=True)
     out = g["value"].agg(value="mean", value_std=lambda v: v.std(ddof=1) if len(v) > 1 else float("nan"))
     out["n"] = g["seed"].nunique()
-    out["seeds"] = g["seed"].agg(lambda s: ",".join(str(x) for x in sorted(s.unique())))
+    out["seeds"] = g["seed"].agg(groups.seed_list)
     return out.reset_index()

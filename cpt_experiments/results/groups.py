@@ -168,6 +168,27 @@ def _check_seeds(rows: pd.DataFrame, by: Sequence[str]) -> None:
         )
 
 
+def spread(values: pd.Series) -> tuple[float, float]:
+    """Mean and seed spread (std, ddof=1) of per-seed values; the std is NaN for fewer than two values."""
+    return float(values.mean()), float(values.std(ddof=1)) if values.notna().sum() > 1 else float("nan")
+
+
+def seed_list(seeds: pd.Series) -> str:
+    """The distinct seeds as "0,1,2" (the ``seeds`` column of every seed-pooled table)."""
+    return ",".join(str(s) for s in sorted(seeds.dropna().unique()))
+
+
+def check_one_cell(part: pd.DataFrame, what: str, *, per: Sequence[str] = ("seed",)) -> None:
+    """DataError unless ``part`` is one cell with one stage per ``per`` (pooling it is then a seed average,
+    not an average of different configurations)."""
+    if part["cell"].nunique() > 1:
+        raise DataError(f"runs: {what} mixes {part['cell'].nunique()} configurations; give them distinct variants "
+                        "or select one")  # fmt: skip
+    dup = part.duplicated(list(per))
+    if dup.any():
+        raise DataError(f"runs: {what} has two stages with seed {part.loc[dup, 'seed'].iloc[0]}")
+
+
 def aggregate(rows: pd.DataFrame, values: Sequence[str], *, by: Sequence[str] = ()) -> pd.DataFrame:
     """Mean, std and number of seeds of ``values`` per cell (and ``by`` columns).
 

@@ -75,18 +75,11 @@ def table(rel: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     for (exp, variant, version), part in rel.groupby([*STRATEGY, "version"], sort=True):
-        if part["cell"].nunique() > 1:
-            raise DataError(
-                f"runs: {exp}/{variant} version {version} mixes {part['cell'].nunique()} configurations; "
-                "give them distinct variants or select one"
-            )
-        if part["seed"].duplicated().any():
-            seed = part.loc[part["seed"].duplicated(), "seed"].iloc[0]
-            raise DataError(f"runs: {exp}/{variant} version {version} has two stages with seed {seed}")
+        groups.check_one_cell(part, f"{exp}/{variant} version {version}")
         row = {"experiment": exp, "variant": variant, "version": version, "n": part["seed"].nunique()}
         for m in METRICS:
-            row[m], row[f"{m}_std"] = part[m].mean(), part[m].std(ddof=1) if len(part) > 1 else float("nan")
-        row["seeds"] = ",".join(str(s) for s in sorted(part["seed"].unique()))
+            row[m], row[f"{m}_std"] = groups.spread(part[m])
+        row["seeds"] = groups.seed_list(part["seed"])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -103,10 +96,13 @@ def paired(
     both = a.merge(b, on=["version", "seed"], suffixes=("", "_base"))
     if both.empty:
         raise DataError(f"runs: {'/'.join(strategy)} and {'/'.join(baseline)} share no (version, seed)")
-    both["d"] = both[metric] - both[f"{metric}_base"]
-    out = both.groupby("version")["d"].agg(diff="mean", diff_std=lambda d: d.std(ddof=1), n="count")
-    out["seeds"] = both.groupby("version")["seed"].agg(lambda s: ",".join(str(x) for x in sorted(s)))
-    return out.reset_index()
+    rows = []
+    for version, part in both.groupby("version", sort=True):
+        d = part[metric] - part[f"{metric}_base"]
+        diff, diff_std = groups.spread(d)
+        rows.append({"version": version, "diff": diff, "diff_std": diff_std, "n": int(d.notna().sum()),
+                     "seeds": groups.seed_list(part["seed"])})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def _one(rel: pd.DataFrame, strategy: Sequence[str]) -> pd.DataFrame:
