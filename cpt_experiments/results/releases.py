@@ -36,11 +36,14 @@ def released(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """One row per released stage and seed: experiment, variant, seed, version, stage, stage_hash, cell, loss, bpb.
 
     ``loss``/``bpb`` = the ``curves`` value at the stage's last validation step on split ``VERSION_ROLE``.
-    Stages that did not finish (status other than done/reused)
-    are left out. Raises DataError when no released stage has a validation value.
+    Stages that did not finish (status other than done/reused) are left out, and so are the branches of
+    experiments without versions (paper 1's infinite-schedule anneals share the role ``branch`` but release no
+    version). Raises DataError when no released stage has a validation value.
     """
     info = groups.annotate(runs)
     info = info[info["role"].isin(RELEASED_ROLES) & info["status"].isin(["done", "reused"])].copy()
+    versioned = set(info.loc[info["version"].notna(), "experiment"])
+    info = info[(info["role"] != "branch") | info["experiment"].isin(versioned)]
     if info.empty:
         raise DataError(f"runs: no finished stage with a role in {list(RELEASED_ROLES)} (paper 2)")
     if info["version"].isna().any():

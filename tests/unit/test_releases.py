@@ -95,6 +95,11 @@ def test_bad_inputs_are_one_line_errors():
         releases.released(curves, runs[runs["role"] == "main"])
     with pytest.raises(DataError, match="no 'version'"):
         releases.released(curves, runs.assign(version=lambda d: d["version"].where(d["role"] != "ptfs")))
+    # Branches of an experiment without versions (paper 1's infinite-schedule anneals) are not paper-2 releases.
+    paper1 = runs[runs["role"] == "branch"].assign(experiment="paper1_infinite_splits", version=float("nan"))
+    assert set(releases.released(curves, pd.concat([runs, paper1]))["experiment"]) == set(
+        releases.released(curves, runs)["experiment"]
+    )
     with pytest.raises(DataError, match="no released stages of nope/x"):
         releases.paired(releases.released(curves, runs), ("nope", "x"), ("ptfs", "ptfs-cosine"))
 
