@@ -176,23 +176,16 @@ def stage_curves(curves: pd.DataFrame, runs: pd.DataFrame, prefer: pd.DataFrame 
     of one recording are kept: the first of ``prefer``'s (run_id, stage) rows that has them,
     else the first by sort order, so a series is never the mix of two recordings.
     """
-    hashes = runs.set_index(["run_id", "stage"])["stage_hash"]
     inst = curves[["run_id", "stage"]].drop_duplicates().sort_values(["run_id", "stage"])
     first = set() if prefer is None else set(zip(prefer["run_id"], prefer["stage"]))
     inst = inst.assign(_rank=[0 if k in first else 1 for k in zip(inst["run_id"], inst["stage"])])
     inst = inst.sort_values("_rank", kind="mergesort").assign(_order=range(len(inst)))
-    h = [hashes.get(k) for k in zip(inst["run_id"], inst["stage"])]
-    inst = inst.assign(
-        key=[x if isinstance(x, str) else f"{r}/{s}" for x, r, s in zip(h, inst["run_id"], inst["stage"])]
-    )
+    hashes = runs[["run_id", "stage", "stage_hash"]].drop_duplicates(["run_id", "stage"])
+    inst = inst.merge(hashes, on=["run_id", "stage"], how="left")
+    inst = inst.assign(key=groups.content_key(inst)).drop(columns="stage_hash")
     keyed = curves.merge(inst, on=["run_id", "stage"])
     best = keyed.groupby(["key", "split", "metric"])["_order"].transform("min")
     return keyed[keyed["_order"] == best].drop(columns=["_rank", "_order"])
-
-
-def stage_key(rows: pd.DataFrame) -> pd.Series:
-    """The content key of stage rows: ``stage_hash``, else ``run_id/stage`` (matches ``stage_curves``)."""
-    return groups.content_key(rows)
 
 
 def cell_curves(curves: pd.DataFrame, runs: pd.DataFrame, members: pd.DataFrame) -> pd.DataFrame:
@@ -203,7 +196,7 @@ def cell_curves(curves: pd.DataFrame, runs: pd.DataFrame, members: pd.DataFrame)
     """
     members = groups.dedupe(members)
     keyed = stage_curves(curves, runs, prefer=members)
-    parts = members.assign(key=stage_key(members))[["key", "cell", "seed"]]
+    parts = members.assign(key=groups.content_key(members))[["key", "cell", "seed"]]
     joined = keyed.merge(parts, on="key")
     g = joined.groupby(["cell", "split", "metric", "tokens"], sort=True)["value"]
     return pd.concat([g.mean(), g.std(ddof=1).rename("std"), g.count().rename("n")], axis=1).reset_index()

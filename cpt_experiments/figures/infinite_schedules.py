@@ -57,7 +57,7 @@ def _select(results_dir: Path, selection: groups.Selection):
                  "infinite schedules)", NAME)  # fmt: skip
     have = set(data.stage_curves(curves, runs)["key"])
     data.require(
-        sel[data.stage_key(sel).isin(have)], f"validation loss curves for runs {sorted(set(sel['run_id']))}", NAME
+        sel[groups.content_key(sel).isin(have)], f"validation loss curves for runs {sorted(set(sel['run_id']))}", NAME
     )
     return sel, runs, curves
 

@@ -101,7 +101,7 @@ def _select(results_dir: Path, shift: str, selection: groups.Selection):
     cont = groups.select(runs, selection, roles=["continual"])
     cont = data.require(cont[cont["shift"] == shift], f"continual runs with shift {shift!r}", NAME)
     have = set(data.stage_curves(curves, runs)["key"])
-    cont = data.require(cont[data.stage_key(cont).isin(have)],
+    cont = data.require(cont[groups.content_key(cont).isin(have)],
                         f"curves rows for the continual stages with shift {shift!r}", NAME)  # fmt: skip
     no_replay = cont[cont["replay_ratio"].fillna(0.0) == 0.0]
     cont = no_replay if not no_replay.empty else cont

@@ -156,8 +156,7 @@ def content_key(rows: pd.DataFrame) -> pd.Series:
 
 def _check_seeds(rows: pd.DataFrame, by: Sequence[str]) -> None:
     seed = rows["seed"].astype("object").where(rows["seed"].notna(), "?")
-    stage = rows["stage_hash"].astype("object").where(rows["stage_hash"].notna(), rows["run_id"] + "/" + rows["stage"])
-    count = stage.groupby([rows["cell"], *[rows[c] for c in by], seed], dropna=False).nunique()
+    count = content_key(rows).groupby([rows["cell"], *[rows[c] for c in by], seed], dropna=False).nunique()
     if (count > 1).any():
         cell, *_rest, s = count[count > 1].index[0]
         bad = rows[(rows["cell"] == cell) & (seed == s)]
