@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cpt_experiments.errors import DataError
 from cpt_experiments.figures import FIGURES, style
+from cpt_experiments.results import store
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     style.use_agg()
     out_dir = args.out or args.results / "figures"
     # Checked before drawing anything: a typo in --results must not end in "skipped 7" and exit 0.
-    if not (args.results / "runs.csv").is_file():
+    if not store.table_path(args.results, "runs").is_file():
         print(f"error: --results {args.results}: no runs.csv there (a results directory holds runs/curves/evals.csv)",
               file=sys.stderr)  # fmt: skip
         return 2

@@ -4,12 +4,19 @@ This module is the only writer of results tables. Column names and dtypes live i
 ``SCHEMAS`` (one place); ``results/README.md`` documents each column. ``append`` validates,
 replaces the rows of a re-collected run, sorts deterministically and writes atomically under
 a file lock, so collecting a run twice gives the same table byte for byte.
+
+A table may be kept gzip-compressed (``<table>.csv.gz``, e.g. a committed ``curves`` table of many
+sweeps): ``table_path`` finds either form, ``load`` reads it and ``append`` writes it back in the
+form it found (a new table starts as plain CSV; ``gzip <table>.csv`` switches it over).
 """
 
 from __future__ import annotations
 
+import gzip
+import io
 import logging
 import os
+import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -135,9 +142,16 @@ TABLES = tuple(SCHEMAS)
 
 
 def table_path(results_dir: str | os.PathLike, table: str) -> Path:
-    """The CSV file of ``table`` under ``results_dir`` (``<results_dir>/<table>.csv``)."""
-    _check_table(table)
-    return Path(results_dir) / f"{table}.csv"
+    """The file of ``table`` under ``results_dir``: ``<table>.csv.gz`` if that exists, else ``<table>.csv``.
+
+    Raises DataError naming both files if a table exists in both forms (which one holds the rows?)."""
+    plain = Path(results_dir) / f"{_check_table(table)}.csv"
+    packed = plain.with_name(plain.name + ".gz")
+    if packed.exists():
+        if plain.exists():
+            raise DataError(f"{plain} and {packed}: table {table!r} exists twice; keep one (gunzip or delete)")
+        return packed
+    return plain
 
 
 def run_id(experiment: str, seed: int, config_hash: str) -> str:
@@ -217,9 +231,11 @@ def append(results_dir: str | os.PathLike, table: str, rows: pd.DataFrame | Iter
     """
     new = validate(table, rows)
     new = new.drop_duplicates(subset=list(ROW_KEYS[table]), keep="last")
-    path = table_path(results_dir, table)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    # One lock per table whatever its form, taken before the form is looked up.
+    with FileLock(str(results_dir / f"{_check_table(table)}.csv.lock")):
+        path = table_path(results_dir, table)
         remove_stale_temps(path.parent, prefix=f".{path.name}.")  # left by a writer killed mid-append
         if path.exists():
             old = load(results_dir, table)
@@ -230,7 +246,7 @@ def append(results_dir: str | os.PathLike, table: str, rows: pd.DataFrame | Iter
             merged = new
         merged = _sorted(table, merged)
         with atomic_path(path) as tmp:
-            _write_csv(merged, tmp)
+            _write_csv(merged, tmp, compressed=path.suffix == ".gz")
     log.info("%s: wrote %d rows (%d new) to %s", table, len(merged), len(new), path)
     return path
 
@@ -239,9 +255,12 @@ def _sorted(table: str, df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values(list(ROW_KEYS[table]), kind="mergesort", na_position="first").reset_index(drop=True)
 
 
-def _write_csv(df: pd.DataFrame, path: Path) -> None:
+def _write_csv(df: pd.DataFrame, path: Path, compressed: bool = False) -> None:
     # repr-exact floats (%.17g would add noise digits); read back with float_precision="round_trip".
-    df.to_csv(path, index=False, lineterminator="\n")
+    if compressed:  # gzip.compress writes no file name and mtime 0: the bytes depend on the rows alone
+        path.write_bytes(gzip.compress(df.to_csv(index=False, lineterminator="\n").encode(), mtime=0))
+    else:
+        df.to_csv(path, index=False, lineterminator="\n")
     # mkstemp creates 0600 files; results are shared tables, so use the ordinary umask mode.
     umask = os.umask(0)
     os.umask(umask)
@@ -249,21 +268,24 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
 
 
 def load(results_dir: str | os.PathLike, table: str) -> pd.DataFrame:
-    """Read ``<results_dir>/<table>.csv`` as a typed frame (schema dtypes, empty cell = missing).
+    """Read ``<results_dir>/<table>.csv`` (or ``.csv.gz``) as a typed frame (schema dtypes, empty cell = missing).
 
-    Raises DataError naming the path if the file is absent or does not match the schema.
+    Raises DataError naming the path if the file is absent, cut mid-write or does not match the schema.
     """
     path = table_path(results_dir, table)
     if not path.is_file():
         raise DataError(f"{path}: results table {table!r} not found (collect a run first)")
     schema = SCHEMAS[table]
-    with open(path, "rb") as fh:  # every write ends with a newline: a file that does not was cut mid-row
-        size = fh.seek(0, os.SEEK_END)
-        if size and fh.seek(size - 1) is not None and fh.read(1) != b"\n":
-            raise DataError(f"{path}: the last row is incomplete (the file was cut mid-write); restore it or recollect")
+    try:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as fh:
+            text = fh.read()  # a cut gzip stream raises here (EOFError), before any row is parsed
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"{path}: unreadable gzip ({exc}); the file was cut or is not gzip — restore it") from None
+    if text and not text.endswith(b"\n"):  # every write ends with a newline: one that does not was cut mid-row
+        raise DataError(f"{path}: the last row is incomplete (the file was cut mid-write); restore it or recollect")
     try:
         raw = pd.read_csv(
-            path,
+            io.BytesIO(text),
             dtype={c: ("string" if t == STR else "object") for c, t in schema.items()},
             keep_default_na=False,
             na_values=[""],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import multiprocessing as mp
 from pathlib import Path
 
@@ -83,7 +84,7 @@ def test_failed_write_leaves_old_table_and_no_partial_file(tmp_path: Path, monke
     path = store.append(tmp_path, "runs", _run_rows())
     before = path.read_bytes()
 
-    def half_write(df: pd.DataFrame, dest: Path) -> None:
+    def half_write(df: pd.DataFrame, dest: Path, compressed: bool = False) -> None:
         dest.write_text(df.to_csv(index=False)[:50])
         raise OSError("disk full")
 
@@ -157,3 +158,37 @@ def test_a_table_cut_mid_row_is_refused(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-7])  # e.g. 65536 read back as 6 if the cut row were accepted
     with pytest.raises(DataError, match=r"runs\.csv: the last row is incomplete"):
         store.load(tmp_path, "runs")
+
+
+def _gzip_table(path: Path) -> Path:
+    packed = path.with_name(path.name + ".gz")
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    path.unlink()
+    return packed
+
+
+def test_a_gzipped_table_is_read_and_stays_gzipped(tmp_path: Path) -> None:
+    packed = _gzip_table(store.append(tmp_path, "curves", _curve_rows("a-s0-1234567", "continual", 1.0)))
+    assert store.append(tmp_path, "curves", _curve_rows("b-s0-1234567", "continual", 2.0)) == packed
+    assert not (tmp_path / "curves.csv").exists() and packed.read_bytes()[:2] == b"\x1f\x8b"  # gzip magic
+    assert set(store.load(tmp_path, "curves")["run_id"]) == {"a-s0-1234567", "b-s0-1234567"}
+    first = packed.read_bytes()
+    store.append(tmp_path, "curves", _curve_rows("b-s0-1234567", "continual", 2.0))  # re-collect: same bytes
+    assert packed.read_bytes() == first
+    plain = tmp_path / "plain"
+    store.append(plain, "curves", _curve_rows("a-s0-1234567", "continual", 1.0))
+    store.append(plain, "curves", _curve_rows("b-s0-1234567", "continual", 2.0))
+    assert gzip.decompress(first) == (plain / "curves.csv").read_bytes()  # the same table, only compressed
+
+
+def test_a_table_in_both_forms_or_a_cut_gzip_is_refused(tmp_path: Path) -> None:
+    packed = _gzip_table(store.append(tmp_path, "runs", _run_rows()))
+    packed.write_bytes(packed.read_bytes()[:-9])
+    with pytest.raises(DataError, match=r"runs\.csv\.gz: unreadable gzip"):
+        store.load(tmp_path, "runs")
+    plain = store.append(tmp_path / "both", "runs", _run_rows())
+    rows = plain.read_bytes()
+    _gzip_table(plain)
+    plain.write_bytes(rows)  # e.g. a colleague's plain copy restored beside the gzip one
+    with pytest.raises(DataError, match=r"runs\.csv and .*runs\.csv\.gz: table 'runs' exists twice"):
+        store.load(tmp_path / "both", "runs")
