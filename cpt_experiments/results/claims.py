@@ -78,6 +78,9 @@ def rows(fin: pd.DataFrame, eta_max: float) -> Iterator[Row]:
     for shift in SHIFTS:
         p = PAPER[shift]
         zero = _stage("paper1_replay", f"{shift}-replay0.0", "continual")
+        # The union does not depend on the replay ratio (one stage hash per shift and seed), so every ratio is
+        # paired with the 0% run's: a ratio run may skip the union (experiment.union=null) once it is trained.
+        union = _stage("paper1_replay", f"{shift}-replay0.0", "union")
         const = _stage("paper1_rewarm", f"{shift}-constant-eta_min", "continual")
         for kind in ("new", "old"):
             yield Row("1 re-warm vs constant η_min", f"{shift}: re-warm 1× − constant, {kind}", zero, const, kind,
@@ -102,8 +105,8 @@ def rows(fin: pd.DataFrame, eta_max: float) -> Iterator[Row]:
                           _stage("paper1_replay", variant, "continual"), zero, "new",
                           p["replay"][ratio][1] - p["replay"][0.0][1])  # fmt: skip
             yield Row("5 replay reaches union", f"{shift}: {ratio:.1%} replay − union, AVG",
-                      _stage("paper1_replay", variant, "continual"), _stage("paper1_replay", variant, "union"),
-                      "avg", _paper_diff(p["replay"][ratio], p["union"], "avg"))  # fmt: skip
+                      _stage("paper1_replay", variant, "continual"), union, "avg",
+                      _paper_diff(p["replay"][ratio], p["union"], "avg"))  # fmt: skip
         final = f"{shift}-replay{p['chosen']}"
         for kind in ("old", "new", "avg"):
             yield Row("6 final comparison", f"{shift}: CPT {p['chosen']:.0%} replay − union, {kind}",

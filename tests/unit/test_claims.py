@@ -50,3 +50,17 @@ def test_shift_continuum_orders_points_by_the_measured_shift(paper1_finals) -> N
     strong = strong[strong["variant"] == "strong"].set_index(["stage", "domain"])["bpb"]
     forgetting = strong[("continual", "en_old")] - strong[("pretrain", "en_old")]
     assert pts.set_index("variant").loc["strong", "forgetting"] == pytest.approx(forgetting)
+
+
+def test_replay_ratio_runs_without_a_union_pair_with_the_shifts_union(paper1_tables, paper1_finals) -> None:
+    # A ratio run may skip its union (experiment.union=null): the union is one stage per shift and seed.
+    ten = (paper1_finals["variant"] == "strong-replay0.1") & (paper1_finals["stage"] == "union")
+    ct = claims.table(paper1_finals[~ten], claims.pretraining_peak(paper1_tables[0])).set_index("comparison")
+    d = comparisons.paired(
+        paper1_finals,
+        {"experiment": "paper1_replay", "variant": "strong-replay0.1", "stage": "continual"},
+        {"experiment": "paper1_replay", "variant": "strong-replay0.0", "stage": "union"},
+    ).set_index("kind")
+    row = ct.loc["strong: 10.0% replay − union, AVG"]
+    assert row["ours"] == pytest.approx(d.loc["avg", "diff_loss"]) and row["n"] == 2
+    assert row["paper"] == pytest.approx(1.80 - 1.75)
