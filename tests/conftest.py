@@ -3,6 +3,10 @@ marked ``real_data`` only), thread limits.
 
 The default suite must be as strong without ``../shared/data`` as with it, so everything that only needs
 *some* English and German text runs on the synthetic folder; only tests about the real files read them.
+To make a silent dependence on the real data impossible (CI has it, a contributor may not), every test
+process points data discovery at its synthetic folder: ``CPT_DATA_DIR`` is set to it at start-up, so a
+config composed without ``paths.data_dir`` (and any subprocess) reads synthetic text, never
+``../shared/data``. Only tests marked ``real_data`` get ``CPT_DATA_DIR`` back, pointing at the real corpora.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import os
 import random
 import shutil
 import string
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +34,12 @@ REAL_DATA_MISSING = (
 # --- real data -----------------------------------------------------------------------------------------------------
 
 
-def find_real_data_dir() -> Path | None:
+# The real-data folder as the user's environment gave it, captured before this process points
+# CPT_DATA_DIR at its synthetic folder; inherited by xdist workers through the environment.
+REAL_DATA_ENV = "CPT_TEST_REAL_DATA_DIR"
+
+
+def _discover_real_data_dir() -> Path | None:
     """``$CPT_DATA_DIR`` if set (even when it holds nothing: that is how to test without the data),
     else ``../shared/data`` beside the checkout; None unless it holds the real corpora."""
     env = os.environ.get("CPT_DATA_DIR")
@@ -37,6 +47,47 @@ def find_real_data_dir() -> Path | None:
     if all((candidate / name).is_file() for name in CORPUS_FILES):
         return candidate.resolve()
     return None
+
+
+def find_real_data_dir() -> Path | None:
+    """The real corpora found at start-up (before ``CPT_DATA_DIR`` was pointed at the synthetic folder)."""
+    value = os.environ.get(REAL_DATA_ENV)
+    if value is None:  # conftest not configured (imported on its own)
+        return _discover_real_data_dir()
+    return Path(value) if value else None
+
+
+_SYNTHETIC: dict[str, Path] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if REAL_DATA_ENV not in os.environ:  # the xdist controller (or a plain run) captures it once
+        real = _discover_real_data_dir()
+        os.environ[REAL_DATA_ENV] = str(real) if real else ""
+    is_xdist_controller = bool(getattr(config.option, "numprocesses", None)) and "PYTEST_XDIST_WORKER" not in os.environ
+    if is_xdist_controller:
+        return  # runs no tests; each worker makes its own folder
+    folder = Path(tempfile.mkdtemp(prefix="cpt-synthetic-data-"))
+    write_synthetic_corpora(folder)
+    shutil.copytree(FIXTURES / "benchmarks", folder / "benchmarks")
+    _SYNTHETIC["dir"] = folder
+    os.environ["CPT_DATA_DIR"] = str(folder)
+    os.environ.pop("CPT_BENCHMARK_DIR", None)  # <data_dir>/benchmarks, the synthetic files
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = _SYNTHETIC.pop("dir", None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _real_data_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only a test marked real_data sees the real corpora through data discovery.
+    if request.node.get_closest_marker("real_data") is not None:
+        real = find_real_data_dir()
+        if real is not None:
+            monkeypatch.setenv("CPT_DATA_DIR", str(real))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -283,6 +334,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic stand-in for ``../shared/data``: the three corpora (about 300 documents each, enough
     tokens for every stage at ``scale=smoke``) and ``benchmarks/`` with a few hand-made items per file in
     the schema of the real benchmark files (copied from ``tests/fixtures/benchmarks``)."""
+    if "dir" in _SYNTHETIC:  # the folder CPT_DATA_DIR points at (pytest_configure)
+        return _SYNTHETIC["dir"]
     start = time.perf_counter()
     out = write_synthetic_corpora(tmp_path_factory.mktemp("synthetic_data"))
     shutil.copytree(FIXTURES / "benchmarks", out / "benchmarks")
