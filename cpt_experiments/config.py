@@ -145,6 +145,7 @@ class ScheduleConfig:
     num_repeats: Optional[int] = None
     step_fracs: Optional[List[float]] = None
     step_factors: Optional[List[float]] = None
+    cycle_fracs: Optional[List[float]] = None  # cosine_cycles: each cycle's share of the stage's steps
 
 
 @dataclass
@@ -183,6 +184,9 @@ class UnionConfig:
     schedule: ScheduleConfig = MISSING  # usually the pre-training schedule (from scratch)
     name: str = "union"
     allow_repeat: bool = False
+    # Also derive this stage (beyond paper 1): the union's data and exact windows under the chain's own LR path
+    # (a cosine per chain stage, restarted at each boundary), so CPT − union splits into data order + schedule.
+    chain_schedule: Optional[str] = None
 
 
 @dataclass
@@ -199,6 +203,7 @@ class ExperimentConfig:
     variant: Optional[str] = None  # legend label of the ablation cell
     union: Optional[UnionConfig] = None
     params: Dict[str, Any] = field(default_factory=dict)
+    only: Optional[List[str]] = None  # train (or reuse) and record only these stages and their ancestors; null = all
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -440,6 +445,8 @@ def register() -> None:
     OmegaConf.register_new_resolver("cpt_pid", os.getpid, replace=True)
     # Budgets that are differences of others (e.g. a split's main path = split − anneal): ${cpt_minus:a,b}.
     OmegaConf.register_new_resolver("cpt_minus", _minus, replace=True)
+    # Budgets that are multiples of others (e.g. the budget axis: k x the cpu budgets): ${cpt_times:a,k}.
+    OmegaConf.register_new_resolver("cpt_times", _times, replace=True)
 
 
 def _minus(a: int, b: int) -> int:
@@ -447,6 +454,13 @@ def _minus(a: int, b: int) -> int:
     if any(isinstance(v, bool) or not isinstance(v, int) for v in (a, b)):
         raise ValueError(f"cpt_minus needs two integers, got {a!r} and {b!r}")
     return a - b
+
+
+def _times(a: int, k: int) -> int:
+    """``a * k`` for an integer budget and a positive integer multiplier (resolver ``cpt_times``)."""
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in (a, k)) or k < 1:
+        raise ValueError(f"cpt_times needs an integer budget and an integer multiplier >= 1, got {a!r} and {k!r}")
+    return a * k
 
 
 register()

@@ -25,7 +25,7 @@ from cpt_experiments.errors import config_error
 from cpt_experiments.eval.domain_loss import ValSet, make_valset
 from cpt_experiments.pipeline.stage_plan import Geometry
 from cpt_experiments.pipeline.stages import Stage
-from cpt_experiments.training.model import count_parameters, resolve_vocab_size
+from cpt_experiments.training.model import parameter_counts, resolve_vocab_size
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +66,19 @@ class RunContext:
         return asdict(self.cfg.model)
 
     @functools.cached_property
+    def param_counts(self) -> tuple[int, int]:
+        """(total, non-embedding) parameters of the model, built on the meta device once per run."""
+        return parameter_counts(self.model_cfg, self.vocab_size)
+
+    @property
     def params(self) -> int:
-        """The model's parameters (a tied embedding table once), built on the meta device once per run."""
-        return count_parameters(self.model_cfg, self.vocab_size)
+        """The model's parameters (a tied embedding table once)."""
+        return self.param_counts[0]
+
+    @property
+    def params_non_embedding(self) -> int:
+        """The model's parameters without the embedding and unembedding tables."""
+        return self.param_counts[1]
 
     @property
     def optim_cfg(self) -> dict[str, Any]:

@@ -32,7 +32,14 @@ from cpt_experiments.pipeline.failures import StageFailed, write_summary
 from cpt_experiments.pipeline.stage_cache import stage_dir
 from cpt_experiments.pipeline.stage_plan import REPLAY_PREFIX, Geometry, PlanBuilder, steps_and_schedule
 from cpt_experiments.pipeline.stage_runner import StageJob, is_rank_zero, train_stage
-from cpt_experiments.pipeline.stages import Stage, lineage, parse_graph, stage_hash, union_baseline
+from cpt_experiments.pipeline.stages import (
+    Stage,
+    chain_schedule_union,
+    lineage,
+    parse_graph,
+    stage_hash,
+    union_baseline,
+)
 from cpt_experiments.results import store
 from cpt_experiments.training.loggers import finish as finish_loggers
 from cpt_experiments.training.loggers import stage_loggers
@@ -80,7 +87,24 @@ def build_stages(exp: ExperimentConfig) -> dict[str, Stage]:
         stages[union.name] = union_baseline(
             stages, union.leaf, schedule, name=union.name, allow_repeat=union.allow_repeat
         )
+        if union.chain_schedule is not None:
+            if union.chain_schedule in stages:
+                raise config_error("experiment.union.chain_schedule", f"stage {union.chain_schedule!r} already exists")
+            stages[union.chain_schedule] = chain_schedule_union(
+                stages, union.leaf, stages[union.name], union.chain_schedule
+            )
     return stages
+
+
+def stages_to_run(stages: Mapping[str, Stage], only: list[str] | None) -> list[str]:
+    """The stages a run trains and records, in order: all, or ``experiment.only`` and their ancestors."""
+    if only is None:
+        return list(stages)
+    for name in only:
+        if name not in stages:
+            raise config_error("experiment.only", f"unknown stage {name!r}; stages: {', '.join(stages)}")
+    needed = {s.name for name in only for s in lineage(stages, name)}
+    return [name for name in stages if name in needed]
 
 
 def hash_stages(stages: Mapping[str, Stage], ctx: RunContext) -> dict[str, str]:
@@ -94,7 +118,8 @@ def hash_stages(stages: Mapping[str, Stage], ctx: RunContext) -> dict[str, str]:
             "seq_len": ctx.geometry.seq_len, "global_batch_windows": ctx.geometry.global_batch_windows,
             "precision": cfg.trainer.precision,
         }  # fmt: skip
-        hashes[s.name] = stage_hash(s, context, hashes[s.parent] if s.parent else None)
+        plan_of = hashes[s.plan_of] if s.plan_of else None
+        hashes[s.name] = stage_hash(s, context, hashes[s.parent] if s.parent else None, plan_of)
     return hashes
 
 
@@ -117,6 +142,7 @@ def plan_experiment(cfg: TrainRoot) -> ExperimentPlan:
     """Build and validate every stage (budget, mixture, schedule, init checkpoint) before training anything."""
     assert cfg.experiment is not None  # typed_config guarantees it
     stages = build_stages(cfg.experiment)
+    stages_to_run(stages, cfg.experiment.only)  # an unknown name fails here, before any work
     check_trainer(cfg)  # before the tokenizer and token caches, which can take hours at paper scale
     hf_config(asdict(cfg.model), cfg.model.vocab_size or 1024)  # the model shape (vocab checked later)
     geometry = Geometry(cfg.model.seq_len, cfg.train.global_batch_windows)
@@ -145,16 +171,18 @@ def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
     rid = store.run_id(exp.name, root.seed, cfg_hash)
     summary = RunSummary(rid, xp.ctx.roles, results_dir=root.paths.results_dir, config_hash=cfg_hash)
     if root.dry_run:  # the plan, measured throughput and estimated time; nothing is trained or written
-        steps = {name: xp.plans.stage_plan(name).steps for name in xp.stages}
+        todo = {name: xp.stages[name] for name in stages_to_run(xp.stages, exp.only)}
+        steps = {name: xp.plans.stage_plan(name).steps for name in todo}
         summary.lines = [f"dry run of {rid}"]
-        summary.lines += report.plan_lines(xp.stages, xp.hashes, steps, xp.ctx, report.measure_tokens_per_s(xp.ctx))
+        summary.lines += report.plan_lines(todo, xp.hashes, steps, xp.ctx, report.measure_tokens_per_s(xp.ctx))
         return summary
     info = records.RunInfo(Path(root.paths.results_dir), rid, cfg_hash, commit, exp.name, exp.variant, xp.ctx)
     rank0 = is_rank_zero(world_size(root.trainer))  # under DDP the other ranks train, rank 0 measures and records
     if rank0:
         records.write_config_snapshot(info, plain, xp.hashes)
     cumulative: dict[str, tuple[int, float]] = {}
-    for name, stage in xp.stages.items():
+    for name in stages_to_run(xp.stages, exp.only):
+        stage = xp.stages[name]
         try:
             outcome, sd, plan, tokens_before = _run_stage(xp, info, plain, name)
             if not rank0:

@@ -187,6 +187,7 @@ def run_row(
         "global_batch_windows": ctx.geometry.global_batch_windows, "seq_len": ctx.geometry.seq_len,
         "seed": cfg.seed, "scale": cfg.scale, "model": cfg.model.name, "version": stage.version,
         "params": ctx.params,
+        "params_non_embedding": ctx.params_non_embedding,
         "tokenizer_hash": ctx.tokenizer_hash[:16],
         "stage_tokens": int(done["tokens"]), "cumulative_tokens": cumulative[0],
         "stage_flops": float(done.get("flops", 0.0)), "cumulative_flops": cumulative[1],

@@ -107,6 +107,8 @@ class PlanBuilder:
 
     def _build(self, stage: Stage, steps: int) -> MixturePlan:
         key = f"{self.key_prefix}.{stage.name}"
+        if stage.plan_of is not None:  # a derived stage that reads exactly its sibling's windows, in order
+            return self.plan(stage.plan_of)
         seed = plan_seed(self.seed, self.hashes[stage.name])
         weights = stage.replay.mix(stage.data, prefix=REPLAY_PREFIX)
         sources = []

@@ -42,6 +42,7 @@ class Stage:
     allow_repeat: bool = False
     evaluate: bool = False
     windows: str = "all"
+    plan_of: str | None = None  # draw exactly this sibling's windows (same data and tokens; derived stages only)
 
 
 def parse_stage(name: str, raw: Mapping[str, Any], key_prefix: str = "experiment.stages") -> Stage:
@@ -162,12 +163,44 @@ def union_baseline(
     )
 
 
+def chain_schedule_union(stages: Mapping[str, Stage], leaf: str, union: Stage, name: str) -> Stage:
+    """``union``'s data and exact windows under the LR path of the chain ending at ``leaf`` (beyond paper 1).
+
+    Every chain stage must be a ``warmup_cosine`` with the same peak, floor and warmup fraction (a
+    pre-training cosine, then a re-warm + re-decay per continual stage); the result is one
+    ``cosine_cycles`` schedule whose cycles have the chain stages' token shares. Then CPT − union =
+    (CPT − this) + (this − union): what the data order (and the optimizer reset) costs, and what the
+    single long schedule buys.
+    """
+    chain = lineage(stages, leaf)
+    first = chain[0].schedule
+    keys = ("max_lr", "min_lr", "warmup_frac")
+    for s in chain:
+        if s.schedule.get("name") != "warmup_cosine" or any(s.schedule.get(k) != first.get(k) for k in keys):
+            raise config_error(
+                "experiment.union.chain_schedule",
+                f"needs every stage of the chain to {leaf!r} to be warmup_cosine with the same max_lr, min_lr and "
+                f"warmup_frac; stage {s.name!r} has {dict(s.schedule)}",
+            )
+    schedule = {
+        "name": "cosine_cycles",
+        **{k: first[k] for k in keys},
+        "cycle_fracs": [s.tokens / union.tokens for s in chain],
+    }
+    return Stage(
+        name=name, data=dict(union.data), tokens=union.tokens, schedule=schedule, role="union",
+        allow_repeat=union.allow_repeat, evaluate=union.evaluate, plan_of=union.name,
+    )  # fmt: skip
+
+
 def canonical_json(obj: Any) -> str:
     """Deterministic JSON (sorted keys, no whitespace) used for hashing."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def stage_hash(stage: Stage, context: Mapping[str, Any], parent_hash: str | None) -> str:
+def stage_hash(
+    stage: Stage, context: Mapping[str, Any], parent_hash: str | None, plan_of_hash: str | None = None
+) -> str:
     """Content hash of a stage: its own spec + everything that shapes its training + its parent's hash.
 
     ``context`` carries what is shared by all stages of a run and changes the result (model,
@@ -187,4 +220,6 @@ def stage_hash(stage: Stage, context: Mapping[str, Any], parent_hash: str | None
     }
     if stage.windows != "all":  # only then: every hash from before the option existed stays valid
         spec["windows"] = stage.windows
+    if stage.plan_of is not None:  # the windows are another stage's: its hash fixes them
+        spec["plan_of"] = plan_of_hash
     return hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:20]

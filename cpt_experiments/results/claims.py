@@ -180,12 +180,17 @@ def compute(fin: pd.DataFrame) -> pd.DataFrame:
 PAPER_REGIME = {"weak": (600e9 / 405e6, 2.37 - 2.35), "strong": (500e9 / 405e6, 1.75 - 1.75)}
 
 
+def _first(frame: pd.DataFrame, column: str) -> float:
+    """The first value of ``column`` as a float (NaN when the column is absent or empty)."""
+    return float(frame[column].iloc[0]) if column in frame and pd.notna(frame[column].iloc[0]) else float("nan")
+
+
 def regime(fin: pd.DataFrame, experiment: str = "paper1_regime") -> pd.DataFrame:
     """The continual − union gap per point of the regime axis (each variant of ``experiment``), paired over
     seeds, with the union's tokens per parameter (its cumulative tokens / the model's parameters).
 
-    Columns: shift, variant, model, params, tokens_per_param, kind (old | new | avg), gap, gap_std, gap_bpb,
-    gap_bpb_std, n. Raises DataError when ``experiment`` has no finished continual and union stages."""
+    Columns: shift, variant, model, params, params_non_embedding, tokens_per_param (per parameter, embeddings
+    included), tokens_per_param_non_embedding, kind (old | new | avg), gap, gap_std, gap_bpb, gap_bpb_std, n. Raises DataError when ``experiment`` has no finished continual and union stages."""
     rows = []
     for variant in sorted(fin.loc[fin["experiment"] == experiment, "variant"].unique()):
         cont, union = _stage(experiment, variant, "continual"), _stage(experiment, variant, "union")
@@ -194,11 +199,12 @@ def regime(fin: pd.DataFrame, experiment: str = "paper1_regime") -> pd.DataFrame
             u = comparisons.pick(fin, union)
         except DataError:
             continue
-        params = float(u["params"].iloc[0]) if "params" in u and pd.notna(u["params"].iloc[0]) else float("nan")
-        tpp = float(u["cumulative_tokens"].astype(float).mean()) / params
+        params, non_embedding = (_first(u, c) for c in ("params", "params_non_embedding"))
+        tokens = float(u["cumulative_tokens"].astype(float).mean())
         for x in d[d["kind"].isin(["old", "new", "avg"])].itertuples():
             rows.append({"shift": u["shift"].iloc[0], "variant": variant, "model": u["model"].iloc[0],
-                         "params": params, "tokens_per_param": tpp, "kind": x.kind, "gap": x.diff_loss,
+                         "params": params, "params_non_embedding": non_embedding, "tokens_per_param": tokens / params,
+                         "tokens_per_param_non_embedding": tokens / non_embedding, "kind": x.kind, "gap": x.diff_loss,
                          "gap_std": x.diff_loss_std, "gap_bpb": getattr(x, "diff_bpb", float("nan")),
                          "gap_bpb_std": getattr(x, "diff_bpb_std", float("nan")), "n": x.n})  # fmt: skip
     if not rows:

@@ -55,7 +55,7 @@ def finals(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     info["key"] = groups.content_key(info)
     info["variant"] = info["variant"].fillna("")
     cols = [*MODEL, "run_id", "role", "shift", "replay_ratio", "seed", "stage_hash", "cell", "key",
-            "old_domain", "new_domain", "model", "params", *(c for c in COST if c in info.columns)]  # fmt: skip
+            "old_domain", "new_domain", "model", "params", "params_non_embedding", *(c for c in COST if c in info.columns)]  # fmt: skip
     out = info[[c for c in cols if c in info.columns]].merge(by_key, on="key")
     if out.empty:
         raise DataError("curves: no final validation value for any finished stage in runs.csv")

@@ -71,6 +71,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "scale": STR,
         "model": STR,
         "params": INT,  # model parameters (embeddings included, a tied table once): tokens per parameter
+        "params_non_embedding": INT,  # without the embedding and unembedding tables (Kaplan et al.'s N)
         "version": INT,
         "tokenizer_hash": STR,
         "stage_tokens": INT,

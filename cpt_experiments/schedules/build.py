@@ -26,6 +26,7 @@ SCHEDULES: dict[str, Callable[..., float]] = {
     "wsd": shapes.wsd,
     "repeated_cosine": shapes.repeated_cosine,
     "branch_decay": shapes.branch_decay,
+    "cosine_cycles": shapes.cosine_cycles,
 }
 """Name → pure function ``f(step, *, params) -> LR``; ``build_schedule`` binds the params."""
 
@@ -240,6 +241,24 @@ def _build_branch_decay(s: _Spec, total: int) -> Schedule:
     )
 
 
+def _build_cosine_cycles(s: _Spec, total: int) -> Schedule:
+    max_lr, min_lr = _peak_and_floor(s)
+    warmup_frac = s.frac("warmup_frac")  # of each cycle
+    if warmup_frac >= 1.0:
+        raise s.fail("warmup_frac", f"warmup must be shorter than a cycle, got {warmup_frac!r}")
+    fracs = s.floats("cycle_fracs")
+    if any(f <= 0 for f in fracs) or not math.isclose(sum(fracs), 1.0, rel_tol=1e-9):
+        raise s.fail("cycle_fracs", f"must be positive shares of the stage summing to 1, got {list(fracs)!r}")
+    cumulative = [sum(fracs[:i]) for i in range(len(fracs))]
+    starts = tuple(round(c * total) for c in cumulative)
+    if any(b <= a for a, b in zip(starts, (*starts[1:], total))):
+        raise s.fail("cycle_fracs", f"every cycle needs at least one of the stage's {total} steps, got {list(fracs)!r}")
+    return functools.partial(
+        shapes.cosine_cycles, max_lr=max_lr, min_lr=min_lr, warmup_frac=warmup_frac, cycle_starts=starts,
+        total_steps=total,
+    )  # fmt: skip
+
+
 _BUILDERS: dict[str, Callable[[_Spec, int], Schedule]] = {
     "constant": _build_constant,
     "warmup_constant": _build_warmup_constant,
@@ -249,6 +268,7 @@ _BUILDERS: dict[str, Callable[[_Spec, int], Schedule]] = {
     "wsd": _build_wsd,
     "repeated_cosine": _build_repeated_cosine,
     "branch_decay": _build_branch_decay,
+    "cosine_cycles": _build_cosine_cycles,
 }
 assert _BUILDERS.keys() == SCHEDULES.keys()
 

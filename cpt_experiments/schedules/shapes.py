@@ -162,6 +162,25 @@ def repeated_cosine(
     return cosine_decay((r - warmup_steps) / (period_steps - warmup_steps), max_lr, min_lr)
 
 
+def cosine_cycles(
+    step: int, *, max_lr: float, min_lr: float, warmup_frac: float, cycle_starts: tuple[int, ...], total_steps: int
+) -> float:
+    """Consecutive warmup-cosine cycles starting at the steps ``cycle_starts`` (the first is 0), each one exactly
+    ``warmup_cosine`` over its own length L (warmup from 0 over ``warmup_frac``·L, cosine to η_min).
+
+    A continual pre-training chain's LR path (cosine, then re-warm + re-decay per stage) in a single stage:
+    the union baseline "with the chain's schedule" (beyond paper 1). Steps ≥ T hold η_min.
+    """
+    if step >= total_steps:
+        return min_lr
+    k = next(i for i in range(len(cycle_starts) - 1, -1, -1) if step >= cycle_starts[i])
+    end = cycle_starts[k + 1] if k + 1 < len(cycle_starts) else total_steps
+    length = end - cycle_starts[k]
+    return warmup_cosine(
+        step - cycle_starts[k], max_lr=max_lr, min_lr=min_lr, warmup_steps=warmup_frac * length, total_steps=length
+    )
+
+
 def branch_decay(step: int, *, max_lr: float, min_lr: float, decay_steps: float, decay: DecayShape) -> float:
     """Paper 2's branch: from η_max at step 0, ``decay`` to η_min over decay_steps, then hold."""
     if step >= decay_steps:

@@ -268,7 +268,24 @@ def embedding_parameters(model: PreTrainedModel) -> int:
 
 def count_parameters(model_cfg: Mapping[str, Any], vocab_size: int) -> int:
     """Total parameters (embeddings included) of ``model_cfg``, built on the meta device."""
-    return sum(p.numel() for p in build_model(model_cfg, vocab_size, device="meta").parameters())
+    return parameter_counts(model_cfg, vocab_size)[0]
+
+
+def non_embedding_parameters(model: PreTrainedModel) -> int:
+    """Parameters outside the token-embedding and unembedding tables (a tied table is one table)."""
+    total = sum(p.numel() for p in model.parameters())
+    tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    return total - embedding_parameters(model) * (1 if tied else 2)
+
+
+def parameter_counts(model_cfg: Mapping[str, Any], vocab_size: int) -> tuple[int, int]:
+    """(total, non-embedding) parameters of ``model_cfg`` on the meta device.
+
+    Total counts a tied embedding table once; non-embedding leaves out the input embedding and the
+    output projection (the tied table, or both untied tables), as in Kaplan et al.'s N.
+    """
+    model = build_model(model_cfg, vocab_size, device="meta")
+    return sum(p.numel() for p in model.parameters()), non_embedding_parameters(model)
 
 
 def model_flops_per_token(model: PreTrainedModel, seq_len: int) -> float:
@@ -305,11 +322,10 @@ def describe(name: str, tokenizer_vocab_size: int | None = None) -> str:
     vocab = tokenizer_vocab_size or cfg.get("vocab_size") or 50277
     model = build_model(cfg, vocab, device="meta")
     total = sum(p.numel() for p in model.parameters())
-    tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
-    emb = embedding_parameters(model) * (1 if tied else 2)
     fpt = model_flops_per_token(model, cfg["seq_len"])
     return (
-        f"{name} ({arch_of(cfg)}): {total:,} params ({total - emb:,} non-embedding), vocab {model.config.vocab_size}, "
+        f"{name} ({arch_of(cfg)}): {total:,} params ({non_embedding_parameters(model):,} non-embedding), "
+        f"vocab {model.config.vocab_size}, "
         f"{fpt / 1e9:.3f} GFLOPs/token at context {cfg['seq_len']}"
     )
 

@@ -17,7 +17,7 @@ from cpt_experiments.pipeline.experiment import build_stages, plan_experiment
 from cpt_experiments.pipeline.stages import lineage
 from cpt_experiments.results import store
 from cpt_experiments.train import train
-from cpt_experiments.training.model import count_parameters
+from cpt_experiments.training.model import parameter_counts
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 FAST = ["train.val_every_n_steps=1000", "train.val_windows=2", "budget.pretrain_tokens=8192",
@@ -60,7 +60,8 @@ def test_infinite_splits_train_end_to_end_and_never_reread_a_window(tmp_path, da
     runs = store.load(tmp_path / "results", "runs").set_index("stage")
     assert runs.loc["s1_anneal", "data_windows"] == "unseen" and pd.isna(runs.loc["s1_head", "data_windows"])
     # Tokens per parameter need the model's size in every row: neox_d32 with the 512-token smoke vocabulary.
-    assert (runs["params"] == count_parameters(asdict(typed_config(cfg)[0].model), 512)).all()
+    total, non_embedding = parameter_counts(asdict(typed_config(cfg)[0].model), 512)
+    assert (runs["params"] == total).all() and (runs["params_non_embedding"] == non_embedding).all()
 
 
 def test_same_data_continues_on_unseen_windows_of_the_pretraining_corpus(tmp_path, data_dir) -> None:
@@ -77,3 +78,32 @@ def test_paper1_presets_share_one_pretraining_stage(preset: str) -> None:
     root, _ = typed_config(_compose(f"experiment=paper1/{preset}", "scale=cpu"))
     pre = build_stages(root.experiment)["pretrain"]
     assert pre.data == {"en_old": 1.0} and pre.tokens == root.budget.pretrain_tokens and pre.parent is None
+
+
+def test_budget_axis_scales_every_stage_by_k_at_a_fixed_model() -> None:
+    one, _ = typed_config(_compose("experiment=paper1/budget_axis", "scale=cpu", "shift=strong"))
+    four, _ = typed_config(
+        _compose("experiment=paper1/budget_axis", "scale=cpu", "shift=strong", "experiment.params.k=4")
+    )
+    s1, s4 = build_stages(one.experiment), build_stages(four.experiment)
+    assert one.model == four.model and one.model.name == "neox_d64"
+    assert {n: s.tokens for n, s in s1.items()} == {
+        "pretrain": 3_145_728, "continual": 2_097_152, "union": 5_242_880, "union_cpt_schedule": 5_242_880,
+    }  # fmt: skip
+    assert all(s4[n].tokens == 4 * s.tokens for n, s in s1.items())
+    assert "k4" in four.experiment.variant
+
+
+def test_only_the_schedule_split_union_trains_on_the_unions_exact_windows(tmp_path, data_dir) -> None:
+    overrides = ["experiment=paper1/final", "shift=strong", "replay.ratio=0.25",
+                 "experiment.union.chain_schedule=union_cpt_schedule", "experiment.only=[union_cpt_schedule]"]  # fmt: skip
+    cfg = _smoke(tmp_path, data_dir, *overrides)
+    xp = plan_experiment(typed_config(cfg)[0])
+    assert xp.plans.plan("union_cpt_schedule") is xp.plans.plan("union")  # same windows, same order
+    lrs = [xp.plans.stage_plan("union_cpt_schedule").schedule(n) for n in range(xp.plans.stage_plan("union").steps)]
+    boundary = xp.plans.stage_plan("pretrain").steps
+    assert lrs[boundary] == 0.0 and lrs[boundary - 1] < lrs[boundary + 2]  # the re-warm of the chain's continual stage
+    summary = train(cfg)
+    assert list(summary.stages) == ["union_cpt_schedule"]  # nothing else of the graph trains
+    runs = store.load(tmp_path / "results", "runs")
+    assert runs["stage"].tolist() == ["union_cpt_schedule"] and runs["role"].tolist() == ["union"]

@@ -18,6 +18,7 @@ from cpt_experiments.training.model import (
     load_pretrained,
     main,
     model_flops_per_token,
+    parameter_counts,
     resolve_vocab_size,
 )
 
@@ -29,6 +30,18 @@ def test_smoke_and_cpu_parameter_counts():
     assert count_parameters(load_model_cfg("neox_d32"), vocab_size=512) == 58_240
     cpu = count_parameters(load_model_cfg("neox_d128"), vocab_size=4096)
     assert cpu == 1_841_920  # 2·4096·128 embeddings + 4 layers·(12·128² + 13·128) + final LN
+
+
+@pytest.mark.parametrize(
+    ("name", "vocab", "total", "non_embedding"),
+    [
+        ("neox_d32", 512, 58_240, 25_472),  # untied: both 512x32 tables left out
+        ("neox_d128", 4096, 1_841_920, 793_344),  # untied: 2·4096·128 left out
+        ("neox_d64", 4096, 362_240, 100_096),  # tied: the one 4096x64 table counted once in the total, left out once
+    ],
+)
+def test_non_embedding_parameter_counts(name, vocab, total, non_embedding):
+    assert parameter_counts(load_model_cfg(name), vocab_size=vocab) == (total, non_embedding)
 
 
 @pytest.mark.parametrize(

@@ -169,6 +169,13 @@ CASES = {
         10,
         {0: 1.0, 1: 1.0, 2: 0.316, 5: 0.316, 6: 0.1, 8: 0.1},
     ),
+    # Two cycles of a 20-step stage, 12 + 8 steps (shares 0.6 / 0.4), no warmup: each a cosine to 0.1 over its
+    # own length; the second restarts at 1.0 (the re-warm + re-decay of a chain, here with W = 0).
+    "cosine_cycles": (
+        {"name": "cosine_cycles", "max_lr": 1.0, "min_lr": 0.1, "warmup_frac": 0.0, "cycle_fracs": [0.6, 0.4]},
+        20,
+        {0: 1.0, 6: 0.55, 12: 1.0, 14: COS8[2], 16: 0.55, 19: COS8[7], 20: 0.1},
+    ),
 }
 
 
@@ -189,6 +196,24 @@ def test_registry_functions_are_what_build_binds() -> None:
         built = build_schedule(spec, total)
         assert built.func is SCHEDULES[spec["name"]]
         assert [SCHEDULES[spec["name"]](n, **built.keywords) for n in expected] == [built(n) for n in expected]
+
+
+def test_cosine_cycles_is_the_cpt_chains_lr_path_step_for_step() -> None:
+    # paper1/final at cpu scale: pre-train 768 steps, continual 512 (re-warm from 0, 1% warmup per stage).
+    cos = {"name": "warmup_cosine", "max_lr": 1e-3, "min_lr": 1e-4, "warmup_frac": 0.01}
+    chain = schedule_preview(cos, 768) + schedule_preview(cos, 512)
+    one = schedule_preview({**cos, "name": "cosine_cycles", "cycle_fracs": [0.6, 0.4]}, 1280)
+    assert one == chain
+
+
+@pytest.mark.parametrize(
+    ("fracs", "fragment"), [([0.5, 0.4], "summing to 1"), ([1.0, 0.0], "positive"), ([0.999, 0.001], "at least one")]
+)
+def test_cosine_cycles_refuses_bad_shares(fracs, fragment) -> None:
+    spec = {"name": "cosine_cycles", "max_lr": 1.0, "min_lr": 0.1, "warmup_frac": 0.0, "cycle_fracs": fracs}
+    with pytest.raises(ConfigError, match=fragment) as err:
+        build_schedule(spec, 100)
+    assert "schedule.cycle_fracs" in str(err.value)
 
 
 def test_paper_405m_warmup_stays_real() -> None:

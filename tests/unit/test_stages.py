@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cpt_experiments.errors import ConfigError
-from cpt_experiments.pipeline.stages import lineage, parse_graph, stage_hash, union_baseline
+from cpt_experiments.pipeline.stages import chain_schedule_union, lineage, parse_graph, stage_hash, union_baseline
 
 COS = {"name": "warmup_cosine", "max_lr": 1e-3, "min_lr": 1e-4, "warmup_frac": 0.01}
 
@@ -143,3 +143,22 @@ def test_windows_all_keeps_every_existing_hash_and_unseen_changes_it():
     # The hash this spec had before `windows` existed (computed at commit 084e938): cached stages stay valid.
     assert stage_hash(default, {}, "ph") == stage_hash(explicit, {}, "ph") == "f2fae34ec62ebf5602ef"
     assert stage_hash(unseen, {}, "ph") != stage_hash(default, {}, "ph")
+
+
+def test_chain_schedule_union_reads_the_unions_windows_under_the_chains_lr_path():
+    stages = parse_graph(graph())
+    union = union_baseline(stages, "cont", COS)
+    split = chain_schedule_union(stages, "cont", union, "union_cpt_schedule")
+    assert (split.data, split.tokens, split.plan_of, split.role) == (union.data, union.tokens, "union", "union")
+    assert split.schedule == {**COS, "name": "cosine_cycles", "cycle_fracs": [1000 / 1500, 500 / 1500]}
+    # Its hash depends on whose windows it reads; the union's own hash is untouched by the option.
+    ctx = {"seed": 0}
+    assert stage_hash(split, ctx, None, "u1") != stage_hash(split, ctx, None, "u2")
+
+
+def test_chain_schedule_union_needs_one_cosine_shape_along_the_chain():
+    g = graph()
+    g["cont"]["schedule"] = {**COS, "max_lr": 5e-4}
+    stages = parse_graph(g)
+    with pytest.raises(ConfigError, match="experiment.union.chain_schedule"):
+        chain_schedule_union(stages, "cont", union_baseline(stages, "cont", COS), "u2")
