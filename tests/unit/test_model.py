@@ -38,6 +38,7 @@ def test_smoke_and_cpu_parameter_counts():
         ("neox_d32", 512, 58_240, 25_472),  # untied: both 512x32 tables left out
         ("neox_d128", 4096, 1_841_920, 793_344),  # untied: 2·4096·128 left out
         ("neox_d64", 4096, 362_240, 100_096),  # tied: the one 4096x64 table counted once in the total, left out once
+        ("llama_d64", 4096, 368_960, 106_816),  # tied, SwiGLU d_ff 192: paper 2's trained regime
     ],
 )
 def test_non_embedding_parameter_counts(name, vocab, total, non_embedding):
