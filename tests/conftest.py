@@ -375,6 +375,25 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+# --- Hydra composition ----------------------------------------------------------------------------------------------
+
+
+def compose(*overrides: str, config_name: str | None = "train"):
+    """The config ``python -m cpt_experiments.<config_name>`` would run with ``overrides`` (``config_name=None``:
+    an empty root, for composing one group such as ``+corpora=local``)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
+
+
+@pytest.fixture(scope="session")
+def hydra_compose() -> Callable:
+    """``hydra_compose(*overrides, config_name="train")`` -> the composed ``DictConfig`` (see ``compose``)."""
+    return compose
+
+
 # --- paper-1 results fixture -----------------------------------------------------------------------------------------
 
 
