@@ -378,20 +378,15 @@ def one_torch_thread():
 # --- Hydra composition ----------------------------------------------------------------------------------------------
 
 
-def compose(*overrides: str, config_name: str | None = "train"):
-    """The config ``python -m cpt_experiments.<config_name>`` would run with ``overrides`` (``config_name=None``:
-    an empty root, for composing one group such as ``+corpora=local``)."""
+def compose(*overrides: str, config_name: str | None = "train", return_hydra_config: bool = False):
+    """The config ``python -m cpt_experiments.<config_name>`` would run with ``overrides``, composed from
+    ``conf/`` (``config_name=None``: an empty root, for one group such as ``+corpora=local``). The one
+    composition helper of the tests: ``from conftest import compose``."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=list(overrides))
-
-
-@pytest.fixture(scope="session")
-def hydra_compose() -> Callable:
-    """``hydra_compose(*overrides, config_name="train")`` -> the composed ``DictConfig`` (see ``compose``)."""
-    return compose
+        return hydra_compose(config_name, list(overrides), return_hydra_config=return_hydra_config)
 
 
 # --- paper-1 results fixture -----------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import compose
 
 from cpt_experiments import verify
 from cpt_experiments.pipeline import records
@@ -25,7 +26,7 @@ FIXTURE_RESULTS = Path(__file__).resolve().parents[1] / "fixtures" / "results"
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory, data_dir, hydra_compose):
+def recorded(tmp_path_factory, data_dir):
     """(results dir, git repo whose HEAD the rows name): the quickstart's snapshot and rows, nothing trained."""
     tmp = tmp_path_factory.mktemp("verify")
     repo = tmp / "repo"
@@ -35,7 +36,7 @@ def recorded(tmp_path_factory, data_dir, hydra_compose):
     subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], cwd=repo, check=True)
     sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
     root, plain = typed_config(
-        hydra_compose("experiment=quickstart", "scale=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp}")
+        compose("experiment=quickstart", "scale=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp}")
     )
     xp = plan_experiment(root)
     cfg_hash = records.config_hash(plain)
