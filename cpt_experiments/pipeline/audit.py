@@ -10,8 +10,9 @@ For every ``runs`` row of a results directory:
   corpus spec, the sha256 of the source file and the tokenizer hash, which is what a training run's
   cache manifest records) -> ``experiment.stage_hashes``. Nothing is trained and no corpus is tokenized.
 
-``failed`` rows carry no stage, so only their commit is checked. Rows whose corpora are not in
-``data_dir`` are reported as *unchecked* with the reason, never as passed.
+``failed`` rows (``pipeline.failures``) trained nothing and record no snapshot or commit: they are
+skipped. Rows whose corpora are not in ``data_dir`` are reported as *unchecked* with the reason,
+never as passed.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def audit(results_dir: str | Path, auditor: Auditor) -> Report:
     report = Report(results_dir)
     runs = store.load(results_dir, "runs")
     report.rows = len(runs)
-    rows = [{k: _cell(v) for k, v in r.items()} for r in runs.to_dict("records")]
+    rows = [{k: _cell(v) for k, v in r.items()} for r in runs.to_dict("records") if r["status"] != "failed"]
     for r in rows:
         where = f"{results_dir}/runs: {r['run_id']}/{r['stage']}"
         sha = r["git_commit"].removesuffix("+dirty")
@@ -134,8 +135,7 @@ def audit(results_dir: str | Path, auditor: Auditor) -> Report:
             report.problems.append(f"{where}: written from a dirty tree ({r['git_commit']}), no commit reproduces it")
     by_config: dict[str, list[dict[str, str]]] = {}
     for r in rows:
-        if r["status"] != "failed":
-            by_config.setdefault(r["config_hash"], []).append(r)
+        by_config.setdefault(r["config_hash"], []).append(r)
     for cfg_hash, group in by_config.items():
         _audit_snapshot(results_dir, cfg_hash, group, auditor, report)
     return report

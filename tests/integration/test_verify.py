@@ -111,6 +111,14 @@ def test_a_missing_snapshot_and_an_unknown_commit_are_mismatches(recorded, audit
     ]
 
 
+def test_a_failed_row_is_skipped(recorded, auditor, tmp_path) -> None:
+    results = _copy(recorded[0], tmp_path)  # as pipeline.failures records a sweep member that failed
+    store.append(results, "runs", [{"run_id": "quickstart-s0-bad", "experiment": "quickstart", "stage": "*",
+                                    "status": "failed", "reason": "replay.ratio: must be in [0, 1)"}])  # fmt: skip
+    report = audit(results, auditor)
+    assert (report.rows, report.checked, report.problems) == (5, 4, [])
+
+
 def test_main_exit_status(recorded, data_dir, tmp_path, capsys) -> None:
     results = recorded[0]
     cache = ["--cache-dir", str(tmp_path / "cache"), "--repo", str(recorded[1])]  # the rows' commits live there
