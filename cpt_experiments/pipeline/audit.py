@@ -86,7 +86,10 @@ class Auditor:
         train_role = root.tokenizer.get("train_corpus")
         key = canonical_json([dict(root.tokenizer), root.corpora.get(train_role) if train_role else None])
         if key not in self._tokenizers:
-            tok = run_tokenizer(root)
+            try:
+                tok = run_tokenizer(root)
+            except CPTError as exc:  # e.g. a hub tokenizer or corpus offline: this machine cannot tell
+                raise DataError(f"the tokenizer could not be built here: {exc}") from exc
             self._tokenizers[key] = (tok, tokenizer_hash(tok))
         return self._tokenizers[key]
 
@@ -180,6 +183,11 @@ def _audit_snapshot(
             )
         elif new != r["stage_hash"]:
             report.problems.append(f"{where}: stage_hash {r['stage_hash']} is rebuilt as {new}{_why(r, rebuilt)}")
+        parent = rebuilt.hashes.get(r["parent_stage"]) if r["parent_stage"] else ""
+        if parent != r["parent_hash"]:
+            report.problems.append(
+                f"{where}: parent_hash {r['parent_hash'] or '(none)'} but its parent is rebuilt as {parent}"
+            )
 
 
 def _why(row: Mapping[str, str], rebuilt: Rebuilt) -> str:

@@ -46,6 +46,7 @@ def recorded(tmp_path_factory, data_dir):
     records.write_config_snapshot(info, plain, xp.hashes)
     rows = [
         {"run_id": rid, "experiment": "quickstart", "stage": name, "status": "done", "stage_hash": xp.hashes[name],
+         "parent_stage": s.parent, "parent_hash": xp.hashes.get(s.parent or ""),
          "config_hash": cfg_hash, "git_commit": sha, "tokenizer_hash": xp.ctx.tokenizer_hash[:16],
          "corpora": ",".join(f"{r}={xp.ctx.corpus_id(r)}" for r in sorted({*s.data, *s.replay.sources}))}
         for name, s in xp.stages.items()
@@ -87,6 +88,13 @@ def test_a_changed_stage_hash_is_one_line_naming_the_row(recorded, auditor, tmp_
     (line,) = audit(results, auditor).problems
     assert "/de_replay25: stage_hash 00000000000000000000 is rebuilt as " in line
     assert "tokenizer and corpora unchanged" in line
+
+
+def test_a_wrong_parent_hash_is_named(recorded, auditor, tmp_path) -> None:
+    results = _copy(recorded[0], tmp_path)
+    _edit_runs(results, "de_replay0", parent_hash="2" * 20)
+    (line,) = audit(results, auditor).problems
+    assert "/de_replay0: parent_hash 22222222222222222222 but its parent is rebuilt as " in line
 
 
 def test_a_changed_corpus_is_named_as_the_cause(recorded, auditor, tmp_path) -> None:
