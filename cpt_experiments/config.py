@@ -16,12 +16,13 @@ import dataclasses
 import logging
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, OmegaConfBaseException
 
 from cpt_experiments.errors import config_error
@@ -397,6 +398,15 @@ def _reject_unknown(obj: Any, plain: Any, prefix: str) -> None:
     elif isinstance(obj, dict) and isinstance(plain, dict):
         for key, value in obj.items():
             _reject_unknown(value, plain.get(key), f"{prefix}{key}.")
+
+
+def plain_dict(cfg: Any, key: str) -> dict[str, Any]:
+    """``cfg`` as a plain dict: an OmegaConf node resolved, any mapping copied; ConfigError naming ``key`` otherwise."""
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    if not isinstance(cfg, Mapping):
+        raise config_error(key, f"must be a mapping, got {type(cfg).__name__}")
+    return dict(cfg)
 
 
 SHARED_DATA_DIR = "../shared/data"  # our machines' corpora, relative to the launch directory

@@ -375,6 +375,20 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+# --- Hydra composition ----------------------------------------------------------------------------------------------
+
+
+def compose(*overrides: str, config_name: str | None = "train", return_hydra_config: bool = False):
+    """The config ``python -m cpt_experiments.<config_name>`` would run with ``overrides``, composed from
+    ``conf/`` (``config_name=None``: an empty root, for one group such as ``+corpora=local``). The one
+    composition helper of the tests: ``from conftest import compose``."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        return hydra_compose(config_name, list(overrides), return_hydra_config=return_hydra_config)
+
+
 # --- paper-1 results fixture -----------------------------------------------------------------------------------------
 
 

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from cpt_experiments.errors import CPTError
+from cpt_experiments.files import CONF_DIR
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 DEFAULT = {"batch_size": 8, "batch_tokens": None, "quiet": False, "cache_templates": False}
 
 

@@ -31,7 +31,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from cpt_experiments.config import plain_dict
 from cpt_experiments.errors import DataError, config_error
+from cpt_experiments.files import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,7 @@ class CorpusSpec:
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | Any, key: str = "corpus") -> CorpusSpec:
         """Build and validate a spec from a dict or OmegaConf node; errors name ``<key>.<field>``."""
-        data = _to_plain_dict(cfg, key)
+        data = plain_dict(cfg, key)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -182,19 +184,6 @@ class CorpusSpec:
             drop |= set(TRAIN_ONLY_FIELDS)
         d = {k: v for k, v in self.to_dict().items() if k not in drop}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
-
-
-def _to_plain_dict(cfg: Any, key: str) -> dict[str, Any]:
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            cfg = OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:  # omegaconf is a hydra dependency; plain dicts work without it
-        pass
-    if not isinstance(cfg, Mapping):
-        raise config_error(key, f"corpus config must be a mapping, got {type(cfg).__name__}")
-    return dict(cfg)
 
 
 def resolve_path(spec: CorpusSpec, data_dir: str | os.PathLike | None) -> Path:
@@ -446,9 +435,5 @@ def source_fingerprint(spec: CorpusSpec, data_dir: str | os.PathLike | None) -> 
         raise missing_file_error(path, f"corpus file of {spec.name!r}") from None
     memo_key = (str(path), st.st_size, st.st_mtime_ns)
     if memo_key not in _FILE_DIGESTS:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        _FILE_DIGESTS[memo_key] = h.hexdigest()
+        _FILE_DIGESTS[memo_key] = sha256_file(path)
     return _FILE_DIGESTS[memo_key]

@@ -38,10 +38,10 @@ from urllib.parse import urlparse
 from cpt_experiments.atomic import atomic_path, atomic_write_text
 from cpt_experiments.data.corpus import CorpusSpec, hub_revision, is_hub_id, open_dataset
 from cpt_experiments.errors import CPTError, DataError
+from cpt_experiments.files import CONF_DIR, sha256_file
 
 log = logging.getLogger(__name__)
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"  # the embedded sample: read-only package data
 MANIFEST = "fetch_manifest.json"
 HUB_CORPORA = ("pile_hub", "slimpajama_hub", "fineweb2_de_hub")  # conf/corpus/<name>.yaml, one per role
@@ -252,14 +252,6 @@ def _request(item: Item, caps: Caps) -> dict[str, Any]:
     return {"source": dataclasses.asdict(item.source), "caps": dataclasses.asdict(caps) if item.corpus else None}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_manifest(data_dir: Path) -> dict[str, Any]:
     """``fetch_manifest.json`` of ``data_dir`` (empty if absent); DataError naming the file if unreadable."""
     path = data_dir / MANIFEST
@@ -280,7 +272,7 @@ def up_to_date(data_dir: Path, item: Item, caps: Caps, manifest: Mapping[str, An
     path = data_dir / item.file
     if not entry or entry.get("request") != _request(item, caps) or not path.is_file():
         return False
-    return path.stat().st_size == entry.get("bytes") and _sha256(path) == entry.get("sha256")
+    return path.stat().st_size == entry.get("bytes") and sha256_file(path) == entry.get("sha256")
 
 
 def check_reachable(source: Source) -> str | None:

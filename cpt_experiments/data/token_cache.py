@@ -29,6 +29,7 @@ from cpt_experiments.atomic import atomic_dir
 from cpt_experiments.data.corpus import SPLITS, CorpusSpec, source_fingerprint, split_documents
 from cpt_experiments.data.tokenizer import tokenizer_hash, vocab_size_of
 from cpt_experiments.errors import CacheError, DataError, config_error
+from cpt_experiments.files import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -173,11 +174,7 @@ def load_token_file(path: str | os.PathLike, expected_key: str | None = None) ->
     if size != num_tokens * dtype.itemsize:
         raise CacheError(f"{tokens_file}: {size} bytes, manifest says {num_tokens} x {dtype.itemsize}")
     # sha256 of a 20 MB token file takes ~30 ms, cheap next to any training run, so always verify.
-    digest = hashlib.sha256()
-    with open(tokens_file, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    if digest.hexdigest() != expected_sha:
+    if sha256_file(tokens_file) != expected_sha:
         raise CacheError(f"{tokens_file}: checksum mismatch (corrupted)")
     tokens = np.memmap(tokens_file, dtype=dtype, mode="r", shape=(num_tokens,))
     return TokenFile(path=path, manifest=manifest, tokens=tokens, num_tokens=num_tokens, built=False)

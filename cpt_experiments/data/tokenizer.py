@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cpt_experiments.atomic import atomic_dir
+from cpt_experiments.config import plain_dict
 from cpt_experiments.data.corpus import CorpusSpec, source_fingerprint, split_documents
 from cpt_experiments.errors import CacheError, ConfigError, config_error
 
@@ -28,19 +29,6 @@ BPE_FORMAT_VERSION = 1  # bump when the trainer recipe below changes, so old fol
 _META_FILE = "cpt_tokenizer.json"
 _BPE_KEYS = {"kind", "vocab_size", "min_frequency", "train_corpus", "train_max_chars"}
 _PRETRAINED_KEYS = {"kind", "name_or_path"}
-
-
-def _cfg_dict(tok_cfg: Mapping[str, Any] | Any) -> dict[str, Any]:
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(tok_cfg, DictConfig):
-            tok_cfg = OmegaConf.to_container(tok_cfg, resolve=True)
-    except ImportError:
-        pass
-    if not isinstance(tok_cfg, Mapping):
-        raise config_error("tokenizer", f"must be a mapping, got {type(tok_cfg).__name__}")
-    return dict(tok_cfg)
 
 
 def _positive_int(cfg: Mapping[str, Any], key: str, default: int | None = None) -> int:
@@ -63,7 +51,7 @@ def get_tokenizer(
     """
     from filelock import FileLock
 
-    cfg = _cfg_dict(tok_cfg)
+    cfg = plain_dict(tok_cfg, "tokenizer")
     kind = cfg.get("kind")
     if kind not in KINDS:
         raise config_error("tokenizer.kind", f"unknown kind {kind!r}; one of {', '.join(KINDS)}")

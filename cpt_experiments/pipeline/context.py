@@ -93,6 +93,16 @@ class RunContext:
         return f"{manifest['spec']['name']}@{manifest['cache_key'][:12]}"
 
 
+def run_tokenizer(cfg: TrainRoot) -> Any:
+    """The run's tokenizer: trained on ``tokenizer.train_corpus`` (or reused from ``paths.cache_dir``), or pretrained."""
+    tok_cfg = dict(cfg.tokenizer)
+    train_role = tok_cfg.get("train_corpus")
+    if train_role is not None and train_role not in cfg.corpora:
+        raise config_error("tokenizer.train_corpus", f"no corpus role {train_role!r} (known: {', '.join(cfg.corpora)})")
+    tok_spec = CorpusSpec.from_config(cfg.corpora[train_role], key=f"corpora.{train_role}") if train_role else None
+    return get_tokenizer(tok_cfg, tok_spec, cfg.paths.data_dir, cfg.paths.cache_dir)
+
+
 def prepare_run(cfg: TrainRoot, stages: Mapping[str, Stage]) -> RunContext:
     """Build the tokenizer, the token caches of every role the stages use, and the validation windows
     of every configured role."""
@@ -113,12 +123,7 @@ def prepare_run(cfg: TrainRoot, stages: Mapping[str, Stage]) -> RunContext:
                 "is 0, but the experiment trains on this role: its loss (forgetting / adaptation) could not be measured",
             )
     paths = cfg.paths
-    tok_cfg = dict(cfg.tokenizer)
-    train_role = tok_cfg.get("train_corpus")
-    if train_role is not None and train_role not in cfg.corpora:
-        raise config_error("tokenizer.train_corpus", f"no corpus role {train_role!r} (known: {', '.join(cfg.corpora)})")
-    tok_spec = CorpusSpec.from_config(cfg.corpora[train_role], key=f"corpora.{train_role}") if train_role else None
-    tokenizer = get_tokenizer(tok_cfg, tok_spec, paths.data_dir, paths.cache_dir)
+    tokenizer = run_tokenizer(cfg)
     vocab_size = resolve_vocab_size(asdict(cfg.model), len(tokenizer))
     token_files = prepare_corpora(cfg.corpora, tokenizer, paths.data_dir, paths.cache_dir, roles=roles)
     # Every configured role is a validation domain, not only those this experiment trains on: a

@@ -109,13 +109,21 @@ def stages_to_run(stages: Mapping[str, Stage], only: list[str] | None) -> list[s
 
 def hash_stages(stages: Mapping[str, Stage], ctx: RunContext) -> dict[str, str]:
     """Content hash of every stage: its spec, what shapes its training, and its parent's hash."""
-    cfg = ctx.cfg
+    train_keys = {r: ctx.token_files[r]["train"].manifest["cache_key"] for r in ctx.roles}
+    return stage_hashes(stages, ctx.cfg, ctx.tokenizer_hash, train_keys, ctx.geometry)
+
+
+def stage_hashes(
+    stages: Mapping[str, Stage], cfg: TrainRoot, tok_hash: str, train_keys: Mapping[str, str], geometry: Geometry
+) -> dict[str, str]:
+    """``hash_stages`` from its inputs: ``train_keys`` maps each role read to its train token cache key
+    (``data.token_cache.cache_key``), so ``verify`` can hash a plan without tokenizing anything."""
     hashes: dict[str, str] = {}
     for s in stages.values():
         context = {
-            "model": asdict(cfg.model), "optim": asdict(cfg.optim), "tokenizer": ctx.tokenizer_hash, "seed": cfg.seed,
-            "corpora": {r: ctx.token_files[r]["train"].manifest["cache_key"] for r in sorted({*s.data, *s.replay.sources})},
-            "seq_len": ctx.geometry.seq_len, "global_batch_windows": ctx.geometry.global_batch_windows,
+            "model": asdict(cfg.model), "optim": asdict(cfg.optim), "tokenizer": tok_hash, "seed": cfg.seed,
+            "corpora": {r: train_keys[r] for r in sorted({*s.data, *s.replay.sources})},
+            "seq_len": geometry.seq_len, "global_batch_windows": geometry.global_batch_windows,
             "precision": cfg.trainer.precision,
         }  # fmt: skip
         plan_of = hashes[s.plan_of] if s.plan_of else None

@@ -24,6 +24,7 @@ import yaml
 
 from cpt_experiments.atomic import atomic_write_text
 from cpt_experiments.errors import config_error
+from cpt_experiments.files import REPO_ROOT
 from cpt_experiments.pipeline.context import RunContext
 from cpt_experiments.pipeline.stage_cache import StageDir
 from cpt_experiments.pipeline.stage_plan import StagePlan
@@ -33,7 +34,6 @@ from cpt_experiments.results.collect import curve_rows
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Committed reproductions live here; writing into it needs a clean tree.
 COMMITTED_RESULTS = REPO_ROOT / "results"
 #: Top-level keys that do not change what is trained, hence not a run's identity.

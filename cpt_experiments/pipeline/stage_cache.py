@@ -20,7 +20,6 @@ killed writer are removed by ``clean_stale_temps`` under the lock.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -34,19 +33,11 @@ from filelock import FileLock
 
 from cpt_experiments.atomic import atomic_write_text, remove_stale_temps
 from cpt_experiments.errors import CacheError
+from cpt_experiments.files import sha256_file
 
 log = logging.getLogger(__name__)
 
 FINAL_SHA256 = "final_sha256"  # done.json key: {file name in final/: sha256 hex}
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 4 MiB chunks (about 1 GB/s)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -24,26 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from cpt_experiments.atomic import atomic_dir
+from cpt_experiments.config import plain_dict
 from cpt_experiments.errors import config_error
 from cpt_experiments.training.model import build_model, model_flops_per_token
 
 log = logging.getLogger(__name__)
 
 _CKPT_KEY = "cpt_source_tokens"  # per-source token counters inside Lightning checkpoints
-
-
-def _plain(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A plain dict from a dict or an OmegaConf node (for hparams and ``.get``)."""
-    if cfg is None:
-        return {}
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    except ImportError:  # pragma: no cover - omegaconf ships with hydra
-        pass
-    return dict(cfg)
 
 
 def param_groups(model: torch.nn.Module, optim_cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -118,8 +105,8 @@ class CausalLMModule(pl.LightningModule):
         tokens_before: int = 0,
     ) -> None:
         super().__init__()
-        self.model_cfg = _plain(model_cfg)
-        self.optim_cfg = _plain(optim_cfg)
+        self.model_cfg = plain_dict(model_cfg or {}, "model")
+        self.optim_cfg = plain_dict(optim_cfg or {}, "optim")
         self.save_hyperparameters(
             {
                 "model_cfg": self.model_cfg,

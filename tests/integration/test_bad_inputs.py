@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import compose
 from hydra.errors import HydraException
 
 from cpt_experiments.errors import CPTError
@@ -36,8 +36,7 @@ def test_bad_input_fails_before_training_with_one_line(tmp_path, data_dir, cache
         f"paths.cache_dir={cache_dir}", override,
     ]  # fmt: skip
     try:
-        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-            cfg = compose("train", overrides=overrides)
+        cfg = compose(*overrides)
     except HydraException as exc:  # types, unknown keys and missing presets: Hydra's own message
         assert expected in f"{exc} {exc.__cause__}"
         return

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from conftest import compose
 from safetensors.torch import load_file
 
 import cpt_experiments.pipeline.stage_runner as runner
@@ -29,7 +29,6 @@ from cpt_experiments.results import store
 from cpt_experiments.train import train
 from cpt_experiments.training.callbacks.checkpoint import AtomicCheckpointIO, checkpoint_problem
 
-REPO = Path(__file__).resolve().parents[2]
 # 16 steps of 8 windows, a checkpoint every 4 steps: seconds per stage.
 PRETRAIN = [
     "experiment=cpt",
@@ -43,18 +42,14 @@ CRASH_STEP = 8
 
 
 def compose_cfg(out: Path, data_dir: Path, cache: Path, *overrides: str):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(
-            "train",
-            overrides=[
-                "scale=smoke",
-                f"paths.data_dir={data_dir}",
-                f"paths.output_dir={out / 'outputs'}",
-                f"paths.cache_dir={cache}",
-                f"paths.results_dir={out / 'results'}",
-                *overrides,
-            ],
-        )
+    return compose(
+        "scale=smoke",
+        f"paths.data_dir={data_dir}",
+        f"paths.output_dir={out / 'outputs'}",
+        f"paths.cache_dir={cache}",
+        f"paths.results_dir={out / 'results'}",
+        *overrides,
+    )
 
 
 @pytest.fixture(scope="module")

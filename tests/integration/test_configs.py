@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+import yaml
+from conftest import compose
 from hydra.errors import ConfigCompositionException
 
+from cpt_experiments.config import EvaluateRoot, typed
 from cpt_experiments.errors import ConfigError
 from cpt_experiments.pipeline.context import typed_config
 from cpt_experiments.pipeline.experiment import build_stages
@@ -36,15 +38,10 @@ GROUP_OPTIONS += [f"eval_suite@evaluation.suite={p.stem}" for p in sorted((CONF 
 GROUP_OPTIONS += [f"corpus@corpora.en_new={p.stem}" for p in sorted((CONF / "corpus").glob("*.yaml"))]
 
 
-def _compose(*overrides: str, config: str = "train"):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config, overrides=list(overrides))
-
-
 @pytest.mark.parametrize("scale", SCALES)
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_validates(experiment: str, scale: str) -> None:
-    root, _ = typed_config(_compose(f"experiment={experiment}", f"scale={scale}"))
+    root, _ = typed_config(compose(f"experiment={experiment}", f"scale={scale}"))
     stages = build_stages(root.experiment)
     geometry = Geometry(root.model.seq_len, root.train.global_batch_windows)
     for name, stage in stages.items():
@@ -58,28 +55,31 @@ def test_every_experiment_composes_and_validates(experiment: str, scale: str) ->
 
 @pytest.mark.parametrize("option", GROUP_OPTIONS)
 def test_every_group_option_composes_and_validates(option: str) -> None:
-    root, plain = typed_config(_compose("experiment=cpt", "scale=smoke", option))
+    root, plain = typed_config(compose("experiment=cpt", "scale=smoke", option))
     build_stages(root.experiment)
     assert "init_from_hub" not in plain["model"]  # weights are a stage's business, never the model's
 
 
 def test_paper_shapes_build_on_meta() -> None:
-    root, _ = typed_config(_compose("experiment=quickstart", "scale=paper"))
+    root, _ = typed_config(compose("experiment=quickstart", "scale=paper"))
     assert root.model.name == "neox_405m"
     assert count_parameters(vars(root.model), 50277) == 405_334_016
-    big, _ = typed_config(_compose("experiment=quickstart", "scale=paper", "model=neox_10b"))
+    big, _ = typed_config(compose("experiment=quickstart", "scale=paper", "model=neox_10b"))
     assert count_parameters(vars(big.model), 50277) == 9_642_249_216
 
 
 def test_evaluate_root_composes() -> None:
-    cfg = _compose("eval_suite=offline", "run_id=r", config="evaluate")
-    assert list(cfg.eval_suite.tasks)
+    """The evaluate root passes its typed schema, with the chosen suite at ``eval_suite`` (not merged into another)."""
+    root, _ = typed(EvaluateRoot, compose("eval_suite=offline", "run_id=r", config_name="evaluate"))
+    offline = yaml.safe_load((CONF / "eval_suite" / "offline.yaml").read_text())
+    assert root.run_id == "r" and root.checkpoint is None
+    assert root.eval_suite.tasks == offline["tasks"] and root.eval_suite.limit is None
 
 
 @pytest.mark.parametrize("override", ["replay.ratio=lots", "seed=abc", "train.micro_batch=many", "replay.ratoi=0.1"])
 def test_wrong_types_and_unknown_keys_fail_while_composing(override: str) -> None:
     with pytest.raises(ConfigCompositionException):
-        _compose("experiment=quickstart", "scale=smoke", override)
+        compose("experiment=quickstart", "scale=smoke", override)
 
 
 @pytest.mark.parametrize(
@@ -90,7 +90,7 @@ def test_wrong_types_and_unknown_keys_fail_while_composing(override: str) -> Non
 )  # fmt: skip
 def test_keys_added_with_plus_are_rejected_before_any_work(override: str, key: str) -> None:
     # Hydra lets `+` add a key even to a typed node; the typed config refuses it.
-    cfg = _compose("experiment=quickstart", "scale=smoke", override)
+    cfg = compose("experiment=quickstart", "scale=smoke", override)
     with pytest.raises(ConfigError, match=rf"^{key}: (unknown key|Key '\w+' not in)"):
         typed_config(cfg)
 
@@ -106,7 +106,7 @@ def test_keys_added_with_plus_are_rejected_before_any_work(override: str, key: s
 )
 def test_range_checks_name_the_key(override: str, expected: str) -> None:
     with pytest.raises(ConfigError) as err:
-        typed_config(_compose("experiment=quickstart", "scale=smoke", override))
+        typed_config(compose("experiment=quickstart", "scale=smoke", override))
     assert str(err.value).startswith(expected) and "\n" not in str(err.value)
 
 
@@ -116,7 +116,7 @@ def cache_dir(tmp_path_factory) -> Path:
 
 
 def _smoke(tmp_path: Path, data_dir: Path, cache: Path, *overrides: str):
-    return _compose(
+    return compose(
         "experiment=quickstart", "scale=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}",
         f"paths.cache_dir={cache}", *overrides,
     )  # fmt: skip
@@ -148,7 +148,7 @@ def test_bad_configs_fail_before_training(tmp_path, data_dir, cache_dir, overrid
 
 
 def test_no_experiment_chosen(tmp_path, data_dir):
-    cfg = _compose("scale=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}")
+    cfg = compose("scale=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}")
     with pytest.raises(ConfigError, match="experiment: choose an experiment preset"):
         train(cfg)
 
@@ -181,8 +181,6 @@ def test_cli_prints_one_line_error_and_exits_2(tmp_path, data_dir, cache_dir):
 
 
 def test_slurm_launcher_config_composes() -> None:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=cpt", "scale=paper", "trainer=ddp", "hydra/launcher=slurm"],
-                      return_hydra_config=True)  # fmt: skip
+    cfg = compose("experiment=cpt", "scale=paper", "trainer=ddp", "hydra/launcher=slurm", return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.tasks_per_node == launcher.gpus_per_node == 8

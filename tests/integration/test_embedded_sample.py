@@ -12,7 +12,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import compose
 
 from cpt_experiments import config
 from cpt_experiments.errors import ConfigError
@@ -34,16 +34,12 @@ def fresh_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def compose_train(tmp: Path, *overrides: str):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(
-            "train",
-            overrides=[
-                f"paths.output_dir={tmp / 'outputs'}",
-                f"paths.cache_dir={tmp / 'cache'}",
-                f"paths.results_dir={tmp / 'results'}",
-                *overrides,
-            ],
-        )
+    return compose(
+        f"paths.output_dir={tmp / 'outputs'}",
+        f"paths.cache_dir={tmp / 'cache'}",
+        f"paths.results_dir={tmp / 'results'}",
+        *overrides,
+    )
 
 
 def test_smoke_quickstart_runs_on_the_embedded_sample(fresh_machine: Path, caplog) -> None:

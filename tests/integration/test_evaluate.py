@@ -7,35 +7,29 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import compose
 
 from cpt_experiments.errors import ConfigError
 from cpt_experiments.evaluate import evaluate
 from cpt_experiments.results import store
 from cpt_experiments.train import train
 
-CONF = str(Path(__file__).resolve().parents[2] / "conf")
-
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, data_dir):
     """A pretrain -> continual smoke run with automatic held-out evaluation of the continual stage."""
     out = tmp_path_factory.mktemp("eval_run")
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                "experiment=cpt",
-                "experiment.union=null",
-                "scale=smoke",
-                "budget.pretrain_tokens=8192",
-                "budget.continual_tokens=4096",
-                "evaluation.auto=true",
-                "evaluation.suite.limit=3",
-                f"paths.data_dir={data_dir}",
-                f"paths.output_dir={out}",
-            ],
-        )
+    cfg = compose(
+        "experiment=cpt",
+        "experiment.union=null",
+        "scale=smoke",
+        "budget.pretrain_tokens=8192",
+        "budget.continual_tokens=4096",
+        "evaluation.auto=true",
+        "evaluation.suite.limit=3",
+        f"paths.data_dir={data_dir}",
+        f"paths.output_dir={out}",
+    )
     return out, train(cfg)
 
 
@@ -54,8 +48,7 @@ def test_auto_evaluation_writes_heldout_rows_for_marked_stages(smoke_run):
 
 
 def _eval_cfg(out: Path, data_dir: Path, *overrides: str):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose("evaluate", overrides=[f"paths.data_dir={data_dir}", f"paths.output_dir={out}", *overrides])
+    return compose(f"paths.data_dir={data_dir}", f"paths.output_dir={out}", *overrides, config_name="evaluate")
 
 
 def test_evaluate_run_offline_benchmark_is_idempotent(smoke_run, data_dir, benchmark_dir):
@@ -114,20 +107,16 @@ def swapped_run(smoke_run, data_dir):
     """The smoke run's chain with its de_new role swapped to the web-English corpus on the command line
     (the pre-training stage is shared with ``smoke_run``)."""
     out, _ = smoke_run
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                "experiment=cpt",
-                "experiment.union=null",
-                "scale=smoke",
-                "budget.pretrain_tokens=8192",
-                "budget.continual_tokens=4096",
-                "corpus@corpora.de_new=web_en",
-                f"paths.data_dir={data_dir}",
-                f"paths.output_dir={out}",
-            ],
-        )
+    cfg = compose(
+        "experiment=cpt",
+        "experiment.union=null",
+        "scale=smoke",
+        "budget.pretrain_tokens=8192",
+        "budget.continual_tokens=4096",
+        "corpus@corpora.de_new=web_en",
+        f"paths.data_dir={data_dir}",
+        f"paths.output_dir={out}",
+    )
     return train(cfg)
 
 

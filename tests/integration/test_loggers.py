@@ -6,24 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import compose
 
 from cpt_experiments.errors import ConfigError, CPTError
 from cpt_experiments.train import train
 
-CONF = str(Path(__file__).resolve().parents[2] / "conf")
-
 
 def _cfg(tmp: Path, data_dir: Path, *overrides: str):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose(
-            "train",
-            overrides=[
-                "experiment=cpt", "scale=smoke", "experiment.union=null", "budget.pretrain_tokens=2048",
-                "budget.continual_tokens=1024", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp / 'out'}",
-                *overrides,
-            ],
-        )  # fmt: skip
+    return compose(
+        "experiment=cpt", "scale=smoke", "experiment.union=null", "budget.pretrain_tokens=2048",
+        "budget.continual_tokens=1024", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp / 'out'}",
+        *overrides,
+    )  # fmt: skip
 
 
 def test_wandb_offline_one_run_per_trained_stage_grouped_by_run(tmp_path, data_dir, monkeypatch) -> None:

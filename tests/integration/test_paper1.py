@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import compose
 
 from cpt_experiments.data.replay import consumed_windows
 from cpt_experiments.pipeline.context import typed_config
@@ -19,26 +19,20 @@ from cpt_experiments.results import store
 from cpt_experiments.train import train
 from cpt_experiments.training.model import parameter_counts
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 FAST = ["train.val_every_n_steps=1000", "train.val_windows=2", "budget.pretrain_tokens=8192",
         "budget.continual_tokens=4096", "budget.anneal_tokens=1024"]  # fmt: skip
 
 
-def _compose(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
-
-
 def _smoke(tmp: Path, data_dir: Path, *overrides: str):
-    return _compose(
+    return compose(
         "scale=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp / 'out'}",
         f"paths.results_dir={tmp / 'results'}", *FAST, *overrides,
     )  # fmt: skip
 
 
 def test_infinite_releases_are_compute_matched_with_the_repeated_cosine() -> None:
-    inf, _ = typed_config(_compose("experiment=paper1/infinite_splits", "scale=cpu"))
-    cos, _ = typed_config(_compose("experiment=paper1/cosine_splits", "scale=cpu"))
+    inf, _ = typed_config(compose("experiment=paper1/infinite_splits", "scale=cpu"))
+    cos, _ = typed_config(compose("experiment=paper1/cosine_splits", "scale=cpu"))
     split = cos.budget.continual_tokens
     inf_stages, cos_stages = build_stages(inf.experiment), build_stages(cos.experiment)
     for i in (1, 2, 3):
@@ -75,7 +69,7 @@ def test_same_data_continues_on_unseen_windows_of_the_pretraining_corpus(tmp_pat
 @pytest.mark.parametrize("preset", ["warmup", "rewarm", "replay", "final", "shift_continuum"])
 def test_paper1_presets_share_one_pretraining_stage(preset: str) -> None:
     """Every paper-1 preset on the local corpora starts from the same pre-training stage (trained once)."""
-    root, _ = typed_config(_compose(f"experiment=paper1/{preset}", "scale=cpu"))
+    root, _ = typed_config(compose(f"experiment=paper1/{preset}", "scale=cpu"))
     pre = build_stages(root.experiment)["pretrain"]
     assert pre.data == {"en_old": 1.0} and pre.tokens == root.budget.pretrain_tokens and pre.parent is None
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import compose
 
 from cpt_experiments.pipeline.context import typed_config
 from cpt_experiments.pipeline.experiment import build_stages, plan_experiment
@@ -33,13 +33,8 @@ FAST = [
 ]
 
 
-def _compose(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
-
-
 def _smoke(tmp: Path, data_dir: Path, cache: Path, *overrides: str):
-    return _compose(
+    return compose(
         "scale=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp / 'out'}", f"paths.cache_dir={cache}",
         f"paths.results_dir={tmp / 'results'}", *FAST, *overrides,
     )  # fmt: skip
@@ -53,7 +48,7 @@ def cache(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("scale", SCALES)
 @pytest.mark.parametrize("preset", PRESETS)
 def test_presets_compose_at_every_scale(preset: str, scale: str) -> None:
-    root, _ = typed_config(_compose(f"experiment={preset}", f"scale={scale}"))
+    root, _ = typed_config(compose(f"experiment={preset}", f"scale={scale}"))
     assert root.model.arch == "llama"
     stages = build_stages(root.experiment)
     geometry = Geometry(root.model.seq_len, root.train.global_batch_windows)
@@ -68,7 +63,7 @@ def test_presets_compose_at_every_scale(preset: str, scale: str) -> None:
 @pytest.mark.parametrize("family", ["cosine", "knee", "multistep"])
 def test_branch_family_and_fraction_select_schedule_and_length(family: str) -> None:
     root, _ = typed_config(
-        _compose("experiment=paper2/path_switching", "scale=cpu", f"experiment.params.family={family}",
+        compose("experiment=paper2/path_switching", "scale=cpu", f"experiment.params.family={family}",
                  "experiment.params.branch=f45")
     )  # fmt: skip
     stages = build_stages(root.experiment)
@@ -81,7 +76,7 @@ def test_branch_family_and_fraction_select_schedule_and_length(family: str) -> N
 @pytest.mark.parametrize(("family", "at_85pct"), [("cosine", None), ("knee", 0.25), ("multistep", 0.316)])
 def test_ptfs_family_selects_its_schedule(family: str, at_85pct: float | None) -> None:
     """knee: linear from η_max at 80% to η_min at 100%; multistep: ×0.316 from 80%, η_min from 90%."""
-    root, _ = typed_config(_compose("experiment=paper2/ptfs", "scale=cpu", f"experiment.params.family={family}"))
+    root, _ = typed_config(compose("experiment=paper2/ptfs", "scale=cpu", f"experiment.params.family={family}"))
     stage = build_stages(root.experiment)["v4"]
     steps = stage.tokens // (root.model.seq_len * root.train.global_batch_windows)
     lrs = schedule_preview(stage.schedule, steps)

@@ -8,20 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from hydra import compose, initialize_config_dir
+from conftest import compose
 
 from cpt_experiments.errors import ConfigError
 from cpt_experiments.pipeline import records
 from cpt_experiments.results import store
 from cpt_experiments.train import train
 from cpt_experiments.training.model import build_model, load_model_cfg, load_pretrained
-
-CONF = Path(__file__).resolve().parents[2] / "conf"
-
-
-def _compose(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +24,7 @@ def checkpoint_run(tmp_path_factory, data_dir):
     tmp = tmp_path_factory.mktemp("ckpt_run")
     torch.manual_seed(123)
     build_model(load_model_cfg("neox_d32"), 512).save_pretrained(tmp / "pretrained")
-    cfg = _compose(
+    cfg = compose(
         "experiment=quickstart", "scale=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp}",
         "~experiment.stages.pretrain", "~experiment.stages.de_replay25",
         "experiment.stages.de_replay0.parent=null", f"+experiment.stages.de_replay0.init_from={tmp / 'pretrained'}",
@@ -86,7 +79,7 @@ def repo(tmp_path: Path) -> Path:
 def test_dirty_tree_write_into_results_is_refused_before_any_work(repo, monkeypatch, data_dir) -> None:
     (repo / "code.py").write_text("x = 2\n")  # an uncommitted code change
     monkeypatch.setattr(records, "REPO_ROOT", repo)
-    cfg = _compose("experiment=quickstart", "scale=smoke", f"paths.data_dir={data_dir}",
+    cfg = compose("experiment=quickstart", "scale=smoke", f"paths.data_dir={data_dir}",
                    f"paths.output_dir={repo / 'outputs'}", f"paths.results_dir={repo / 'results' / 'cpu'}")  # fmt: skip
     with pytest.raises(ConfigError, match=r"^paths.results_dir: .* uncommitted changes; commit first"):
         train(cfg)

@@ -9,23 +9,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import compose
 
 from cpt_experiments.data.corpus import CorpusSpec, source_fingerprint, split_documents
 from cpt_experiments.data.token_cache import prepare_corpora
 from cpt_experiments.data.tokenizer import get_tokenizer, tokenizer_hash
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 BENCHMARK_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def corpora_cfg() -> dict:
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name=None, overrides=["+corpora=local"])
-    corpora = OmegaConf.to_container(cfg.corpora, resolve=True)
+    corpora = OmegaConf.to_container(compose("+corpora=local", config_name=None).corpora, resolve=True)
     for c in corpora.values():
         c.update(max_documents=40, validation_fraction=0.2, max_validation_tokens=5_000)
     return corpora

@@ -13,29 +13,24 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from conftest import compose
 
 from cpt_experiments.pipeline.failures import StageFailed
 from cpt_experiments.results import store
 from cpt_experiments.train import train
 
 REPO = Path(__file__).resolve().parents[2]
-CONF = str(REPO / "conf")
 
 
 def compose_cfg(tmp: Path, data_dir: Path, *overrides: str):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose(
-            "train",
-            overrides=[
-                "scale=smoke",
-                f"paths.data_dir={data_dir}",
-                f"paths.output_dir={tmp / 'outputs'}",
-                f"paths.cache_dir={tmp / 'cache'}",
-                f"paths.results_dir={tmp / 'results'}",
-                *overrides,
-            ],
-        )
+    return compose(
+        "scale=smoke",
+        f"paths.data_dir={data_dir}",
+        f"paths.output_dir={tmp / 'outputs'}",
+        f"paths.cache_dir={tmp / 'cache'}",
+        f"paths.results_dir={tmp / 'results'}",
+        *overrides,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -113,12 +108,12 @@ def _run_cli(args: list[str], env_extra: dict[str, str] | None = None, **kw) -> 
     )
 
 
-# The basic-launcher variant is slow-tier: test_sweep_members_share_the_pretraining_stage covers sharing in
-# process, the joblib variant the CLI multirun, and test_failures the basic launcher's CLI path.
+# Both variants are slow-tier (the joblib one took 35-117 s): test_sweep_members_share_the_pretraining_stage
+# covers sharing in process, tests/unit/test_stage_lock.py two processes racing for one stage under its lock,
+# and test_failures the basic launcher's CLI multirun path.
+@pytest.mark.slow
 @pytest.mark.parametrize(
-    "launcher",
-    [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], pytest.param([], marks=pytest.mark.slow)],
-    ids=["joblib", "basic"],
+    "launcher", [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], []], ids=["joblib", "basic"]
 )
 def test_multirun_trains_shared_stage_once(tmp_path, data_dir, shared_cache, launcher):
     """A two-member sweep (joblib: both at once in 2 processes): the shared stage is trained by one of them."""

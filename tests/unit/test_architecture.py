@@ -1,20 +1,23 @@
-"""The import rules of ARCHITECTURE.md, checked by walking every import of the package with ``ast``."""
+"""ARCHITECTURE.md against the code: the import rules (every import of the package walked with ``ast``),
+the entry-point table and the callbacks of a stage."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "cpt_experiments"
+ARCHITECTURE = (PACKAGE.parent / "ARCHITECTURE.md").read_text()
 
 #: Layer of each top-level module or subpackage of cpt_experiments.
 LAYER = {
-    "errors": "base", "atomic": "base", "config": "base",
+    "errors": "base", "atomic": "base", "config": "base", "files": "base",
     "schedules": "schedules", "data": "data", "results": "results", "eval": "eval",
     "training": "training", "pipeline": "pipeline", "figures": "figures", "bench": "bench",
-    "train": "entry", "evaluate": "entry",
+    "train": "entry", "evaluate": "entry", "verify": "entry",
 }  # fmt: skip
 
 #: Which layers each layer may import (itself included).
@@ -42,7 +45,8 @@ FORBIDDEN = {
 
 #: Entry points (``python -m ...``): none may import another.
 ENTRY_POINTS = {
-    "cpt_experiments.train", "cpt_experiments.evaluate", "cpt_experiments.figures.__main__", "cpt_experiments.bench.__main__",
+    "cpt_experiments.train", "cpt_experiments.evaluate", "cpt_experiments.verify", "cpt_experiments.figures.__main__",
+    "cpt_experiments.bench.__main__",
 }  # fmt: skip
 
 
@@ -130,3 +134,66 @@ def test_the_rules_can_fail() -> None:
     assert "cpt_experiments.eval.heldout" in GRAPH["cpt_experiments.pipeline.evaluation"]
     assert "cpt_experiments.figures.style" in GRAPH["cpt_experiments.figures.benchmarks"]
     assert any(i.startswith("transformers") for i in _imports(MODULES["cpt_experiments.pipeline.experiment"]))
+
+
+# --- the entry-point table and the callbacks list ------------------------------------------------------------------
+
+
+def _runnable() -> set[str]:
+    """``python -m`` names of the modules that run as ``__main__`` (a package's ``__main__.py`` runs the package)."""
+    out = set()
+    for name, path in MODULES.items():
+        source = path.read_text()
+        if path.name == "__main__.py" or re.search(r"^if __name__ == .__main__.:", source, re.M):
+            out.add(name.removesuffix(".__main__"))
+    return out
+
+
+def _documented_entry_points() -> dict[str, str]:
+    """module -> console script ('' if none), from the table under "## Entry points"."""
+    section = ARCHITECTURE.split("## Entry points", 1)[1].split("\n## ", 1)[0]
+    return dict(re.findall(r"^\| `(cpt_experiments[\w.]*)` \| (?:`([\w-]+)`)? *\|", section, re.M))
+
+
+def _console_scripts() -> dict[str, str]:
+    """module -> console script, from ``[project.scripts]`` in pyproject.toml (tomllib is Python 3.11+)."""
+    text = (PACKAGE.parent / "pyproject.toml").read_text()
+    section = text.split("[project.scripts]", 1)[1].split("\n[", 1)[0]
+    return {
+        target.removesuffix(".__main__"): script
+        for script, target in re.findall(r'^([\w-]+) = "([\w.]+):main"', section, re.M)
+    }
+
+
+def test_entry_point_table_lists_every_runnable_module_and_its_console_script() -> None:
+    documented = _documented_entry_points()
+    assert documented, "no table under '## Entry points' in ARCHITECTURE.md"
+    assert set(documented) == _runnable(), "ARCHITECTURE.md's entry points != the modules that run as __main__"
+    assert {m: s for m, s in documented.items() if s} == _console_scripts()
+    for module in documented:  # every command has a main() to call
+        path = MODULES.get(f"{module}.__main__", MODULES.get(module))
+        assert any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in ast.parse(path.read_text()).body)
+
+
+def _callbacks_built() -> list[str]:
+    """Class names in the ``callbacks = [...]`` list of ``stage_runner._train`` (a name resolves to its assignment)."""
+    tree = ast.parse(MODULES["cpt_experiments.pipeline.stage_runner"].read_text())
+    (train,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_train"]
+    assigned = {
+        t.id: n.value
+        for n in ast.walk(train)
+        if isinstance(n, ast.Assign)
+        for t in n.targets
+        if isinstance(t, ast.Name)
+    }
+    items = assigned["callbacks"].elts
+    return [ast.unparse((assigned[e.id] if isinstance(e, ast.Name) else e).func) for e in items]
+
+
+def test_architecture_names_the_callbacks_the_runner_builds() -> None:
+    match = re.search(r"and (\w+) callbacks: (.+?)\. Export", ARCHITECTURE, re.S)
+    assert match, "ARCHITECTURE.md no longer lists a stage's callbacks ('and <n> callbacks: ... Export')"
+    count, listed = match.group(1), re.findall(r"`(\w+)`", match.group(2))
+    built = _callbacks_built()
+    assert listed == built, f"ARCHITECTURE.md lists {listed}, stage_runner._train builds {built}"
+    assert count == ["one", "two", "three", "four", "five", "six", "seven", "eight"][len(built) - 1]

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import compose
 
 from cpt_experiments.data.corpus import (
     CorpusSpec,
@@ -315,10 +316,7 @@ def test_shipped_corpus_configs_are_valid(path: Path) -> None:
     ],
 )
 def test_corpora_role_sets_compose(choice: str, names: tuple[str, str, str]) -> None:
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name=None, overrides=[f"+corpora={choice}"])
+    cfg = compose(f"+corpora={choice}", config_name=None)
     assert (cfg.corpora.en_old.name, cfg.corpora.en_new.name, cfg.corpora.de_new.name) == names
     for role in ("en_old", "en_new", "de_new"):
         CorpusSpec.from_config(cfg.corpora[role], key=f"corpora.{role}")
@@ -335,10 +333,8 @@ def test_synthetic_corpora_fit_the_local_configs_and_differ_by_language(data_dir
     from collections import Counter
 
     from conftest import write_synthetic_corpora
-    from hydra import compose, initialize_config_dir
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name=None, overrides=["+corpora=local"])
+    cfg = compose("+corpora=local", config_name=None)
     words: dict[str, Counter] = {}
     for role in ("en_old", "en_new", "de_new"):
         spec = CorpusSpec.from_config(cfg.corpora[role], key=f"corpora.{role}")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import compose
 
 from cpt_experiments.data import fetch as F
 from cpt_experiments.data.corpus import CorpusSpec, iter_documents, split_documents
@@ -258,11 +259,8 @@ def test_every_file_an_offline_task_reads_is_fetched() -> None:
 
 
 def test_fetched_corpus_configs_match_what_fetch_writes() -> None:
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        fetched = compose(config_name=None, overrides=["+corpora=fetched"]).corpora
-        hub = compose(config_name=None, overrides=["+corpora=hub"]).corpora
+    fetched = compose("+corpora=fetched", config_name=None).corpora
+    hub = compose("+corpora=hub", config_name=None).corpora
     by_file = {it.file: it for it in F.corpus_items()}
     for role in ("en_old", "en_new", "de_new"):
         local = CorpusSpec.from_config(fetched[role], key=f"corpora.{role}")
