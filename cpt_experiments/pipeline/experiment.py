@@ -92,7 +92,7 @@ def hash_stages(stages: Mapping[str, Stage], ctx: RunContext) -> dict[str, str]:
             "model": asdict(cfg.model), "optim": asdict(cfg.optim), "tokenizer": ctx.tokenizer_hash, "seed": cfg.seed,
             "corpora": {r: ctx.token_files[r]["train"].manifest["cache_key"] for r in sorted({*s.data, *s.replay.sources})},
             "seq_len": ctx.geometry.seq_len, "global_batch_windows": ctx.geometry.global_batch_windows,
-            "precision": cfg.trainer.precision,
+            "precision": cfg.trainer.precision,  # bf16 products change the result; the speed-only train.* keys don't
         }  # fmt: skip
         hashes[s.name] = stage_hash(s, context, hashes[s.parent] if s.parent else None)
     return hashes

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from cpt_experiments.atomic import atomic_write_text
+from cpt_experiments.config import SPEED_ONLY_KEYS
 from cpt_experiments.errors import config_error
 from cpt_experiments.pipeline.context import RunContext
 from cpt_experiments.pipeline.stage_cache import StageDir
@@ -41,8 +42,13 @@ NOT_IDENTITY = ("paths", "hydra", "logger", "evaluation", "allow_dirty_results",
 
 
 def config_hash(plain_cfg: Mapping[str, Any]) -> str:
-    """sha256 of the resolved config without paths, loggers and evaluation settings (names the run)."""
+    """sha256 of the resolved config without paths, loggers, evaluation settings and the speed-only keys
+    (``config.SPEED_ONLY_KEYS``: attention kernel, compile, checkpointing); it names the run."""
     material = {k: v for k, v in plain_cfg.items() if k not in NOT_IDENTITY}
+    for dotted in SPEED_ONLY_KEYS:
+        group, key = dotted.split(".")
+        if isinstance(material.get(group), Mapping) and key in material[group]:
+            material[group] = {k: v for k, v in material[group].items() if k != key}
     return hashlib.sha256(canonical_json(material).encode()).hexdigest()
 
 

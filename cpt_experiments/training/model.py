@@ -195,15 +195,19 @@ def _apply_wang_init(model: GPTNeoXForCausalLM) -> None:
                 proj.weight.normal_(0.0, std)
 
 
-def build_model(model_cfg: Mapping[str, Any], vocab_size: int, device: str | torch.device = "cpu") -> PreTrainedModel:
+def build_model(
+    model_cfg: Mapping[str, Any], vocab_size: int, device: str | torch.device = "cpu", attention: str = "sdpa"
+) -> PreTrainedModel:
     """A freshly initialised causal LM (GPT-NeoX or LLaMA, by ``arch``) for ``model_cfg`` and a tokenizer of ``vocab_size`` tokens.
 
     Always random weights: a pretrained start is a stage's ``init_from`` (``load_pretrained``), never
-    a property of the model config. ``device="meta"`` builds the shape only (no memory).
+    a property of the model config. ``device="meta"`` builds the shape only (no memory). ``attention``
+    (``train.attention``) picks the kernel, not the math: the weights and init are the same for every value.
     """
     config = hf_config(model_cfg, vocab_size)
     with torch.device(device):
         model = ARCHS[arch_of(model_cfg)](config)
+    model.set_attn_implementation(attention)  # transformers' default is sdpa already; eager stays selectable
     if torch.device(device).type != "meta" and isinstance(model, GPTNeoXForCausalLM):
         _apply_wang_init(model)
     return model
