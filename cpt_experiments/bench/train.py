@@ -228,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
                     peak_mem[path] = max(peak_mem[path], torch.cuda.max_memory_allocated() / 2**30)
                 steps[path] += step_s
                 best[path] = min(best[path], sum(step_s))
-                print(f"  round {r + 1} {path:9s}: {timed_tokens / sum(step_s):9.0f} tokens/s  (last loss {losses[path]:.4f})")
+                print(
+                    f"  round {r + 1} {path:9s}: {timed_tokens / sum(step_s):9.0f} tokens/s  (last loss {losses[path]:.4f})"
+                )
     rates = {path: timed_tokens / seconds for path, seconds in best.items()}
     step_tokens = args.micro_batch * seq_len
     median_rates = {path: step_tokens / statistics.median(s) for path, s in steps.items()}

@@ -17,8 +17,13 @@ from cpt_experiments.pipeline.failures import StageFailed
 from cpt_experiments.train import train
 
 REPO = Path(__file__).resolve().parents[2]
-ONE_STAGE = ["experiment=cpt", "experiment.union=null", "~experiment.stages.continual",
-             "budget.pretrain_tokens=16384", "train.checkpoint_every_n_steps=8"]  # fmt: skip  (32 steps)
+ONE_STAGE = [
+    "experiment=cpt",
+    "experiment.union=null",
+    "~experiment.stages.continual",
+    "budget.pretrain_tokens=16384",
+    "train.checkpoint_every_n_steps=8",
+]  # 32 steps
 
 
 def _cfg(tmp: Path, data_dir: Path, cache: Path, *overrides: str):
@@ -81,7 +86,9 @@ def _train_killed_then_resumed(tmp, data_dir, cache, monkeypatch, first: list[st
     assert isinstance(failed.value.cause, _Crash)
     monkeypatch.setattr(runner, "ResumeCheckpoint", CrashingCheckpoint.__mro__[1])
     resumed = train(_cfg(tmp, data_dir, cache, *ONE_STAGE, *then))
-    segments = [(s["start"], s["end"]) for s in runner.StageDir(Path(resumed.stages["pretrain"]["dir"])).summary()["segments"]]
+    segments = [
+        (s["start"], s["end"]) for s in runner.StageDir(Path(resumed.stages["pretrain"]["dir"])).summary()["segments"]
+    ]
     assert segments == [(0, 16), (16, 32)]  # resumed from the checkpoint, not retrained
     return resumed, seen
 
