@@ -80,6 +80,23 @@ def _run(cmd: list[str], env: dict[str, str], log: Path, timeout: float) -> tupl
     return rc, time.monotonic() - start
 
 
+class _Tee:
+    """What the check prints goes to the console and to ``report/check.log`` (the children log to their own files)."""
+
+    def __init__(self, *streams: Any) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+            stream.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+
 def _train_cmd(*overrides: str) -> list[str]:
     return [sys.executable, "-m", "cpt_experiments.train", *overrides]
 
@@ -160,7 +177,9 @@ def resume(out: Path, env: dict[str, str], dry: bool, report: dict[str, Any]) ->
         rc, _ = _run(_train_cmd(*base, *_paths(root / "reference2")), env, root / "reference2.log", timeout=120)
         entry["noise_max_abs_diff"] = _max_diff(ref, _weights(root / "reference2")) if rc == 0 else None
     noise = entry.get("noise_max_abs_diff") or 0.0
-    entry["passed"] = bool(mid_stage and entry["max_abs_diff"] <= max(1e-6, 2 * noise) and len(ref) == 4)
+    # Bitwise where the kernels are deterministic; else no further from the reference than GPU noise goes (4x
+    # the spread of two uninterrupted runs). A resume that lost state (LR position, moments, data order) is far off.
+    entry["passed"] = bool(mid_stage and entry["max_abs_diff"] <= max(1e-6, 4 * noise) and len(ref) == 4)
     print(f"(b) resume check: {json.dumps(entry)}", flush=True)
     report["resume"] = entry
 
@@ -175,7 +194,8 @@ def axis(out: Path, env: dict[str, str], dry: bool, report: dict[str, Any], dead
     if dry:
         common.append(f"paths.data_dir={SAMPLE_DATA_DIR}")
     prep = _train_cmd(*gpu_axis.axis_overrides(max(budgets), seeds[0], smoke=dry), *common, "dry_run=true")
-    rc, seconds = _run(prep, env, root / "prepare.log", timeout=max(1.0, deadline - time.monotonic()))
+    prep_env = {**env, "TOKENIZERS_PARALLELISM": "true"}  # one process tokenizes: let it use every core
+    rc, seconds = _run(prep, prep_env, root / "prepare.log", timeout=max(1.0, deadline - time.monotonic()))
     print(f"(c) tokenizer and token caches: rc {rc}, {seconds:.0f} s", flush=True)
     report["axis"] = {"prepare_rc": rc, "prepare_s": seconds, "budgets": budgets, "seeds": seeds, "jobs": jobs}
     if rc != 0:
@@ -214,17 +234,28 @@ def main(argv: list[str] | None = None) -> int:
         for p in problems:
             print(f"gpu_check: error: {p}", file=sys.stderr)
         return 2
-    start = time.monotonic()
-    deadline = start + float(os.environ.get("GPU_CHECK_BUDGET_S", "540")) - 20.0
     out = args.out_dir.resolve()
     (out / "report").mkdir(parents=True, exist_ok=True)
+    console = sys.stdout
+    with open(out / "report" / "check.log", "w") as log:
+        sys.stdout = _Tee(console, log)
+        try:
+            return _check(out, args.dry_run)
+        finally:
+            sys.stdout = console
+
+
+def _check(out: Path, dry: bool) -> int:
+    """Every step in order, each timed and recorded in ``report/check.json``; 0 if the bench and resume held."""
+    start = time.monotonic()
+    deadline = start + float(os.environ.get("GPU_CHECK_BUDGET_S", "540")) - 20.0
     env = _env(out)
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() and not args.dry_run else "cpu (dry run)"
-    report: dict[str, Any] = {"device": device, "torch": torch.__version__, "dry_run": args.dry_run, "bench": {}}
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() and not dry else "cpu (dry run)"
+    report: dict[str, Any] = {"device": device, "torch": torch.__version__, "dry_run": dry, "bench": {}}
     print(f"gpu_check on {device}; torch {torch.__version__}; budget ends in {deadline - start:.0f} s", flush=True)
-    steps = [("bench", lambda: bench(out, env, args.dry_run, report)),
-             ("resume", lambda: resume(out, env, args.dry_run, report)),
-             ("axis", lambda: axis(out, env, args.dry_run, report, deadline))]  # fmt: skip
+    steps = [("bench", lambda: bench(out, env, dry, report)),
+             ("resume", lambda: resume(out, env, dry, report)),
+             ("axis", lambda: axis(out, env, dry, report, deadline))]  # fmt: skip
     timings = report.setdefault("seconds", {})
     for name, step in steps:
         t0 = time.monotonic()

@@ -4,6 +4,9 @@ with ``trainer=gpu`` (dry run), its tables summarise, and ``--dry-run`` rehearse
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -26,6 +29,16 @@ def test_without_cuda_the_check_stops_at_once_and_writes_nothing(tmp_path, capsy
     assert gpu_check.main([str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "gpu_check: error: no CUDA device is visible" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible")
+def test_the_ci_script_fails_loudly_without_cuda(tmp_path):
+    env = {**os.environ, "PYTHON": sys.executable}
+    proc = subprocess.run(
+        [str(REPO / ".ci" / "gpu-check"), str(tmp_path / "out")], env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "gpu_check: error: no CUDA device is visible" in proc.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -111,5 +124,6 @@ def test_dry_run_rehearses_every_step_on_the_cpu(tmp_path, monkeypatch):
     assert check["bench"]["neox_d32"]["paths"]["lightning"]["tokens_per_s"] > 0
     assert [m["status"] for m in check["axis"]["members"]] == ["done", "done"]
     assert sorted(p.name for p in report.iterdir()) == ["axis_means.csv", "axis_summary.csv", "check.json",
-                                                        "curves.csv", "runs.csv"]  # fmt: skip
+                                                        "check.log", "curves.csv", "runs.csv"]  # fmt: skip
+    assert "(b) resume check" in (report / "check.log").read_text()
     assert set(pd.read_csv(report / "axis_summary.csv")["budget_x"]) == {1, 2}
