@@ -113,7 +113,8 @@ def _table(results_dir: Path, name: str) -> pd.DataFrame:
 
 
 def summarize(results_dir: Path) -> pd.DataFrame:
-    """One row per finished stage: budget multiple, seed, stage, tokens, seconds, final loss per domain (nats)."""
+    """One row per finished stage: budget multiple, seed, stage, tokens, seconds, tokens/s, final loss per domain
+    (nats/token)."""
     runs, curves = _table(results_dir, "runs"), _table(results_dir, "curves")
     runs = runs[runs["status"].isin(["done", "reused"])]
     final = curves[curves["split"].isin(DOMAINS) & (curves["metric"] == "loss")]
@@ -124,6 +125,7 @@ def summarize(results_dir: Path) -> pd.DataFrame:
         losses.reset_index(), on=["run_id", "stage"], how="left"
     )
     out.insert(0, "budget_x", out.pop("variant").str.extract(r"-x(\d+)$", expand=False).astype(int))
+    out["tokens_per_s"] = out["stage_tokens"] / out["wall_s"]  # training only (start-up and evaluation excluded)
     return out.sort_values(["budget_x", "seed", "stage"]).reset_index(drop=True)
 
 

@@ -203,7 +203,12 @@ def axis(out: Path, env: dict[str, str], dry: bool, report: dict[str, Any], dead
     members = [gpu_axis.Member(k, s) for k in budgets for s in seeds]
     gpu_axis.run_members(members, common, env, root / "logs", jobs, deadline, smoke=dry)
     report["axis"]["members"] = [{"name": m.name, "status": m.status, "wall_s": m.wall_s} for m in members]
-    summary = gpu_axis.summarize(root / "results")
+    try:
+        summary = gpu_axis.summarize(root / "results")
+    except (FileNotFoundError, KeyError, ValueError) as exc:  # no member got as far as a row
+        report["axis"]["summary_error"] = f"{type(exc).__name__}: {exc}"
+        print(f"(c) no axis table: {report['axis']['summary_error']}", flush=True)
+        return
     summary.to_csv(out / "report" / "axis_summary.csv", index=False)
     gpu_axis.mean_table(summary).to_csv(out / "report" / "axis_means.csv", index=False)
     for name in ("runs.csv", "curves.csv"):
