@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader
 from cpt_experiments.config import ATTENTION_IMPLEMENTATIONS
 from cpt_experiments.training.flops import measure_matmul_peak, mfu
 from cpt_experiments.training.lm_module import CausalLMModule, build_optimizer
-from cpt_experiments.training.model import build_model, load_model_cfg, model_flops_per_token
+from cpt_experiments.training.model import build_model, enable_checkpointing, load_model_cfg, model_flops_per_token
 
 VOCAB = 4096
 OPTIM = {"lr": 1e-3, "betas": [0.9, 0.95], "eps": 1e-8, "weight_decay": 0.1, "lr_scale": 1.0, "grad_clip_norm": 1.0}
@@ -134,7 +134,7 @@ def run_bare(cfg: dict, init_state: dict, batches: list, args: argparse.Namespac
     model.load_state_dict(init_state)
     model.to(device).train()
     if args.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(model)
     if args.compile:
         model.compile()
     optimizer = build_optimizer(model, OPTIM)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from cpt_experiments.atomic import atomic_dir
 from cpt_experiments.errors import config_error
-from cpt_experiments.training.model import build_model, model_flops_per_token
+from cpt_experiments.training.model import build_model, enable_checkpointing, model_flops_per_token
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +136,8 @@ class CausalLMModule(pl.LightningModule):
             }
         )
         self.model = build_model(self.model_cfg, vocab_size, attention=attention)
-        if gradient_checkpointing:  # non-reentrant: the variant that works under autocast and torch.compile
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if gradient_checkpointing:
+            enable_checkpointing(self.model)
         if compile:  # in place (nn.Module.compile): the state dict keeps its keys, so a checkpoint resumes either way
             self.model.compile()
         if init_state_dict is not None:  # parent-stage or init_from weights replace the random init

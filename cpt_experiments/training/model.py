@@ -213,6 +213,19 @@ def build_model(
     return model
 
 
+def enable_checkpointing(model: PreTrainedModel) -> None:
+    """Recompute each decoder layer's activations in backward (``train.gradient_checkpointing``).
+
+    Non-reentrant: the variant that works under autocast and ``torch.compile``. ``transformers`` 5.2x renamed
+    the method (``activation_checkpointing_enable``); older 5.x releases (e.g. 5.17) have only the old name.
+    """
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def _check_matches_config(hf_config: PretrainedConfig, model_cfg: Mapping[str, Any], source: str) -> None:
     arch = arch_of(model_cfg)
     if hf_config.model_type != arch:
