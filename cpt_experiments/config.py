@@ -42,6 +42,15 @@ class PathsConfig:
     results_dir: str = MISSING  # runs/curves/evals tables and configs/<config_hash>.yaml
 
 
+#: ``train.attention`` values: the ``attn_implementation`` of ``transformers`` that both architectures support.
+ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
+#: Keys that change how fast a stage trains, not what it computes (rounding aside). They are outside the stage-hash
+#: context (``pipeline.experiment.hash_stages``) and ``pipeline.records.config_hash`` leaves them out, so adding
+#: them changed no hash of an earlier run. Precision is not among them: ``trainer.precision`` changes the
+#: arithmetic (bf16 products) and is part of every stage hash.
+SPEED_ONLY_KEYS = ("train.attention", "train.compile", "train.gradient_checkpointing")
+
+
 @dataclass
 class TrainConfig:
     """Batch geometry and bookkeeping shared by every stage of a run."""
@@ -57,6 +66,11 @@ class TrainConfig:
     num_workers: int = MISSING  # DataLoader worker processes
     log_every_n_steps: int = MISSING  # train metrics (loss, lr, tokens/s) are logged every n steps
     torch_threads: Optional[int] = MISSING  # intra-op threads; null = torch's default
+    # Speed only (SPEED_ONLY_KEYS): the same computation up to float rounding, so none of these is part of a stage
+    # hash or the run's config hash, and a stage started with one setting resumes or is reused under another.
+    attention: str = MISSING  # sdpa (torch's fused scaled_dot_product_attention) | eager (transformers' matmuls)
+    compile: bool = MISSING  # torch.compile the model's training forward (first steps pay the compile time)
+    gradient_checkpointing: bool = MISSING  # recompute activations in backward: ~30% more compute, far less memory
 
     def __post_init__(self) -> None:
         for key in (
@@ -75,6 +89,9 @@ class TrainConfig:
             raise config_error("train.num_workers", f"must be >= 0, got {self.num_workers}")
         if self.torch_threads is not None and self.torch_threads < 1:
             raise config_error("train.torch_threads", f"must be >= 1 or null, got {self.torch_threads}")
+        if self.attention not in ATTENTION_IMPLEMENTATIONS:
+            known = ", ".join(ATTENTION_IMPLEMENTATIONS)
+            raise config_error("train.attention", f"must be one of {known}, got {self.attention!r}")
 
 
 @dataclass

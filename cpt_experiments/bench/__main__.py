@@ -10,6 +10,7 @@ BENCHMARKS = {
     "mixing": "mixing-stream throughput only",
     "train": "Lightning path vs bare PyTorch loop",
     "eval": "an eval suite on one checkpoint: lm-eval's default settings vs the suite's",
+    "gpu_check": "the prepared one-GPU check (bench, kill/resume, budget axis) into OUT_DIR",
 }
 
 

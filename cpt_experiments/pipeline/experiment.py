@@ -124,7 +124,7 @@ def stage_hashes(
             "model": asdict(cfg.model), "optim": asdict(cfg.optim), "tokenizer": tok_hash, "seed": cfg.seed,
             "corpora": {r: train_keys[r] for r in sorted({*s.data, *s.replay.sources})},
             "seq_len": geometry.seq_len, "global_batch_windows": geometry.global_batch_windows,
-            "precision": cfg.trainer.precision,
+            "precision": cfg.trainer.precision,  # bf16 products change the result; the speed-only train.* keys don't
         }  # fmt: skip
         plan_of = hashes[s.plan_of] if s.plan_of else None
         hashes[s.name] = stage_hash(s, context, hashes[s.parent] if s.parent else None, plan_of)

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from cpt_experiments.atomic import atomic_write_text
+from cpt_experiments.config import SPEED_ONLY_KEYS
 from cpt_experiments.errors import config_error
 from cpt_experiments.files import REPO_ROOT
 from cpt_experiments.pipeline.context import RunContext
@@ -38,11 +39,28 @@ log = logging.getLogger(__name__)
 COMMITTED_RESULTS = REPO_ROOT / "results"
 #: Top-level keys that do not change what is trained, hence not a run's identity.
 NOT_IDENTITY = ("paths", "hydra", "logger", "evaluation", "allow_dirty_results", "dry_run")
+#: Schema keys added after results were committed, left out of the identity while null (their default, the
+#: behaviour before they existed), so a rerun of an old config keeps its run_id; a set value names the run.
+NULL_IS_ABSENT = frozenset({"only", "chain_schedule", "cycle_fracs"})
+
+
+def _drop_null_new_keys(node: Any) -> Any:
+    if isinstance(node, Mapping):
+        return {k: _drop_null_new_keys(v) for k, v in node.items() if not (k in NULL_IS_ABSENT and v is None)}
+    if isinstance(node, list):
+        return [_drop_null_new_keys(v) for v in node]
+    return node
 
 
 def config_hash(plain_cfg: Mapping[str, Any]) -> str:
-    """sha256 of the resolved config without paths, loggers and evaluation settings (names the run)."""
-    material = {k: v for k, v in plain_cfg.items() if k not in NOT_IDENTITY}
+    """sha256 of the resolved config without paths, loggers, evaluation settings, the speed-only keys
+    (``config.SPEED_ONLY_KEYS``: attention kernel, compile, checkpointing) and null ``NULL_IS_ABSENT`` keys;
+    it names the run."""
+    material = _drop_null_new_keys({k: v for k, v in plain_cfg.items() if k not in NOT_IDENTITY})
+    for dotted in SPEED_ONLY_KEYS:
+        group, key = dotted.split(".")
+        if isinstance(material.get(group), Mapping) and key in material[group]:
+            material[group] = {k: v for k, v in material[group].items() if k != key}
     return hashlib.sha256(canonical_json(material).encode()).hexdigest()
 
 

@@ -13,6 +13,7 @@ from cpt_experiments.pipeline.context import RunContext
 from cpt_experiments.pipeline.stage_cache import stage_dir
 from cpt_experiments.training.lm_module import build_optimizer
 from cpt_experiments.training.model import build_model
+from cpt_experiments.training.trainer import gpu_missing
 
 
 def _si(n: float) -> str:
@@ -30,24 +31,38 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
-def measure_tokens_per_s(ctx: RunContext, steps: int = 3) -> float:
-    """Training throughput of this run's model on this machine, tokens/s (a few steps on random tokens)."""
+def measure_tokens_per_s(ctx: RunContext, steps: int = 3) -> float | None:
+    """Training throughput of this run's model on this machine, tokens/s (a few steps on random tokens).
+
+    On the trainer's device (one GPU under bf16 autocast for ``trainer=gpu`` and a ``bf16`` precision); None
+    when the trainer asks for a GPU this machine does not have (a dry run planned on a laptop).
+    """
+    tc = ctx.cfg.trainer
+    if gpu_missing(tc):
+        return None
+    device = "cuda" if str(tc.accelerator) in ("gpu", "cuda") else "cpu"
     torch.manual_seed(0)
-    model = build_model(ctx.model_cfg, ctx.vocab_size)
+    model = build_model(ctx.model_cfg, ctx.vocab_size, attention=ctx.cfg.train.attention).to(device)
     optimizer = build_optimizer(model, ctx.optim_cfg)
     micro, seq = ctx.cfg.train.micro_batch, ctx.geometry.seq_len
-    tokens = torch.randint(0, ctx.vocab_size, (micro, seq + 1))
+    tokens = torch.randint(0, ctx.vocab_size, (micro, seq + 1), device=device)
+    bf16 = device == "cuda" and str(tc.precision).startswith("bf16")
 
     def step() -> None:
-        logits = model(input_ids=tokens[:, :-1]).logits
-        F.cross_entropy(logits.reshape(-1, logits.size(-1)), tokens[:, 1:].reshape(-1)).backward()
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(input_ids=tokens[:, :-1]).logits
+        F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), tokens[:, 1:].reshape(-1)).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     step()  # warm-up: allocation and kernel selection
+    if device == "cuda":
+        torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
+    if device == "cuda":
+        torch.cuda.synchronize()
     return micro * seq * steps / (time.perf_counter() - t0)
 
 
@@ -73,6 +88,8 @@ def plan_lines(
                      f"{'cached' if cached else 'train':<8}{_si(tokens):>9}{steps[name]:>8}{eta:>11}  {mix}")  # fmt: skip
     if tokens_per_s:
         lines.append(f"estimated training time {_duration(total)} at a measured {_si(tokens_per_s)} tokens/s")
+    elif gpu_missing(ctx.cfg.trainer):
+        lines.append(f"no GPU visible: training time not estimated (trainer.accelerator={ctx.cfg.trainer.accelerator})")
     return lines
 
 

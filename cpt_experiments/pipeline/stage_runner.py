@@ -204,6 +204,9 @@ def _train(job: StageJob, run_key: str | None, resuming: bool, rank0: bool) -> S
         init_optimizer_state=opt_state,
         global_batch_tokens=ctx.geometry.tokens_per_step,
         tokens_before=job.tokens_before,
+        attention=cfg.train.attention,
+        compile=cfg.train.compile,
+        gradient_checkpointing=cfg.train.gradient_checkpointing,
     )
     dm = CPTDataModule(
         job.train_sources,

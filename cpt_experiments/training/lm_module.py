@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from cpt_experiments.atomic import atomic_dir
 from cpt_experiments.config import plain_dict
 from cpt_experiments.errors import config_error
-from cpt_experiments.training.model import build_model, model_flops_per_token
+from cpt_experiments.training.model import build_model, enable_checkpointing, model_flops_per_token
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,8 @@ class CausalLMModule(pl.LightningModule):
             resets, i.e. None). Loaded at train start; config hyperparameters are re-applied.
         global_batch_tokens: target tokens per optimizer step over all ranks; None derives it.
         tokens_before: tokens consumed by earlier stages (offset of the cumulative token axis).
+        attention, compile, gradient_checkpointing: the speed-only ``train.*`` keys (``config.SPEED_ONLY_KEYS``):
+            the attention kernel, ``torch.compile`` of the training forward, activation recomputation.
     """
 
     def __init__(
@@ -103,6 +105,9 @@ class CausalLMModule(pl.LightningModule):
         init_optimizer_state: Mapping[str, Any] | None = None,
         global_batch_tokens: int | None = None,
         tokens_before: int = 0,
+        attention: str = "sdpa",
+        compile: bool = False,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         self.model_cfg = plain_dict(model_cfg or {}, "model")
@@ -117,7 +122,11 @@ class CausalLMModule(pl.LightningModule):
                 "tokens_before": tokens_before,
             }
         )
-        self.model = build_model(self.model_cfg, vocab_size)
+        self.model = build_model(self.model_cfg, vocab_size, attention=attention)
+        if gradient_checkpointing:
+            enable_checkpointing(self.model)
+        if compile:  # in place (nn.Module.compile): the state dict keeps its keys, so a checkpoint resumes either way
+            self.model.compile()
         if init_state_dict is not None:  # parent-stage or init_from weights replace the random init
             try:
                 self.model.load_state_dict(dict(init_state_dict), strict=True)

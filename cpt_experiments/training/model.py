@@ -196,18 +196,35 @@ def _apply_wang_init(model: GPTNeoXForCausalLM) -> None:
                 proj.weight.normal_(0.0, std)
 
 
-def build_model(model_cfg: Mapping[str, Any], vocab_size: int, device: str | torch.device = "cpu") -> PreTrainedModel:
+def build_model(
+    model_cfg: Mapping[str, Any], vocab_size: int, device: str | torch.device = "cpu", attention: str = "sdpa"
+) -> PreTrainedModel:
     """A freshly initialised causal LM (GPT-NeoX or LLaMA, by ``arch``) for ``model_cfg`` and a tokenizer of ``vocab_size`` tokens.
 
     Always random weights: a pretrained start is a stage's ``init_from`` (``load_pretrained``), never
-    a property of the model config. ``device="meta"`` builds the shape only (no memory).
+    a property of the model config. ``device="meta"`` builds the shape only (no memory). ``attention``
+    (``train.attention``) picks the kernel, not the math: the weights and init are the same for every value.
     """
     config = hf_config(model_cfg, vocab_size)
     with torch.device(device):
         model = ARCHS[arch_of(model_cfg)](config)
+    model.set_attn_implementation(attention)  # transformers' default is sdpa already; eager stays selectable
     if torch.device(device).type != "meta" and isinstance(model, GPTNeoXForCausalLM):
         _apply_wang_init(model)
     return model
+
+
+def enable_checkpointing(model: PreTrainedModel) -> None:
+    """Recompute each decoder layer's activations in backward (``train.gradient_checkpointing``).
+
+    Non-reentrant: the variant that works under autocast and ``torch.compile``. ``transformers`` 5.2x renamed
+    the method (``activation_checkpointing_enable``); older 5.x releases (e.g. 5.17) have only the old name.
+    """
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def _check_matches_config(hf_config: PretrainedConfig, model_cfg: Mapping[str, Any], source: str) -> None:

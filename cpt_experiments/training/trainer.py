@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -84,6 +85,24 @@ def build_trainer(cfg: TrainRoot, steps: int, callbacks: list[pl.Callback], logg
         raise config_error("trainer", f"cannot build {cfg.trainer._target_}: {first}") from None
 
 
+def gpu_missing(tc: TrainerConfig) -> bool:
+    """True if the trainer asks for a GPU (``trainer=gpu|ddp|fsdp``) and this machine has none."""
+    return str(tc.accelerator) in ("gpu", "cuda") and not torch.cuda.is_available()
+
+
 def check_trainer(cfg: TrainRoot) -> None:
-    """Build the trainer once with the run's settings, so a bad trainer value fails before any work."""
+    """Build the trainer once with the run's settings, so a bad trainer value fails before any work.
+
+    A dry run plans a GPU run on a machine without one (``trainer=gpu dry_run=true`` on a laptop): the
+    arguments are then checked on the CPU (one device; ``fsdp``, which Lightning refuses on CPUs, as ``auto``).
+    A real run without the GPU fails here, in one line.
+    """
+    if cfg.dry_run and gpu_missing(cfg.trainer):
+        cpu = dataclasses.replace(cfg.trainer, accelerator="cpu", devices=1, num_nodes=1)
+        if cpu.strategy == "fsdp":
+            cpu = dataclasses.replace(cpu, strategy="auto")
+        logging.getLogger(__name__).warning(
+            "trainer.accelerator=%s: no GPU visible; the dry run checks the trainer on the CPU", cfg.trainer.accelerator
+        )
+        cfg = dataclasses.replace(cfg, trainer=cpu)
     build_trainer(cfg, 1, [], [])

@@ -75,9 +75,9 @@ def test_paper1_presets_share_one_pretraining_stage(preset: str) -> None:
 
 
 def test_budget_axis_scales_every_stage_by_k_at_a_fixed_model() -> None:
-    one, _ = typed_config(_compose("experiment=paper1/budget_axis", "scale=cpu", "shift=strong"))
+    one, _ = typed_config(compose("experiment=paper1/budget_axis", "scale=cpu", "shift=strong"))
     four, _ = typed_config(
-        _compose("experiment=paper1/budget_axis", "scale=cpu", "shift=strong", "experiment.params.k=4")
+        compose("experiment=paper1/budget_axis", "scale=cpu", "shift=strong", "experiment.params.k=4")
     )
     s1, s4 = build_stages(one.experiment), build_stages(four.experiment)
     assert one.model == four.model and one.model.name == "neox_d64"

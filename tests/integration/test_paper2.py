@@ -129,17 +129,11 @@ def test_strategy_runs_end_to_end(tmp_path, data_dir, cache, preset) -> None:
 
 
 def test_the_x4_version_budget_scales_every_version_of_the_trained_regime() -> None:
-    from hydra import compose, initialize_config_dir
-
     from cpt_experiments.pipeline.context import typed_config
     from cpt_experiments.pipeline.experiment import build_stages
 
-    conf = str(Path(__file__).resolve().parents[2] / "conf")
-    with initialize_config_dir(config_dir=conf, version_base="1.3"):
-        one = compose("train", overrides=["experiment=paper2/ptfs", "scale=cpu"])
-        four = compose(
-            "train", overrides=["experiment=paper2/ptfs", "scale=cpu", "model=llama_d64", "+budget=paper2_x4"]
-        )
+    one = compose("experiment=paper2/ptfs", "scale=cpu")
+    four = compose("experiment=paper2/ptfs", "scale=cpu", "model=llama_d64", "budget=paper2_x4")
     (r1, _), (r4, _) = typed_config(one), typed_config(four)
     s1, s4 = build_stages(r1.experiment), build_stages(r4.experiment)
     assert r4.model.name == "llama_d64" and r4.model.tie_embeddings
