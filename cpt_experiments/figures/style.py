@@ -130,9 +130,6 @@ STRATEGIES = {
     "union": ("union (from scratch)", "#000000", "D"),
     "new_only": ("D1 only (from scratch)", "#8c564b", "P"),
     "constant": ("CPT constant η_min", "#bcbd22", "<"),
-    "rewarm-0.5x": ("CPT re-warm 0.5× η_max", "#c6dbef", "v"),
-    "rewarm-1x": ("CPT re-warm 1× η_max", "#6baed6", "v"),
-    "rewarm-2x": ("CPT re-warm 2× η_max", "#08519c", "v"),
     "repeated-cosine": ("repeated cosine", "#17becf", "s"),
     "infinite-cosine": ("infinite, cosine cooldown", "#2ca02c", "o"),
     "infinite-inverse_sqrt": ("infinite, inverse-sqrt cooldown", "#9467bd", "^"),
@@ -140,6 +137,8 @@ STRATEGIES = {
 #: CPT with replay: one colour per ratio (light = little replay), so "CPT 25% replay" looks the same everywhere.
 REPLAY = {0.0: "#fdd0a2", 0.005: "#fdae6b", 0.01: "#fd8d3c", 0.05: "#f16913", 0.1: "#d94801", 0.25: "#a63603",
           0.5: "#7f2704"}  # fmt: skip
+#: CPT re-warmed without replay, by η_max (light = low peak).
+REWARM = {0.0005: "#9ecae1", 0.001: "#4292c6", 0.002: "#08306b"}
 
 
 def strategy(key: str) -> tuple[str, str, str]:
@@ -147,6 +146,10 @@ def strategy(key: str) -> tuple[str, str, str]:
     "CPT 25% replay"). An unknown key keeps one colour too: a checksum of its name picks it from ``CYCLE``."""
     if key in STRATEGIES:
         return STRATEGIES[key]
+    if key.startswith("rewarm-"):  # the cpu scale's 0.5×, 1×, 2× of η_max = 1e-3 have fixed colours
+        eta = float(key.removeprefix("rewarm-"))
+        color = REWARM.get(eta, CYCLE[zlib.crc32(key.encode()) % len(CYCLE)])
+        return f"CPT re-warm to η_max {eta:g}", color, "v"
     if key.startswith("replay-"):
         ratio = float(key.removeprefix("replay-"))
         return f"CPT {ratio * 100:g}% replay", REPLAY.get(ratio, "#f16913"), "o"

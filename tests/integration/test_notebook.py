@@ -77,7 +77,7 @@ def test_paper2_notebook_executes_against_fixture(monkeypatch: pytest.MonkeyPatc
 
 def test_paper1_notebook_executes_against_fixture(monkeypatch: pytest.MonkeyPatch) -> None:
     text, outputs = _execute(PAPER1_NOTEBOOK, PAPER1_FIXTURE, monkeypatch)
-    assert _images(outputs) == 8 and "skipped" not in text  # every paper-1 figure
+    assert _images(outputs) == 9 and "skipped" not in text  # every paper-1 figure
     # The claims table: the re-warm vs constant comparison beside the paper's −0.05 (SlimPajama), two seeds.
     assert "weak: re-warm 1× − constant, new" in text and "-0.05" in text and " ± " in text
     assert "strong: CPT 25% replay − union, avg" in text and "stage_tokens" in text

@@ -35,7 +35,8 @@ FIXTURE = Path(__file__).parents[1] / "fixtures" / "results"
 PAPER2 = Path(__file__).parents[1] / "fixtures" / "paper2"
 #: Paper 1: real smoke-scale runs of the paper-1 presets (tests/fixtures/paper1/generate.sh).
 PAPER1 = Path(__file__).parents[1] / "fixtures" / "paper1"
-SOURCE = {"path_switching": PAPER2, "path_switching_families": PAPER2, "regime_gap": PAPER1, "shift_continuum": PAPER1}
+SOURCE = {"path_switching": PAPER2, "path_switching_families": PAPER2, "regime_gap": PAPER1, "shift_continuum": PAPER1,
+          "paper1_claims": PAPER1}  # fmt: skip
 WEB = "weak shift, corpora en_new=B_en_web_mix"
 
 
@@ -275,7 +276,7 @@ def test_benchmarks_count_a_stage_evaluated_under_two_runs_once() -> None:
     assert arc.loc["strong: replay 0% (n=1)", "n"] == 1  # evaluated under the cpt run and the quickstart
     assert arc.loc["weak: replay 0% (n=2)", "value"] == pytest.approx(0.425)
     fig = benchmarks.make(FIXTURE)
-    assert len(_seed_bars(fig.axes[0])) == len(stats[stats["n"] >= 2]) == 6
+    assert sum(len(_seed_bars(ax)) for ax in fig.axes) == len(stats[stats["n"] >= 2]) == 6
 
 
 def test_path_switching_draws_seed_paired_differences_to_ptfs_with_the_papers_mark() -> None:
@@ -348,7 +349,7 @@ def test_paper1_figures_show_both_shifts_bpb_baselines_and_chance() -> None:
     titles = {ax.get_title() for ax in fig.axes}
     assert {"weak shift: validation loss: en_new", "strong shift: validation loss: de_new"} <= titles
     strong = next(ax for ax in fig.axes if ax.get_title() == "strong shift: validation loss: de_new")
-    assert {"strong-constant-eta_min (n=2)", "union (n=2)"} <= set(_lines(strong))
+    assert {"CPT constant η_min (n=2)", "union (from scratch) (n=2)"} <= set(_lines(strong))  # the naming table
     sweep = replay_sweep.make(PAPER1)
     assert sweep.axes[0].get_ylabel() == "bits per byte"
     assert {"union, strong shift", "union, weak shift"} <= set(_lines(sweep.axes[1]))
