@@ -61,6 +61,22 @@ def _paired_rows(rel: pd.DataFrame, a: tuple[str, str], b: tuple[str, str], vers
     return [r._asdict() for r in d[d["version"].isin(versions)].itertuples(index=False)]
 
 
+def _widening(rel: pd.DataFrame, a: tuple[str, str], b: tuple[str, str], first: int, last: int) -> dict | None:
+    """Per seed, (A − B at version ``last``) − (A − B at ``first``): mean, std, n, seeds; None without a seed
+    that has both versions of both strategies."""
+    sel = [
+        rel[(rel["experiment"] == e) & (rel["variant"] == v)].set_index(["seed", "version"])["loss"] for e, v in (a, b)
+    ]
+    gap = (sel[0] - sel[1]).dropna().unstack("version")
+    if first not in gap or last not in gap:
+        return None
+    d = (gap[last] - gap[first]).dropna()
+    if d.empty:
+        return None
+    diff, diff_std = groups.spread(d)
+    return {"diff": diff, "diff_std": diff_std, "n": len(d), "seeds": groups.seed_list(pd.Series(d.index))}
+
+
 def matched(rel: pd.DataFrame, runs: pd.DataFrame, strategy: tuple[str, str], base: str, by: str) -> pd.DataFrame:
     """Per version: ``strategy``'s release − PTFS (variant ``base``) at matched tokens (``by="tokens"``) or
     matched cost (``by="cost"``), seed by seed (module docstring). Columns: version, diff, diff_std, n, seeds."""
@@ -101,6 +117,10 @@ def table(rel: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     for d in _paired_rows(rel, ("cpt_rewarm", "cpt_rewarm"), ("ptfs", "ptfs-cosine"), (2, 3, 4)):
         out.append(_row("1 PTFS beats CPT", f"CPT (a) − PTFS cosine, v{d['version']}", "1-gap", f"v{d['version']}",
                         d["version"], d, "sign", +1))  # fmt: skip
+    widen = _widening(rel, ("cpt_rewarm", "cpt_rewarm"), ("ptfs", "ptfs-cosine"), 2, 4)
+    if widen is not None:
+        out.append(_row("1 PTFS beats CPT", "gap widens: (CPT (a) − PTFS) at v4 − at v2", "1-widen", "v4 − v2", 4,
+                        widen, "sign", +1))  # fmt: skip
     cost = ledger.ledger(runs)
     for r in cost[(cost["strategy"] == "cpt_rewarm") & (cost["version"] >= 2)].itertuples():
         out.append({"claim": "2 cost", "comparison": f"CPT (a) cost / PTFS cost, v{r.version}", "group": "2-cost",
