@@ -20,6 +20,7 @@ FIGURES = (
     "benchmarks",
     "regime_gap",
     "shift_continuum",
+    "paper1_claims",
 )
 
 
@@ -28,7 +29,7 @@ PAPER2_FIGURES = ("path_switching", "path_switching_families")
 #: Paper 1's figures (re-warming, replay, the union baseline, infinite schedules, benchmarks).
 PAPER1_FIGURES = (
     "loss_curves", "replay_sweep", "rewarm_sweep", "union_baseline", "infinite_schedules", "benchmarks", "regime_gap",
-    "shift_continuum",
+    "shift_continuum", "paper1_claims",
 )  # fmt: skip
 
 

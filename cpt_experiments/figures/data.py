@@ -6,6 +6,7 @@ with ``results.groups``: each stage once (by ``stage_hash``), seeds pooled only 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -216,3 +217,23 @@ def from_boundary(mean: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
         last = last[last["tokens"] == last.groupby(["split", "metric"])["tokens"].transform("max")]
         extra.append(last.assign(cell=cell, std=float("nan"), n=1))  # a joint, not a measurement of the cell: no band
     return pd.concat([mean, *extra], ignore_index=True) if extra else mean
+
+
+def strategy_key(row: pd.Series) -> str:
+    """``style.STRATEGIES`` key of a paper-1 stage row (or aggregated cell): the shared baselines by role,
+    the D1-only model by stage, a constant-η_min or re-warm run by its variant, else CPT by its replay ratio."""
+    stage, role = row.get("stage"), row.get("role")
+    if stage == "new_only":
+        return "new_only"
+    if role in ("union", "pretrain"):
+        return str(role)
+    variant = str(row.get("label_variant", row.get("variant")) or "")
+    if "constant" in variant:
+        return "constant"
+    m = re.search(r"rewarm-([0-9.e+-]+)$", variant)
+    if m:
+        return f"rewarm-{float(m.group(1)):g}"
+    ratio = row.get("replay_ratio")
+    if ratio is not None and pd.notna(ratio):
+        return f"replay-{float(ratio):g}"
+    return variant or str(role)

@@ -19,7 +19,7 @@ from matplotlib.ticker import EngFormatter
 from cpt_experiments.errors import DataError
 from cpt_experiments.figures import data, style
 from cpt_experiments.figures.loss_curves import draw_curves, label_axes
-from cpt_experiments.results import groups
+from cpt_experiments.results import claims, groups
 
 NAME = "infinite_schedules"
 MIN_STAGES = 3
@@ -77,7 +77,7 @@ def frame(results_dir: Path, selection: groups.Selection = SELECTION) -> pd.Data
         raise DataError(f"runs: chain {c['series']!r} has {len(clash)} configurations of stage {c['stage']!r}; "
                         "give them distinct variants")  # fmt: skip
     n = cells.groupby("series")["n"].agg(list)
-    cells["name"] = [data.with_n(s, n[s]) for s in cells["series"]]
+    cells["name"] = [data.with_n(style.strategy(s)[0], n[s]) for s in cells["series"]]
     return cells
 
 
@@ -128,7 +128,7 @@ def make(results_dir: Path, selection: groups.Selection = SELECTION) -> Figure:
                  f"validation loss curves for runs {sorted(set(sel['run_id']))}", NAME)  # fmt: skip
     groups_ = domains(mean, sel)
     cols = [g[0] for g in groups_]
-    colors = style.palette(cells["series"])
+    colors = {s: style.strategy(s)[1] for s in cells["series"]}
     fig, axes = style.new_figure(2, len(cols) + 1, sharex="col", height_ratios=[2, 1])
     fig.set_size_inches(style.PANEL_W * 1.2 * (len(cols) + 1), style.PANEL_H * 1.9)
     curve_axes = [[axes[0][j] for j in range(len(cols))], [axes[1][j] for j in range(len(cols))]]
@@ -152,14 +152,41 @@ def make(results_dir: Path, selection: groups.Selection = SELECTION) -> Figure:
     rel = releases(mean, cells, cols[-1])
     for series, part in rel.groupby("series", sort=True):
         style.seed_points(ax, part["tokens"], part["value"], part["n"], yerr=part["std"], color=colors[series],
-                          label=data.with_n(series, part["n"]), linestyle=":")  # fmt: skip
-    ax.set_title(f"released models: final loss on {cols[-1]}")
+                          label=data.with_n(style.strategy(series)[0], part["n"]), linestyle=":")  # fmt: skip
+    shared = next((g for g in groups_ if g[0] == cols[-1]), [cols[-1]])
+    ax.set_title(f"released models: final loss on {' = '.join(shared)}", fontsize=8)
     ax.set_xlabel("tokens (cumulative)")
     ax.tick_params(labelbottom=True)  # its column partner below is empty
     ax.xaxis.set_major_formatter(EngFormatter())
     ax.set_ylabel("loss (nats/token)")
-    axes[1][-1].axis("off")
+    _differences(axes[1][-1], results_dir, rel)
     style.legend_below(fig, curve_axes[0][-1], ncols=3)
     fig.suptitle("Repeated cosine vs infinite schedules (main path solid, anneal branches dashed, stage boundaries "
                  "dotted; mean over seeds, band/bars ± std where n ≥ 2)", fontsize=9)  # fmt: skip
     return fig
+
+
+def _differences(ax, results_dir: Path, rel: pd.DataFrame) -> None:
+    """Claim 10 as a difference: each infinite schedule's release − the repeated cosine per split, seed-paired
+    (``claims.claims_table``; ± std over seeds) at the releases' tokens (the x axis it shares with the panel above),
+    y = 0 the paper's "similar loss"; the panel is off without it."""
+    try:
+        ct = claims.claims_table(results_dir)
+    except DataError:
+        ct = pd.DataFrame(columns=["group"])
+    diff = ct[ct["group"].astype(str).str.startswith("10-")]
+    if diff.empty:
+        ax.axis("off")
+        return
+    style.zero_line(ax)
+    for group, part in diff.groupby("group", sort=True):
+        label, color, marker = style.strategy(f"infinite-{group.removeprefix('10-')}")
+        split = part["label"].str.removeprefix("split ").astype(int).to_numpy()
+        at = np.sort(rel.loc[rel["series"] == "repeated-cosine", "tokens"].to_numpy(dtype=float))
+        x = at[split - 1] if len(at) >= split.max() else split
+        style.seed_points(ax, x, part["ours"], part["n"], yerr=part["ours_std"], color=color,
+                          label=data.with_n(label, part["n"]))  # fmt: skip
+    ax.plot([], [], color="#999999", linewidth=0.8, label="paper: similar loss (0)")
+    ax.set_xlabel("tokens (cumulative) of releases 1, 2, 3")
+    ax.set_ylabel("Δ loss (nats/token)")
+    ax.set_title("claim 10: infinite release − repeated cosine (seed-paired)", fontsize=8)

@@ -9,7 +9,6 @@ boundaries dotted; under each block the LR the callback applied (curves metric `
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,7 +39,10 @@ def draw_curves(
     (baselines) are drawn dashed.
     """
     drawn: set[tuple[int, str]] = set()
+    # LR paths often coincide (two constant phases at one η): earlier entries are drawn wider underneath.
+    order = list(dict.fromkeys(lab for _, lab, _ in lines))
     for cell, lab, color in lines:
+        lr_width = 1.0 + 2.2 * (len(order) - 1 - order.index(lab)) / max(len(order) - 1, 1)
         part = mean[mean["cell"] == cell]
         for j, dom in enumerate(domains):
             for ax, split, metric in ((axes[0][j], dom, "loss"), (axes[1][j], "train", "lr")):
@@ -52,7 +54,8 @@ def draw_curves(
                 # A series measured once (e.g. a domain evaluated only at the end of a reused stage) is a marker.
                 marker = "o" if len(line) == 1 else None
                 ax.plot(line["tokens"], line["value"], color=color, marker=marker, label=lab if first else None,
-                        linestyle="--" if cell in dashed else "-")  # fmt: skip
+                        linestyle="--" if cell in dashed else "-",
+                        linewidth=lr_width if metric == "lr" else None)  # fmt: skip
                 band = line[line["n"] >= 2]
                 if not band.empty:
                     ax.fill_between(band["tokens"], band["value"] - band["std"], band["value"] + band["std"],
@@ -120,8 +123,16 @@ def _cells(members: pd.DataFrame) -> pd.DataFrame:
     variants = cells["label_variant"] if "label_variant" in cells else pd.Series(pd.NA, index=cells.index)
     if cont.any() and variants[cont].notna().all() and variants[cont].nunique() == cont.sum():
         names = [str(v) if c else n for v, c, n in zip(variants, cont, names)]
+    # Named from the naming table where that tells every cell apart ("CPT re-warm to η_max 0.002"), in its
+    # fixed order (pre-trained, CPT runs by key, union), so legends are sorted the same in every figure.
+    keys = [data.strategy_key(r) for _, r in cells.iterrows()]
+    if len(set(keys)) == len(keys):
+        names = [style.strategy(k)[0] for k in keys]
+    cells["key"] = keys
     cells["name"] = [data.with_n(t, [n]) for t, n in zip(names, cells["n"])]
-    return cells
+    rank = {"pretrain": 0, "union": 2, "new_only": 3}
+    cells["_rank"] = [(rank.get(k, 1), k) for k in keys]
+    return cells.sort_values("_rank", kind="mergesort").drop(columns="_rank").reset_index(drop=True)
 
 
 def frame(results_dir: Path, shift: str | None = None, selection: groups.Selection = SELECTION) -> pd.DataFrame:
@@ -143,11 +154,7 @@ def make(results_dir: Path, shift: str | None = None, selection: groups.Selectio
         cells = _cells(members)
         domains = [cont["old_domain"].dropna().iloc[0], cont["new_domain"].dropna().iloc[0]]
         # One colour per variant in every block: keyed by the name without its shift ("rewarm-0.002 (n=3)").
-        keys = {n: re.sub(r"^(weak|strong)-", "", n) for n in cells["name"]}
-        by_key = style.palette(keys.values())
-        colors = {
-            n: style.FIXED["union"] if r == "union" else by_key[keys[n]] for n, r in zip(cells["name"], cells["role"])
-        }
+        colors = {n: style.strategy(k)[1] for n, k in zip(cells["name"], cells["key"])}
         mean = data.from_boundary(data.cell_curves(curves, runs, members), cells)
         union = list(cells.loc[cells["role"] == "union", "cell"])
         draw_curves(block, mean, [(c, lab, colors[lab]) for c, lab in zip(cells["cell"], cells["name"])], domains,

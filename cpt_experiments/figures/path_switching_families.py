@@ -1,7 +1,8 @@
-"""(g) Paper 2 across schedule families: PTFS vs path switching (every branch length) for cosine, knee, multistep.
+"""(g) Paper 2 across schedule families: path switching − PTFS of the same family, per version.
 
-One panel per family present in the runs: final validation loss (nats/token) of the released model per
-version, PTFS of that family against path switching with each branch fraction f of that family.
+One panel per family present in the runs (cosine, knee, multistep): the seed-paired difference of the
+released models (nats/token; ± std over seeds where n ≥ 2) for every branch fraction f, at the same version
+(solid) and at matched tokens (dashed, ``results.version_claims.matched``); ★ the paper's "matches PTFS".
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-from cpt_experiments.figures import MissingFigureData, data, style
-from cpt_experiments.figures.path_switching import tables
-from cpt_experiments.results import releases
+from cpt_experiments.figures import MissingFigureData, style
+from cpt_experiments.figures.path_switching import differences, keys_of
+from cpt_experiments.results import groups
 
 NAME = "path_switching_families"
 FAMILIES = ("cosine", "knee", "multistep")
@@ -20,24 +22,43 @@ FAMILIES = ("cosine", "knee", "multistep")
 
 @style.styled
 def make(results_dir: Path) -> Figure:
-    tab, _ = tables(results_dir, NAME)
-    own = tab[tab["name"].str.match(r"^(ptfs|ps)-")]  # PTFS and path switching: named by their family
-    of = own["variant"].map(releases.family)
-    family = {f: own[of == f] for f in FAMILIES if own.loc[of == f, "name"].str.startswith("ps-").any()}
-    if not family:
-        raise MissingFigureData(f"{NAME}: no path-switching variant named ps-<family>-<f> in the runs")
-    colors = style.palette(tab["name"].str.replace(r"^(ptfs|ps)-[a-z]+", r"\1", regex=True))
-    fig, axes = style.new_figure(1, len(family), sharey=True)
-    for ax, (fam, part) in zip(axes[0], family.items()):
-        for name, rows in part.groupby("name"):
-            rows = rows.sort_values("version")
-            key = name.replace(f"-{fam}", "")
-            style.seed_points(ax, rows["version"], rows["loss"], rows["n"], yerr=rows["loss_std"], color=colors[key],
-                              label=data.with_n(key, rows["n"]), linestyle="--" if key == "ptfs" else "-")  # fmt: skip
-        ax.set_title(f"{fam} family")
+    per = {}
+    for fam in FAMILIES:
+        try:
+            d = differences(results_dir, NAME, fam)
+        except MissingFigureData:
+            continue
+        d = d[d["key"].str.startswith("ps-") & d["matching"].isin(["version", "tokens"])]
+        if not d.empty:
+            per[fam] = d
+    if not per:
+        raise MissingFigureData(f"{NAME}: no path-switching variant named ps-<family>-<f> with a PTFS of its family")
+    fig, axes = style.new_figure(1, len(per), sharey=True)
+    fig.set_size_inches(style.PANEL_W * len(per), style.PANEL_H * 1.4)
+    for ax, (fam, d) in zip(axes[0], per.items()):
+        style.zero_line(ax)
+        for key in keys_of(d):
+            label, color, marker = style.strategy(key)
+            for matching, ls in (("version", "-"), ("tokens", "--")):
+                part = d[(d["key"] == key) & (d["matching"] == matching)].sort_values("version")
+                if part.empty:
+                    continue
+                name = label if matching == "version" else "_"  # n: in the panel title
+                ax.plot(part["version"], part["diff"], marker=marker, linestyle=ls, color=color, label=name)
+                many = part["n"] >= 2
+                if many.any():
+                    ax.errorbar(part.loc[many, "version"], part.loc[many, "diff"], yerr=part.loc[many, "diff_std"],
+                                fmt="none", ecolor=color, capsize=3, label=style.SEED_BARS)  # fmt: skip
+        style.paper_mark(ax, [4], [0.0], label="paper: matches PTFS")
+        ax.set_title(f"{fam} family, seeds: {groups.n_text(d['n'])}", fontsize=8)
+        ax.set_xticks([1, 2, 3, 4])
+        ax.set_xlim(0.7, 4.3)
         ax.set_xlabel("version")
-        ax.set_xticks(sorted(part["version"].unique()))
-        ax.legend(fontsize=6)
-    axes[0][0].set_ylabel("final validation loss (nats/token)")
-    fig.suptitle(f"Paper 2: PTFS vs path switching per schedule family: {style.SEED_NOTE}", fontsize=9)
+    axes[0][0].set_ylabel("path switching − PTFS (nats/token)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    handles += [Line2D([], [], color="#444444", linestyle="-"), Line2D([], [], color="#444444", linestyle="--")]
+    labels += ["at the same version", "at matched tokens"]
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=7)
+    fig.suptitle("Paper 2: path switching − PTFS of the same family (seed-paired; bars ± std over seeds, n ≥ 2)",
+                 fontsize=9)  # fmt: skip
     return fig

@@ -13,15 +13,15 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from cpt_experiments.figures import data, style
-from cpt_experiments.results import claims
+from cpt_experiments.results import axes as paper1_axes
 
 NAME = "regime_gap"
 KINDS = (("old", "old domain"), ("new", "new domain"), ("avg", "AVG"))
 
 
 def frame(results_dir: Path) -> pd.DataFrame:
-    """``claims.regime`` over the tables in ``results_dir``: one row per (point, kind) with the gap in nats."""
-    return data.from_finals(results_dir, NAME, claims.regime)
+    """``paper1_axes.regime`` over the tables in ``results_dir``: one row per (point, kind) with the gap in nats."""
+    return data.from_finals(results_dir, NAME, paper1_axes.regime)
 
 
 @style.styled
@@ -35,8 +35,8 @@ def make(results_dir: Path) -> Figure:
         for shift, part in pts[pts["kind"] == kind].groupby("shift", sort=True):
             style.seed_points(ax, part["tokens_per_param"], part["gap"], part["n"], yerr=part["gap_std"],
                               color=colors[shift], label=data.with_n(f"{shift} shift", part["n"]))  # fmt: skip
-            if kind == "avg" and shift in claims.PAPER_REGIME:
-                x, y = claims.PAPER_REGIME[shift]
+            if kind == "avg" and shift in paper1_axes.PAPER_REGIME:
+                x, y = paper1_axes.PAPER_REGIME[shift]
                 ax.plot([x], [y], marker="*", markersize=10, linestyle="none", color=colors[shift],
                         label=f"paper, 405M ({shift})")  # fmt: skip
         ax.axhline(0.0, color=style.FIXED["union"], linestyle="--", linewidth=1.0)

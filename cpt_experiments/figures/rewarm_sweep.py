@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from cpt_experiments.figures import data, style
+from cpt_experiments.figures import data, paper1_claims, style
 from cpt_experiments.results import groups
 
 NAME = "rewarm_sweep"
@@ -74,18 +74,27 @@ def _union_points(table: pd.DataFrame, cont: pd.DataFrame) -> pd.DataFrame:
     return stats.assign(series="union", eta_max=float("nan"))
 
 
+#: Legend names of the sweep's series (schedule names are config strings).
+SERIES_NAMES = {"warmup_cosine": "CPT re-warm + cosine (η_max marked)", "constant η_min": "CPT constant η_min",
+                "union": "union (from scratch)"}  # fmt: skip
+
+
 @style.styled
 def make(results_dir: Path, selection: groups.Selection = SELECTION) -> Figure:
     """One panel per shift; per series a line through its η_max points, ± std bars only where n ≥ 2 (see ``frame``)."""
     stats = frame(results_dir, selection)
     shifts = sorted(stats["shift"].unique(), key=lambda s: (s != "weak", s))  # weak first, as in the paper
-    fig, axes = style.new_figure(1, len(shifts))
-    fig.set_size_inches(style.PANEL_W * 1.2 * len(shifts), style.PANEL_H * 1.4)  # room for the long axis labels
+    ct = paper1_claims.claim_rows(results_dir)
+    extra = [] if ct is None else [(t, g) for t, g in (("(2) forgetting steps: old loss, higher − lower η_max",
+             "2-forget"), ("(1–2) D1: re-warm − constant η_min", "2-adapt")) if ct["group"].str.endswith(g).any()]  # fmt: skip
+    fig, axes = style.new_figure(1, len(shifts) + len(extra))
+    fig.set_size_inches(style.PANEL_W * 1.2 * (len(shifts) + len(extra)), style.PANEL_H * 1.4)
     colors = style.palette(stats["series"])
     for ax, shift in zip(axes[0], shifts):
         for series, pts in stats[stats["shift"] == shift].groupby("series", sort=True):
             style.seed_points(ax, pts["forgetting"], pts["adaptation"], pts["n"], xerr=pts["forgetting_std"],
-                              yerr=pts["adaptation_std"], color=colors[series], label=data.with_n(series, pts["n"]),
+                              yerr=pts["adaptation_std"], color=colors[series],
+                              label=data.with_n(SERIES_NAMES.get(series, series), pts["n"]),
                               linestyle="-" if len(pts) > 1 else "none")  # fmt: skip
             for p in pts.itertuples():
                 text = "union" if series == "union" else "η_min" if p.schedule in SINGLE else f"η_max={p.eta_max:g}"
@@ -94,5 +103,8 @@ def make(results_dir: Path, selection: groups.Selection = SELECTION) -> Figure:
         ax.set_xlabel("forgetting: Δ old-domain loss (nats/token)")
         ax.set_ylabel("adaptation: − Δ new-domain loss (nats/token)")
         ax.legend(loc="best", fontsize=7)
+    for ax, (title, group) in zip(axes[0][len(shifts) :], extra):  # the claims as differences, ★ the paper's
+        paper1_claims.claim_panel(ax, ct, title, (group,), "label")
+        ax.legend(fontsize=6, loc="best")
     fig.suptitle(f"Re-warming sweep: {style.SEED_NOTE}", fontsize=9)
     return fig

@@ -13,14 +13,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from cpt_experiments.figures import data, style
-from cpt_experiments.results import claims
+from cpt_experiments.results import axes
 
 NAME = "shift_continuum"
 
 
 def frame(results_dir: Path) -> pd.DataFrame:
-    """``claims.shift_continuum`` over the tables in ``results_dir``: one row per German share."""
-    return data.from_finals(results_dir, NAME, claims.shift_continuum)
+    """``axes.shift_continuum`` over the tables in ``results_dir``: one row per German share."""
+    return data.from_finals(results_dir, NAME, axes.shift_continuum)
 
 
 @style.styled

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -110,3 +111,65 @@ def legend_below(fig: Figure, ax, ncols: int = 2) -> None:
     """The legend of ``ax`` under the whole figure, so long cell names never squeeze the panels."""
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=7)
+
+
+#: Strategy key -> (legend label, colour, marker): every figure draws a strategy from this table, so it has
+#: the same colour, marker and name in every figure whatever else is drawn beside it (never by draw order).
+STRATEGIES = {
+    # paper 2 (each in every schedule family: the family is the panel, or the line style)
+    "ptfs": ("PTFS", "#444444", "s"),
+    "cpt_rewarm": ("CPT (a) re-warm + decay", "#d62728", "v"),
+    "cpt_const": ("CPT (b) constant η_min", "#ff9896", "<"),
+    "cpt_undecayed": ("CPT (c) undecayed start", "#8c564b", ">"),
+    "cpt_partial": ("CPT (d) partial decay", "#e377c2", "^"),
+    "ps-f10": ("path switching f=0.1", "#9ecae1", "o"),
+    "ps-f20": ("path switching f=0.2", "#4292c6", "o"),
+    "ps-f45": ("path switching f=0.45", "#08306b", "o"),
+    # paper 1
+    "pretrain": ("pre-trained", "#7f7f7f", "X"),
+    "union": ("union (from scratch)", "#000000", "D"),
+    "new_only": ("D1 only (from scratch)", "#8c564b", "P"),
+    "constant": ("CPT constant η_min", "#bcbd22", "<"),
+    "repeated-cosine": ("repeated cosine", "#17becf", "s"),
+    "infinite-cosine": ("infinite, cosine cooldown", "#2ca02c", "o"),
+    "infinite-inverse_sqrt": ("infinite, inverse-sqrt cooldown", "#9467bd", "^"),
+}
+#: CPT with replay: one colour per ratio (light = little replay), so "CPT 25% replay" looks the same everywhere.
+REPLAY = {0.0: "#fdd0a2", 0.005: "#fdae6b", 0.01: "#fd8d3c", 0.05: "#f16913", 0.1: "#d94801", 0.25: "#a63603",
+          0.5: "#7f2704"}  # fmt: skip
+#: CPT re-warmed without replay, by η_max (light = low peak).
+REWARM = {0.0005: "#9ecae1", 0.001: "#4292c6", 0.002: "#08306b"}
+
+
+def strategy(key: str) -> tuple[str, str, str]:
+    """(label, colour, marker) of a strategy key; ``replay-<ratio>`` for CPT with replay ("replay-0.25" →
+    "CPT 25% replay"). An unknown key keeps one colour too: a checksum of its name picks it from ``CYCLE``."""
+    if key in STRATEGIES:
+        return STRATEGIES[key]
+    if key.startswith("rewarm-"):  # the cpu scale's 0.5×, 1×, 2× of η_max = 1e-3 have fixed colours
+        eta = float(key.removeprefix("rewarm-"))
+        color = REWARM.get(eta, CYCLE[zlib.crc32(key.encode()) % len(CYCLE)])
+        return f"CPT re-warm to η_max {eta:g}", color, "v"
+    if key.startswith("replay-"):
+        ratio = float(key.removeprefix("replay-"))
+        return f"CPT {ratio * 100:g}% replay", REPLAY.get(ratio, "#f16913"), "o"
+    return key, CYCLE[zlib.crc32(key.encode()) % len(CYCLE)], "o"
+
+
+def paper2_key(variant: str) -> str:
+    """Strategy key of a paper-2 variant: ``ps-knee-f20`` → ``ps-f20``, ``ptfs-multistep`` → ``ptfs``."""
+    parts = variant.split("-")
+    if parts[0] == "ps" and len(parts) == 3:
+        return f"ps-{parts[2]}"
+    return "ptfs" if parts[0] == "ptfs" else variant
+
+
+def paper_mark(ax, x, y, *, label: str = "paper") -> None:
+    """The paper's value of a claim as a reference mark: an open black star (never a line of ours)."""
+    ax.plot(x, y, linestyle="none", marker="*", markersize=9, markerfacecolor="none", markeredgecolor="black",
+            label=label)  # fmt: skip
+
+
+def zero_line(ax) -> None:
+    """y = 0 on a difference panel (A − B = 0: A equals the baseline)."""
+    ax.axhline(0.0, color="#999999", linewidth=0.8, zorder=0)

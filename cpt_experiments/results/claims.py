@@ -13,11 +13,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
 from cpt_experiments.errors import DataError
-from cpt_experiments.results import comparisons
+from cpt_experiments.results import comparisons, dynamics, store, verdicts
 
 #: Paper 1's 405M final losses (nats/token) used below, as (Pile = D0, D1[, AVG as printed in Table 2]): Pile
 #: after pre-training, and per shift the re-warm runs (LR-schedule table), the replay sweep (Table 2, re-warm
@@ -39,7 +40,11 @@ KINDS = {"old": 0, "new": 1}
 
 @dataclass(frozen=True)
 class Row:
-    """One comparison: A − B on ``kind`` (old | new | avg), and the paper's value of the same difference."""
+    """One comparison: A − B on ``kind`` (old | new | avg), and the paper's value of the same difference.
+
+    ``group`` names the README claims-table row the comparison belongs to (its verdict combines the
+    group's rows, ``verdicts.combine``), ``label`` tells the comparison apart inside that row, and
+    ``sense`` is how the rule reads the paper's statement (``verdicts.SENSES``)."""
 
     claim: str
     comparison: str
@@ -47,6 +52,9 @@ class Row:
     b: comparisons.Selector
     kind: str
     paper: float
+    group: str
+    label: str
+    sense: str = "sign"
     domain: str | None = None  # compare on this validation domain instead of the ``kind``
 
 
@@ -72,11 +80,15 @@ def _rewarm_variants(fin: pd.DataFrame, shift: str) -> dict[float, str]:
     return out
 
 
+def _pct(ratio: float) -> str:
+    return f"{ratio * 100:g}%"
+
+
 def rows(fin: pd.DataFrame, eta_max: float) -> Iterator[Row]:
     """Every comparison of the claims table; ``eta_max`` is the pre-training peak at this scale (1× re-warm)."""
     pre = PAPER["pile_pretrained"]
     for shift in SHIFTS:
-        p = PAPER[shift]
+        p, k = PAPER[shift], shift[0]
         zero = _stage("paper1_replay", f"{shift}-replay0.0", "continual")
         # The union does not depend on the replay ratio (one stage hash per shift and seed), so every ratio is
         # paired with the 0% run's: a ratio run may skip the union (experiment.union=null) once it is trained.
@@ -84,44 +96,52 @@ def rows(fin: pd.DataFrame, eta_max: float) -> Iterator[Row]:
         const = _stage("paper1_rewarm", f"{shift}-constant-eta_min", "continual")
         for kind in ("new", "old"):
             yield Row("1 re-warm vs constant η_min", f"{shift}: re-warm 1× − constant, {kind}", zero, const, kind,
-                      _paper_diff(p["rewarm"][1.0], p["constant"], kind))  # fmt: skip
-        for eta, variant in sorted(_rewarm_variants(fin, shift).items()):
-            factor = round(eta / eta_max, 3)
-            if factor not in p["rewarm"]:
-                continue
-            a = _stage("paper1_rewarm", variant, "continual")
-            b = _stage("paper1_rewarm", variant, "pretrain")
-            yield Row("2 η_max trade-off", f"{shift}: forgetting at {factor:g}× η_max", a, b, "old",
-                      p["rewarm"][factor][0] - pre)  # fmt: skip
-            yield Row("2 η_max trade-off", f"{shift}: new-domain loss {factor:g}× − constant", a, const, "new",
-                      p["rewarm"][factor][1] - p["constant"][1])  # fmt: skip
+                      _paper_diff(p["rewarm"][1.0], p["constant"], kind), f"{k}1-{kind}", kind)  # fmt: skip
+        # 1× is the 0% replay run where the re-warm sweep did not run it itself (same schedule, same data).
+        peaks = {1.0: zero} | {
+            f: _stage("paper1_rewarm", v, "continual")
+            for eta, v in _rewarm_variants(fin, shift).items()
+            if (f := round(eta / eta_max, 3)) in p["rewarm"]
+        }
+        for factor in sorted(peaks):
+            yield Row("2 η_max trade-off", f"{shift}: new-domain loss {factor:g}× − constant", peaks[factor], const,
+                      "new", p["rewarm"][factor][1] - p["constant"][1], f"{k}2-adapt", f"{factor:g}×")  # fmt: skip
+        # "A higher peak forgets more" is a difference between peaks (same pre-trained model per seed).
+        for lo, hi in ((0.5, 1.0), (1.0, 2.0), (0.5, 2.0)):
+            if lo in peaks and hi in peaks:
+                yield Row("2 η_max trade-off", f"{shift}: old-domain loss {hi:g}× − {lo:g}× η_max", peaks[hi],
+                          peaks[lo], "old", p["rewarm"][hi][0] - p["rewarm"][lo][0], f"{k}2-forget",
+                          f"{hi:g}× − {lo:g}×")  # fmt: skip
         for ratio, (old, *_rest) in sorted(p["replay"].items()):
             variant = f"{shift}-replay{ratio}"
             yield Row("3 forgetting and replay", f"{shift}: forgetting at {ratio:.1%} replay",
                       _stage("paper1_replay", variant, "continual"), _stage("paper1_replay", variant, "pretrain"),
-                      "old", old - pre)  # fmt: skip
+                      "old", old - pre, f"{k}3-replay" if ratio else f"{k}3-none", _pct(ratio))  # fmt: skip
             if ratio > 0:
                 yield Row("4 replay costs little on D1", f"{shift}: {ratio:.1%} − 0% replay, new",
                           _stage("paper1_replay", variant, "continual"), zero, "new",
-                          p["replay"][ratio][1] - p["replay"][0.0][1])  # fmt: skip
+                          p["replay"][ratio][1] - p["replay"][0.0][1], f"{k}4-cost", _pct(ratio), "at most")  # fmt: skip
             yield Row("5 replay reaches union", f"{shift}: {ratio:.1%} replay − union, AVG",
                       _stage("paper1_replay", variant, "continual"), union, "avg",
-                      _paper_diff(p["replay"][ratio], p["union"], "avg"))  # fmt: skip
+                      _paper_diff(p["replay"][ratio], p["union"], "avg"), f"{k}5-union", _pct(ratio),
+                      "at most")  # fmt: skip
         final = f"{shift}-replay{p['chosen']}"
         for kind in ("old", "new", "avg"):
             yield Row("6 final comparison", f"{shift}: CPT {p['chosen']:.0%} replay − union, {kind}",
                       _stage("paper1_final", final, "continual"), _stage("paper1_final", final, "union"), kind,
-                      _paper_diff(p["replay"][p["chosen"]], p["union"], kind))  # fmt: skip
+                      _paper_diff(p["replay"][p["chosen"]], p["union"], kind), f"{k}6-{kind}", kind,
+                      "at most" if kind == "avg" else "sign")  # fmt: skip
         for kind in ("old", "new"):
             yield Row("7 new data only from scratch", f"{shift}: D1-only scratch − CPT 0% replay, {kind}",
                       _stage("paper1_final", final, "new_only"), zero, kind,
-                      _paper_diff(p["new_only"], p["replay"][0.0], kind))  # fmt: skip
-    # Fig. 10 gives curves, not a table: "all schedules reach similar loss" (no number to set beside ours).
+                      _paper_diff(p["new_only"], p["replay"][0.0], kind), f"{k}7-scratch", kind)  # fmt: skip
+    # Fig. 10 gives curves, not a table: "all schedules reach similar loss" (no number: A − B ≤ 0 + tolerance).
     for shape in ("cosine", "inverse_sqrt"):
         for i in (1, 2, 3):
-            yield Row("9 infinite ≈ repeated cosine", f"split {i}: infinite ({shape}) release − repeated cosine",
+            yield Row("10 infinite ≈ repeated cosine", f"split {i}: infinite ({shape}) release − repeated cosine",
                       _stage("paper1_infinite_splits", f"infinite-{shape}", f"s{i}_anneal"),
-                      _stage("paper1_cosine_splits", "repeated-cosine", f"s{i}"), "new", float("nan"), f"s{i}")  # fmt: skip
+                      _stage("paper1_cosine_splits", "repeated-cosine", f"s{i}"), "new", float("nan"),
+                      f"10-{shape}", f"split {i}", "at most", f"s{i}")  # fmt: skip
 
 
 def pretraining_peak(runs: pd.DataFrame) -> float:
@@ -134,10 +154,23 @@ def pretraining_peak(runs: pd.DataFrame) -> float:
     return float(peaks[0])
 
 
+#: Columns of the claims table (``table``, ``other``): the comparison, the paper's value, ours in nats (and bpb),
+#: the 95% interval, how the rule reads the claim and its verdict, and a note where the measures differ.
+COLUMNS = ["claim", "comparison", "group", "label", "paper", "ours", "ours_std", "ours_bpb", "ours_bpb_std", "n",
+           "seeds", "lo", "hi", "sense", "verdict", "note"]  # fmt: skip
+
+
+def _judged(row: dict) -> dict:
+    """``row`` with the 95% interval and the rule's verdict (``verdicts.verdict``)."""
+    row["lo"], row["hi"] = verdicts.interval(row["ours"], row["ours_std"], int(row["n"]))
+    row["verdict"] = verdicts.verdict(row["ours"], row["ours_std"], int(row["n"]), sense=row["sense"],
+                                      paper=row["paper"])  # fmt: skip
+    return {c: row.get(c, "" if c == "note" else float("nan")) for c in COLUMNS}
+
+
 def table(fin: pd.DataFrame, eta_max: float) -> pd.DataFrame:
     """The claims table: per comparison present in ``fin``, ours (mean, std, n over paired seeds; nats and
-    bpb) beside the paper's difference. Columns: claim, comparison, paper, ours, ours_std, ours_bpb,
-    ours_bpb_std, n, seeds."""
+    bpb) beside the paper's difference, with the 95% interval and the verdict (columns ``COLUMNS``)."""
     out = []
     for r in rows(fin, eta_max):
         try:
@@ -148,11 +181,63 @@ def table(fin: pd.DataFrame, eta_max: float) -> pd.DataFrame:
         if d.empty:
             continue
         x = d.iloc[0]
-        out.append({"claim": r.claim, "comparison": r.comparison, "paper": round(r.paper, 3), "ours": x["diff_loss"],
-                    "ours_std": x["diff_loss_std"], "ours_bpb": x.get("diff_bpb", float("nan")),
-                    "ours_bpb_std": x.get("diff_bpb_std", float("nan")), "n": x["n"], "seeds": x["seeds"]})  # fmt: skip
-    cols = ["claim", "comparison", "paper", "ours", "ours_std", "ours_bpb", "ours_bpb_std", "n", "seeds"]
-    return pd.DataFrame(out, columns=cols)
+        out.append(_judged({"claim": r.claim, "comparison": r.comparison, "group": r.group, "label": r.label,
+                            "paper": round(r.paper, 3), "ours": x["diff_loss"], "ours_std": x["diff_loss_std"],
+                            "ours_bpb": x.get("diff_bpb", float("nan")), "sense": r.sense,
+                            "ours_bpb_std": x.get("diff_bpb_std", float("nan")), "n": x["n"], "seeds": x["seeds"]}))  # fmt: skip
+    return pd.DataFrame(out, columns=COLUMNS)
+
+
+#: The LM-eval claim (Table 3: CPT ≈ union on evaluations; accuracy as a fraction): the paper's benchmark and
+#: CPT − union per shift, and ours (task names of evals.csv). Ours are other benchmarks, which each row says.
+PAPER_EVALS = {"strong": ("HellaSwag-DE", 0.3104 - 0.3045), "weak": ("the English evaluation average", 0.3514 - 0.3430)}
+OUR_EVALS = {"cpt_multiblimp_de": "German word-order pairs", "cpt_blimp": "BLiMP"}
+
+
+def other(fin: pd.DataFrame, curves: pd.DataFrame, runs: pd.DataFrame, evals: pd.DataFrame | None) -> pd.DataFrame:
+    """The claims that are not final-loss differences (columns ``COLUMNS``): benchmark accuracy CPT − union
+    (seed-paired, parity), the peak rise of re-warming on the same data (claim 9, ``dynamics``) and the cost
+    ratios of claim 8 (by construction)."""
+    out = []
+    for shift in SHIFTS:
+        p, final = PAPER[shift], f"{shift}-replay{PAPER[shift]['chosen']}"
+        a, b = _stage("paper1_final", final, "continual"), _stage("paper1_final", final, "union")
+        bench, paper = PAPER_EVALS[shift]
+        for task, name in OUR_EVALS.items() if evals is not None else ():
+            try:
+                d = comparisons.evals_paired(evals, runs, a, b, task)
+            except DataError:
+                continue
+            out.append(_judged({"claim": "LM eval", "comparison": f"{shift}: CPT − union, {name} accuracy",
+                                "group": f"{shift[0]}-lmeval", "label": name, "paper": round(paper, 4),
+                                "ours": d["diff"], "ours_std": d["diff_std"], "n": d["n"], "seeds": d["seeds"],
+                                "sense": "parity", "note": f"other benchmark: ours {name}, the paper {bench}"}))  # fmt: skip
+        c = compute(fin)
+        for q in c[(c["shift"] == shift) & c["quantity"].isin(["stage_tokens", "stage_flops"])].itertuples():
+            out.append({"claim": "8 compute", "comparison": f"{shift}: CPT stage / union, {q.quantity}",
+                        "group": f"{shift[0]}8-cost", "label": q.quantity, "paper": p["compute"], "ours": q.ratio,
+                        "n": q.n, "sense": "sign", "verdict": "by construction", "note": "a ratio, not a difference"})  # fmt: skip
+    try:
+        rise = dynamics.rise_table(curves, runs, "paper1_same_data").set_index("variant")
+    except DataError:
+        rise = pd.DataFrame()
+    for factor, paper in ((1.0, 0.1), (2.0, 0.2)):
+        v = f"same-rewarm-{factor * pretraining_peak(runs):g}"
+        if v in rise.index:
+            x = rise.loc[v]
+            out.append(_judged({"claim": "9 re-warming on the same data", "comparison": f"peak rise at {factor:g}×",
+                                "group": "9-same", "label": f"{factor:g}×", "paper": paper, "ours": x["peak_rise"],
+                                "ours_std": x["peak_rise_std"], "n": x["n"], "sense": "sign",
+                                "note": "peak of the old-domain loss after the boundary − the parent's last value"}))  # fmt: skip
+    return pd.DataFrame([{c: r.get(c, float("nan")) for c in COLUMNS} for r in out], columns=COLUMNS)
+
+
+def claims_table(results_dir: Path) -> pd.DataFrame:
+    """``table`` and ``other`` of the tables in ``results_dir``: every judged comparison of paper 1."""
+    runs, curves = store.load(results_dir, "runs"), store.load(results_dir, "curves")
+    evals = store.load(results_dir, "evals") if store.table_path(results_dir, "evals").is_file() else None
+    fin = comparisons.finals(curves, runs)
+    return pd.concat([table(fin, pretraining_peak(runs)), other(fin, curves, runs, evals)], ignore_index=True)
 
 
 def compute(fin: pd.DataFrame) -> pd.DataFrame:
@@ -173,79 +258,3 @@ def compute(fin: pd.DataFrame) -> pd.DataFrame:
         frames.append(c)
     cols = ["shift", "quantity", "cpt", "union", "ratio", "paper", "n"]
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
-
-
-#: The paper's regime for the regime axis: (union tokens per parameter, CPT − union AVG gap in nats) of the
-#: 405M model: 600B tokens and 2.37 − 2.35 (weak, 5% replay); 500B tokens and 1.75 − 1.75 (strong, 25%).
-PAPER_REGIME = {"weak": (600e9 / 405e6, 2.37 - 2.35), "strong": (500e9 / 405e6, 1.75 - 1.75)}
-
-
-def _first(frame: pd.DataFrame, column: str) -> float:
-    """The first value of ``column`` as a float (NaN when the column is absent or empty)."""
-    return float(frame[column].iloc[0]) if column in frame and pd.notna(frame[column].iloc[0]) else float("nan")
-
-
-def regime(fin: pd.DataFrame, experiment: str = "paper1_regime") -> pd.DataFrame:
-    """The continual − union gap per point of the regime axis (each variant of ``experiment``), paired over
-    seeds, with the union's tokens per parameter (its cumulative tokens / the model's parameters).
-
-    Columns: shift, variant, model, params, params_non_embedding, tokens_per_param (per parameter, embeddings
-    included), tokens_per_param_non_embedding, kind (old | new | avg), gap, gap_std, gap_bpb, gap_bpb_std, n. Raises DataError when ``experiment`` has no finished continual and union stages."""
-    rows = []
-    for variant in sorted(fin.loc[fin["experiment"] == experiment, "variant"].unique()):
-        cont, union = _stage(experiment, variant, "continual"), _stage(experiment, variant, "union")
-        try:
-            d = comparisons.paired(fin, cont, union)
-            u = comparisons.pick(fin, union)
-        except DataError:
-            continue
-        params, non_embedding = (_first(u, c) for c in ("params", "params_non_embedding"))
-        tokens = float(u["cumulative_tokens"].astype(float).mean())
-        for x in d[d["kind"].isin(["old", "new", "avg"])].itertuples():
-            rows.append({"shift": u["shift"].iloc[0], "variant": variant, "model": u["model"].iloc[0],
-                         "params": params, "params_non_embedding": non_embedding, "tokens_per_param": tokens / params,
-                         "tokens_per_param_non_embedding": tokens / non_embedding, "kind": x.kind, "gap": x.diff_loss,
-                         "gap_std": x.diff_loss_std, "gap_bpb": getattr(x, "diff_bpb", float("nan")),
-                         "gap_bpb_std": getattr(x, "diff_bpb_std", float("nan")), "n": x.n})  # fmt: skip
-    if not rows:
-        raise DataError(f"runs: no finished continual and union stages of {experiment} (the regime axis)")
-    return pd.DataFrame(rows).sort_values(["shift", "kind", "tokens_per_param"]).reset_index(drop=True)
-
-
-#: German share of the new data of each shift-continuum point (conf/shift/{weak,mix25,mix50,mix75,strong}.yaml).
-GERMAN_SHARE = {"weak": 0.0, "mix25": 0.25, "mix50": 0.5, "mix75": 0.75, "strong": 1.0}
-
-
-def _mix(vals: pd.Series, stage: str, german: float) -> float:
-    """A stage's bpb on the new data of a continuum point: web English and German weighted by the German share."""
-    return (1 - german) * vals[(stage, "en_new")] + german * vals[(stage, "de_new")]
-
-
-def shift_continuum(fin: pd.DataFrame, experiment: str = "paper1_shift_continuum") -> pd.DataFrame:
-    """Forgetting and adaptation (bits per byte) against a measured shift score, per continuum point.
-
-    Per seed: shift score = the pre-trained model's bpb on the new data, the German share g weighting
-    the web-English and German domains ((1 − g)·bpb(en_new) + g·bpb(de_new), a token-share approximation);
-    forgetting = bpb(en_old) after − before; adaptation = the score minus the same mix of the continual
-    model's bpb. Columns: variant, german_share, shift_score, forgetting, adaptation (each with ``_std``), n."""
-    part = fin[(fin["experiment"] == experiment) & fin["domain"].isin(["en_old", "en_new", "de_new"])]
-    if part.empty:
-        raise DataError(f"runs: no finished stages of {experiment} (the shift continuum)")
-    rows = []
-    for (variant, seed), run in part.groupby(["variant", "seed"], sort=True):
-        g = GERMAN_SHARE.get(str(variant))
-        vals = run.set_index(["stage", "domain"])["bpb"]
-        need = [(s, d) for s in ("pretrain", "continual") for d in ("en_old", "en_new", "de_new")]
-        if g is None or not all(k in vals.index for k in need):
-            continue
-        before, after = (_mix(vals, stage, g) for stage in ("pretrain", "continual"))
-        rows.append({"variant": variant, "seed": seed, "german_share": g, "shift_score": before,
-                     "forgetting": vals[("continual", "en_old")] - vals[("pretrain", "en_old")],
-                     "adaptation": before - after})  # fmt: skip
-    if not rows:
-        raise DataError(f"curves: no {experiment} run has bits per byte on en_old, en_new and de_new before and after")
-    per_seed = pd.DataFrame(rows)
-    grp = per_seed.groupby(["variant", "german_share"], sort=False)
-    cols = ["shift_score", "forgetting", "adaptation"]
-    out = grp[cols].mean().join(grp[cols].std(ddof=1).add_suffix("_std")).assign(n=grp["seed"].nunique())
-    return out.reset_index().sort_values("german_share").reset_index(drop=True)

@@ -181,3 +181,23 @@ def evals_table(evals: pd.DataFrame, runs: pd.DataFrame, tasks: tuple[str, ...] 
     out["n"] = g["seed"].nunique()
     out["seeds"] = g["seed"].agg(groups.seed_list)
     return out.reset_index()
+
+
+def evals_paired(
+    evals: pd.DataFrame, runs: pd.DataFrame, a: Selector, b: Selector, task: str, metric: str = "acc"
+) -> dict:
+    """Benchmark score of model A − model B on ``task`` (``metric``), seed by seed: mean, std (NaN for one
+    common seed), n and seeds. Raises DataError when the two share no evaluated seed."""
+    info = runs[["run_id", "stage", "experiment", "variant", "seed"]].assign(variant=runs["variant"].fillna(""))
+    rows = evals[(evals["task"] == task) & (evals["metric"] == metric)].merge(info, on=["run_id", "stage"])
+    per = []
+    for sel in (a, b):
+        keep = pd.Series(True, index=rows.index)
+        for col, value in sel.items():
+            keep &= rows[col].map(groups.value_text) == groups.value_text(value)
+        per.append(rows[keep].drop_duplicates("seed").set_index("seed")["value"].astype(float))
+    both = per[0].index.intersection(per[1].index)
+    if both.empty:
+        raise DataError(f"evals: {dict(a)} and {dict(b)} share no seed scored on {task}/{metric}")
+    diff, diff_std = groups.spread(per[0][both] - per[1][both])
+    return {"diff": diff, "diff_std": diff_std, "n": len(both), "seeds": groups.seed_list(pd.Series(both))}

@@ -52,10 +52,9 @@ def stage_costs(runs: pd.DataFrame, *, unit: str = "tokens") -> pd.DataFrame:
     return sel[[*_KEYS, "stage", "role", "version"]].assign(cost=sel[col].astype("float64")).reset_index(drop=True)
 
 
-def ledger(runs: pd.DataFrame, *, unit: str = "tokens", accounting: str = "extra") -> pd.DataFrame:
-    """Per strategy and version: ``cost`` (stages of that version), ``cumulative_cost`` (versions <= N under
-    ``accounting``) and ``ratio_to_ptfs``; columns strategy, variant, version, cost, cumulative_cost, ratio_to_ptfs.
-    """
+def per_seed(runs: pd.DataFrame, *, unit: str = "tokens", accounting: str = "extra") -> pd.DataFrame:
+    """Per strategy, seed and version: ``cost`` (stages of that version) and ``cumulative_cost`` (versions <= N
+    under ``accounting``); columns experiment, variant, seed, version, cost, cumulative_cost."""
     if accounting not in ACCOUNTINGS:
         raise DataError(f"ledger: unknown accounting {accounting!r} (known: {', '.join(ACCOUNTINGS)})")
     stages = stage_costs(runs, unit=unit)
@@ -67,8 +66,17 @@ def ledger(runs: pd.DataFrame, *, unit: str = "tokens", accounting: str = "extra
         per = per.join(branch, on=[*_KEYS, "version"])
         per["cumulative_cost"] -= per["newest"].fillna(0.0)
         per = per.drop(columns="newest")
+    return per.reset_index(drop=True)
+
+
+def ledger(runs: pd.DataFrame, *, unit: str = "tokens", accounting: str = "extra") -> pd.DataFrame:
+    """Per strategy and version: ``cost`` (stages of that version), ``cumulative_cost`` (versions <= N under
+    ``accounting``) and ``ratio_to_ptfs``, means over seeds (``per_seed``); columns strategy, variant, version,
+    cost, cumulative_cost, ratio_to_ptfs.
+    """
+    per = per_seed(runs, unit=unit, accounting=accounting)
     mean = per.groupby(["experiment", "variant", "version"])[["cost", "cumulative_cost"]].mean().reset_index()
-    ptfs = _ptfs_experiments(stages)
+    ptfs = _ptfs_experiments(stage_costs(runs, unit=unit))
     mean["strategy"] = mean["experiment"].where(~mean["experiment"].isin(ptfs), "ptfs")
     out = mean[["strategy", "variant", "version", "cost", "cumulative_cost"]]
     out = out.assign(ratio_to_ptfs=out["cumulative_cost"] / out["version"].map(_ptfs_cost(out)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -77,7 +78,7 @@ def test_paper2_notebook_executes_against_fixture(monkeypatch: pytest.MonkeyPatc
 
 def test_paper1_notebook_executes_against_fixture(monkeypatch: pytest.MonkeyPatch) -> None:
     text, outputs = _execute(PAPER1_NOTEBOOK, PAPER1_FIXTURE, monkeypatch)
-    assert _images(outputs) == 8 and "skipped" not in text  # every paper-1 figure
+    assert _images(outputs) == 9 and "skipped" not in text  # every paper-1 figure
     # The claims table: the re-warm vs constant comparison beside the paper's −0.05 (SlimPajama), two seeds.
     assert "weak: re-warm 1× − constant, new" in text and "-0.05" in text and " ± " in text
     assert "strong: CPT 25% replay − union, avg" in text and "stage_tokens" in text
@@ -85,3 +86,32 @@ def test_paper1_notebook_executes_against_fixture(monkeypatch: pytest.MonkeyPatc
     assert "cpt_blimp" in text and "neox_d32" in text  # benchmark table; regime axis (two smoke budgets)
     assert "same-rewarm-0.006" in text and "warmup0.02" in text  # the re-warm spike tables
     assert "mix50" in text  # the shift continuum
+
+
+#: Claims-table lines of a paper README (``row`` in backticks first) and the column holding "ours".
+CLAIM_LINE = re.compile(r"^\| `[^`]+` \|")
+OURS_COLUMN = {"paper1": 5, "paper2": 3}
+NUMBER = re.compile(r"[−+-]?\d+\.\d{3}(?!\d)")
+
+
+def _plain(text: str) -> str:
+    """Signs as the notebook prints them: a minus, no plus."""
+    return text.replace("−", "-").replace("+", "")
+
+
+@pytest.mark.parametrize("paper", ["paper1", "paper2"])
+def test_every_readme_claims_number_is_printed_by_its_notebook(paper: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The committed tables, the figures left out (the numbers are in the tables): every 3-decimal number of the
+    # claims table's "ours" column must be in the executed notebook's output.
+    results = REPO / "results" / "cpu" / paper
+    monkeypatch.setenv("CPT_NOTEBOOK_FIGURES", "0")
+    text, _ = _execute(REPO / "notebooks" / f"{paper}.ipynb", results, monkeypatch)
+    text = _plain(text)
+    numbers = []
+    for line in (results / "README.md").read_text(encoding="utf-8").splitlines():
+        if CLAIM_LINE.match(line):
+            ours = line.strip().strip("|").split("|")[OURS_COLUMN[paper]]
+            numbers += [_plain(n) for n in NUMBER.findall(ours)]
+    assert len(numbers) > 40
+    missing = sorted({n for n in numbers if n not in text})
+    assert not missing, f"{paper}/README.md claims numbers no notebook cell prints: {missing}"

@@ -35,7 +35,8 @@ FIXTURE = Path(__file__).parents[1] / "fixtures" / "results"
 PAPER2 = Path(__file__).parents[1] / "fixtures" / "paper2"
 #: Paper 1: real smoke-scale runs of the paper-1 presets (tests/fixtures/paper1/generate.sh).
 PAPER1 = Path(__file__).parents[1] / "fixtures" / "paper1"
-SOURCE = {"path_switching": PAPER2, "path_switching_families": PAPER2, "regime_gap": PAPER1, "shift_continuum": PAPER1}
+SOURCE = {"path_switching": PAPER2, "path_switching_families": PAPER2, "regime_gap": PAPER1, "shift_continuum": PAPER1,
+          "paper1_claims": PAPER1}  # fmt: skip
 WEB = "weak shift, corpora en_new=B_en_web_mix"
 
 
@@ -275,26 +276,52 @@ def test_benchmarks_count_a_stage_evaluated_under_two_runs_once() -> None:
     assert arc.loc["strong: replay 0% (n=1)", "n"] == 1  # evaluated under the cpt run and the quickstart
     assert arc.loc["weak: replay 0% (n=2)", "value"] == pytest.approx(0.425)
     fig = benchmarks.make(FIXTURE)
-    assert len(_seed_bars(fig.axes[0])) == len(stats[stats["n"] >= 2]) == 6
+    assert sum(len(_seed_bars(ax)) for ax in fig.axes) == len(stats[stats["n"] >= 2]) == 6
 
 
-def test_path_switching_bars_only_for_strategies_with_two_seeds() -> None:
-    tab = releases.table(releases.released(store.load(PAPER2, "curves"), store.load(PAPER2, "runs")))
+def test_path_switching_draws_seed_paired_differences_to_ptfs_with_the_papers_mark() -> None:
+    rel = releases.released(store.load(PAPER2, "curves"), store.load(PAPER2, "runs"))
     fig = path_switching.make(PAPER2)
-    ax = fig.axes[0]
-    assert set(_lines(ax)) == {"ptfs-cosine (n=2)", "cpt_rewarm (n=2)", "ps-cosine-f20 (n=2)", "cpt_undecayed (n=1)"}
-    bars = _seed_bars(ax)  # 3 two-seed strategies × 4 versions; the one-seed strategy has none
-    two = tab[(tab["n"] == 2) & ~tab["variant"].str.contains("knee")]
-    assert len(bars) == len(two) == 12
-    assert sorted(b[2] for b in bars) == pytest.approx(sorted(two["loss_std"]))
-    assert not tab[tab["variant"] == "cpt_undecayed"]["loss_std"].notna().any()
+    ax = fig.axes[0]  # (a) at the same version
+    assert set(_lines(ax)) == {"CPT (a) re-warm + decay (n=2)", "path switching f=0.2 (n=2)",
+                               "paper: path switching matches PTFS (v4)"}  # fmt: skip
+    d = releases.paired(rel, ("path_switching", "ps-cosine-f20"), ("ptfs", "ptfs-cosine"))
+    line = _lines(ax)["path switching f=0.2 (n=2)"]
+    assert list(line.get_ydata()) == pytest.approx(list(d["diff"]))
+    assert [b[2] for b in _seed_bars(ax) if b[0] in (1.0, 2.0, 3.0, 4.0)]  # two seeds: bars
+    tokens = _lines(fig.axes[1])  # (b) matched tokens: path switching only, no release 4
+    assert set(tokens) == {"path switching f=0.2 (n=2)"}
+    assert list(tokens["path switching f=0.2 (n=2)"].get_xdata()) == [1, 2, 3]
 
 
 def test_path_switching_families_compares_each_family_with_its_own_ptfs() -> None:
     fig = path_switching_families.make(PAPER2)
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles == ["cosine family", "knee family"]  # no multistep runs in the fixture: no empty panel
-    assert set(_lines(fig.axes[1])) == {"ptfs (n=1)", "ps-f20 (n=1)"}
+    assert titles == ["cosine family, seeds: n=2", "knee family, seeds: n=1"]  # no multistep runs: no empty panel
+    assert set(_lines(fig.axes[1])) == {"path switching f=0.2", "paper: matches PTFS"}
+
+
+def test_palette_is_keyed_by_strategy_not_by_draw_order() -> None:
+    # One strategy, one look, whatever else a figure draws and in whatever order.
+    assert style.strategy("ps-f45") == style.STRATEGIES["ps-f45"]
+    assert style.paper2_key("ps-knee-f45") == style.paper2_key("ps-cosine-f45") == "ps-f45"
+    assert style.strategy("replay-0.25")[:2] == ("CPT 25% replay", style.REPLAY[0.25])
+    looks = [style.strategy(k)[1:] for k in style.STRATEGIES]
+    assert len(set(looks)) == len(looks)  # no two strategies share colour and marker
+    assert style.strategy("some new strategy") == style.strategy("some new strategy")  # stable for unknown keys
+    a = path_switching.make(PAPER2).axes[0]
+    b = path_switching_families.make(PAPER2).axes[0]
+    colour = {line.get_label().split(" (n=")[0]: line.get_color() for line in [*a.get_lines(), *b.get_lines()]
+              if line.get_label().startswith("path switching f=0.2")}  # fmt: skip
+    assert set(colour.values()) == {style.STRATEGIES["ps-f20"][1]}
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_every_figure_names_its_number_of_seeds(name: str) -> None:
+    fig = importlib.import_module(f"cpt_experiments.figures.{name}").make(SOURCE.get(name, FIXTURE))
+    texts = [t.get_text() for t in fig.findobj(lambda o: hasattr(o, "get_text"))]
+    texts += [line.get_label() for ax in fig.axes for line in ax.get_lines()]
+    assert any("n=" in t or "n = " in t for t in texts), f"{name}: says nowhere how many seeds it shows"
 
 
 def test_cli_refuses_a_missing_results_dir_and_an_unwritable_out(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -322,7 +349,7 @@ def test_paper1_figures_show_both_shifts_bpb_baselines_and_chance() -> None:
     titles = {ax.get_title() for ax in fig.axes}
     assert {"weak shift: validation loss: en_new", "strong shift: validation loss: de_new"} <= titles
     strong = next(ax for ax in fig.axes if ax.get_title() == "strong shift: validation loss: de_new")
-    assert {"strong-constant-eta_min (n=2)", "union (n=2)"} <= set(_lines(strong))
+    assert {"CPT constant η_min (n=2)", "union (from scratch) (n=2)"} <= set(_lines(strong))  # the naming table
     sweep = replay_sweep.make(PAPER1)
     assert sweep.axes[0].get_ylabel() == "bits per byte"
     assert {"union, strong shift", "union, weak shift"} <= set(_lines(sweep.axes[1]))
