@@ -396,6 +396,17 @@ def _reject_unknown(obj: Any, plain: Any, prefix: str) -> None:
 
 SHARED_DATA_DIR = "../shared/data"  # our machines' corpora, relative to the launch directory
 SAMPLE_DATA_DIR = Path(__file__).resolve().parent / "data" / "sample"  # embedded sample (package data)
+
+
+def _conf_dir() -> Path:
+    """The Hydra config tree: the checkout's top-level ``conf/`` (source tree, editable install), else the
+    copy a built wheel ships inside the package (``cpt_experiments/conf``, put there by ``setup.py``)."""
+    here = Path(__file__).resolve().parent
+    checkout = here.parent / "conf"
+    return checkout if (checkout / "train.yaml").is_file() else here / "conf"
+
+
+CONF_DIR = _conf_dir()  # absolute, so `@hydra.main(config_path=str(CONF_DIR))` works from any directory
 _announced: set[str] = set()
 
 

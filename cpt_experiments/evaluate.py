@@ -15,6 +15,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from cpt_experiments.config import CONF_DIR
 from cpt_experiments.errors import CPTError
 from cpt_experiments.pipeline.evaluation import evaluate
 from cpt_experiments.pipeline.failures import one_line
@@ -22,7 +23,7 @@ from cpt_experiments.pipeline.failures import one_line
 log = logging.getLogger(__name__)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     try:
         rows = evaluate(cfg)

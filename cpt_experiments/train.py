@@ -14,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from cpt_experiments.config import CONF_DIR
 from cpt_experiments.errors import CPTError
 from cpt_experiments.pipeline.experiment import train
 from cpt_experiments.pipeline.failures import handle_failure
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 __all__ = ["main", "train"]
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> None:
     try:
         train(cfg)

@@ -16,12 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from cpt_experiments.config import default_data_dir
+from cpt_experiments.config import CONF_DIR, default_data_dir
 from cpt_experiments.errors import CPTError
 
 TRAINING_TOKENS_PER_S = 15_000.0  # CPU scale (conf/scale/cpu.yaml): d=128, 4 layers, 2 cores
 TARGET_X = 50.0
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def _default_data_dir() -> Path:

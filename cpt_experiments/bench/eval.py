@@ -32,9 +32,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cpt_experiments.config import CONF_DIR
 from cpt_experiments.errors import CPTError
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 DEFAULT = {"batch_size": 8, "batch_tokens": None, "quiet": False, "cache_templates": False}
 
 

@@ -36,12 +36,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 from cpt_experiments.atomic import atomic_path, atomic_write_text
+from cpt_experiments.config import CONF_DIR
 from cpt_experiments.data.corpus import CorpusSpec, hub_revision, is_hub_id, open_dataset
 from cpt_experiments.errors import CPTError, DataError
 
 log = logging.getLogger(__name__)
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"  # the embedded sample: read-only package data
 MANIFEST = "fetch_manifest.json"
 HUB_CORPORA = ("pile_hub", "slimpajama_hub", "fineweb2_de_hub")  # conf/corpus/<name>.yaml, one per role
@@ -411,8 +411,15 @@ def select(items: list[Item], only: list[str] | None) -> list[Item]:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m cpt_experiments.data.fetch",
-        description="Download the hub stand-in corpora and the offline benchmark files into a local data folder.",
+        prog="cpt-fetch",
+        description="Download the hub stand-in corpora and the offline benchmark files into a local data folder "
+        "(cpt-fetch = python -m cpt_experiments.data.fetch).",
+        epilog="most common invocations:\n"
+        "  cpt-fetch --data-dir data                        # corpora (4M words each) + benchmark files\n"
+        "  cpt-fetch --data-dir data --only benchmarks      # only the offline lm-eval benchmark files\n"
+        "  cpt-fetch --data-dir data --list                 # what would be fetched, from where\n"
+        "then: cpt-train experiment=cpt scale=cpu corpora=fetched paths.data_dir=data",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--data-dir", type=Path, default=None, help="destination (default: $CPT_DATA_DIR)")
     p.add_argument(

@@ -38,12 +38,13 @@ from transformers import (
     PreTrainedModel,
 )
 
+from cpt_experiments.config import CONF_DIR
 from cpt_experiments.errors import ConfigError, config_error
 from cpt_experiments.training.flops import flops_per_token
 
 log = logging.getLogger(__name__)
 
-CONF_MODEL_DIR = Path(__file__).resolve().parents[2] / "conf" / "model"
+CONF_MODEL_DIR = CONF_DIR / "model"
 
 _REQUIRED_KEYS = ("d_model", "n_layers", "n_heads", "seq_len")
 ARCHS = {"gpt_neox": GPTNeoXForCausalLM, "llama": LlamaForCausalLM}
