@@ -448,7 +448,9 @@ def register() -> None:
     cs.store(name="evaluate_schema", node=EvaluateRoot)
     OmegaConf.register_new_resolver("cpt_data_dir", default_data_dir, replace=True)
     # Run directories carry the process id: two runs started in the same second must not share one.
-    OmegaConf.register_new_resolver("cpt_pid", os.getpid, replace=True)
+    # Cached (like Hydra's `now`): a multirun copies the launching process's resolver cache into every
+    # member's config, so joblib workers see the launcher's pid and the sweep keeps one directory.
+    OmegaConf.register_new_resolver("cpt_pid", os.getpid, replace=True, use_cache=True)
     # Budgets that are differences of others (e.g. a split's main path = split − anneal): ${cpt_minus:a,b}.
     OmegaConf.register_new_resolver("cpt_minus", _minus, replace=True)
 

@@ -145,6 +145,12 @@ def test_multirun_trains_shared_stage_once(tmp_path, data_dir, shared_cache, lau
     assert len(pre) == 2 and pre["stage_hash"].nunique() == 1
     assert sorted(pre["status"]) == ["done", "reused"]
     assert (runs[runs["stage"] == "continual"]["status"] == "done").all()
+    # One sweep folder whatever the launcher (joblib workers once put theirs under their own pid), and its
+    # end-of-sweep summary lists both members.
+    sweeps = list((tmp_path / "out" / "hydra").glob("multirun-*"))
+    assert len(sweeps) == 1 and sorted(p.name for p in sweeps[0].iterdir() if p.is_dir()) == ["0", "1"], sweeps
+    assert f"sweep {sweeps[0]}: 2 members" in out, out[-3000:]
+    assert all(f"member {m}: " in out for m in (0, 1)), out[-3000:]
 
 
 def _final_state(stage_root: Path) -> dict[str, torch.Tensor]:
