@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from cpt_experiments.config import CONF_DIR
 from cpt_experiments.errors import CPTError
 from cpt_experiments.pipeline.experiment import train
-from cpt_experiments.pipeline.failures import handle_failure
+from cpt_experiments.pipeline.failures import handle_failure, log_to_file
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def main(cfg: DictConfig) -> None:
         train(cfg)
     except Exception as exc:  # one member's failure must not end a sweep (KeyboardInterrupt does)
         reason = handle_failure(cfg, exc)
-        log.error("%s", reason, exc_info=not isinstance(exc, CPTError))
+        log_to_file(reason, exc)
         print(f"error: {reason}", file=sys.stderr)
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             sys.exit(2 if isinstance(exc, CPTError) else 1)

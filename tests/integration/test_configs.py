@@ -176,8 +176,13 @@ def test_cli_prints_one_line_error_and_exits_2(tmp_path, data_dir, cache_dir):
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 2
-    assert "error: experiment.stages.de_replay0.tokens: budget of 10 tokens is smaller than one batch" in proc.stderr
+    line = "experiment.stages.de_replay0.tokens: budget of 10 tokens is smaller than one batch"
+    assert f"error: {line}" in proc.stderr
+    assert (proc.stdout + proc.stderr).count(line) == 1, proc.stdout + proc.stderr  # printed once
     assert "Traceback" not in proc.stderr
+    assert not list((tmp_path / "results").glob("*.csv*"))  # an error before any work writes no results row
+    (log_file,) = (tmp_path / "hydra").glob("*/train.log")
+    assert line in log_file.read_text()  # the job's log keeps it
 
 
 def test_slurm_launcher_config_composes() -> None:
