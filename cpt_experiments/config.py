@@ -423,8 +423,7 @@ def default_data_dir(scale: Optional[str] = None, corpora: Any = None) -> str:
     elif Path(SHARED_DATA_DIR).is_dir():
         chosen, why = SHARED_DATA_DIR, "CPT_DATA_DIR unset; ../shared/data exists"
     else:
-        sources = {c.get("source") for c in (corpora or {}).values() if hasattr(c, "get")}
-        if scale not in (None, "smoke") and "local" in sources:
+        if scale not in (None, "smoke") and any(map(_reads_data_dir, (corpora or {}).values())):
             # OmegaConf's own error type passes through unwrapped, so typed() reports one `paths.data_dir: ...`
             # line (any other exception gets a "... raised while resolving interpolation" prefix).
             raise InterpolationResolutionError(
@@ -438,6 +437,13 @@ def default_data_dir(scale: Optional[str] = None, corpora: Any = None) -> str:
         _announced.add(chosen)
         logging.getLogger(__name__).info("paths.data_dir = %s (%s)", chosen, why)
     return chosen
+
+
+def _reads_data_dir(corpus: Any) -> bool:
+    """A local corpus whose ``path`` is relative and that has no ``data_dir`` of its own reads ``paths.data_dir``."""
+    if not hasattr(corpus, "get") or corpus.get("source") != "local" or corpus.get("data_dir"):
+        return False
+    return not Path(str(corpus.get("path") or "")).expanduser().is_absolute()
 
 
 def register() -> None:
