@@ -37,7 +37,7 @@ from cpt_experiments.results import store
 from cpt_experiments.training.loggers import finish as finish_loggers
 from cpt_experiments.training.loggers import stage_loggers
 from cpt_experiments.training.model import hf_config, load_pretrained
-from cpt_experiments.training.trainer import check_trainer, world_size
+from cpt_experiments.training.trainer import check_trainer, usable_here, world_size
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,9 @@ def plan_experiment(cfg: TrainRoot) -> ExperimentPlan:
     """Build and validate every stage (budget, mixture, schedule, init checkpoint) before training anything."""
     assert cfg.experiment is not None  # typed_config guarantees it
     stages = build_stages(cfg.experiment)
-    check_trainer(cfg)  # before the tokenizer and token caches, which can take hours at paper scale
+    # Before the tokenizer and token caches, which can take hours at paper scale. A dry run builds no
+    # trainer, so a GPU/cluster config can be planned on a CPU login node.
+    check_trainer(cfg, build=not cfg.dry_run)
     hf_config(asdict(cfg.model), cfg.model.vocab_size or 1024)  # the model shape (vocab checked later)
     geometry = Geometry(cfg.model.seq_len, cfg.train.global_batch_windows)
     for stage in stages.values():  # budgets and schedules need no data
@@ -146,8 +148,13 @@ def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
     summary = RunSummary(rid, xp.ctx.roles, results_dir=root.paths.results_dir, config_hash=cfg_hash)
     if root.dry_run:  # the plan, measured throughput and estimated time; nothing is trained or written
         steps = {name: xp.plans.stage_plan(name).steps for name in xp.stages}
-        summary.lines = [f"dry run of {rid}"]
-        summary.lines += report.plan_lines(xp.stages, xp.hashes, steps, xp.ctx, report.measure_tokens_per_s(xp.ctx))
+        here = usable_here(root.trainer)  # a GPU config planned on a CPU machine: no throughput to measure
+        summary.lines = [f"dry run of {rid}", report.trainer_line(root)]
+        summary.lines += report.plan_lines(
+            xp.stages, xp.hashes, steps, xp.ctx, report.measure_tokens_per_s(xp.ctx) if here else None
+        )
+        if not here:
+            summary.lines.append(f"no {root.trainer.accelerator} on this machine: throughput not measured")
         return summary
     info = records.RunInfo(Path(root.paths.results_dir), rid, cfg_hash, commit, exp.name, exp.variant, xp.ctx)
     rank0 = is_rank_zero(world_size(root.trainer))  # under DDP the other ranks train, rank 0 measures and records

@@ -25,15 +25,36 @@ def world_size(tc: TrainerConfig) -> int:
     return per_node * tc.num_nodes
 
 
-def accumulation(train: TrainConfig, trainer: TrainerConfig) -> int:
-    """Micro-batches per optimizer step so that every step sees ``global_batch_windows`` windows."""
+def micro_batch(train: TrainConfig, trainer: TrainerConfig) -> int:
+    """Windows per rank and forward pass: ``train.micro_batch``, shrunk to the largest divisor of the per-rank
+    batch when the configured one fits one process but not ``world`` of them (e.g. ``trainer=ddp_cpu`` at a
+    scale sized for one process). The global batch, hence the data order and the stage hash, never changes."""
     world = world_size(trainer)
     micro, g = train.micro_batch, train.global_batch_windows
-    if g % (micro * world):
+    if g % (micro * world) == 0:
+        return micro
+    if g % micro == 0 and g % world == 0:
+        per_rank = g // world
+        return max(d for d in range(1, min(micro, per_rank) + 1) if per_rank % d == 0)
+    if g % micro == 0:  # fits one process; no per-rank split exists
         raise config_error(
-            "train.global_batch_windows", f"{g} is not a multiple of train.micro_batch x world size = {micro} x {world}"
+            "train.global_batch_windows",
+            f"{g} windows cannot be split over {world} ranks: set train.global_batch_windows to a multiple of {world} "
+            "(this changes the stage hashes) or use fewer devices",
         )
-    return g // (micro * world)
+    raise config_error(
+        "train.global_batch_windows", f"{g} is not a multiple of train.micro_batch x world size = {micro} x {world}"
+    )
+
+
+def accumulation(train: TrainConfig, trainer: TrainerConfig) -> int:
+    """Micro-batches per optimizer step so that every step sees ``global_batch_windows`` windows."""
+    return train.global_batch_windows // (micro_batch(train, trainer) * world_size(trainer))
+
+
+def usable_here(tc: TrainerConfig) -> bool:
+    """Whether this machine has the accelerator the trainer config asks for (a CPU login node has no GPU)."""
+    return str(tc.accelerator) not in ("gpu", "cuda") or torch.cuda.is_available()
 
 
 #: Trainer arguments the suite sets from the stage and the run config; a user value would be ignored.
@@ -84,6 +105,10 @@ def build_trainer(cfg: TrainRoot, steps: int, callbacks: list[pl.Callback], logg
         raise config_error("trainer", f"cannot build {cfg.trainer._target_}: {first}") from None
 
 
-def check_trainer(cfg: TrainRoot) -> None:
-    """Build the trainer once with the run's settings, so a bad trainer value fails before any work."""
-    build_trainer(cfg, 1, [], [])
+def check_trainer(cfg: TrainRoot, build: bool = True) -> None:
+    """Check the trainer settings and batch geometry before any work; ``build`` also instantiates the trainer
+    once, so a bad Lightning argument fails here (a dry run skips it: it plans GPU configs on a CPU machine)."""
+    trainer_arguments(cfg.trainer)
+    accumulation(cfg.train, cfg.trainer)
+    if build:
+        build_trainer(cfg, 1, [], [])

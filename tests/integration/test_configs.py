@@ -191,3 +191,23 @@ def test_slurm_launcher_config_composes() -> None:
                       return_hydra_config=True)  # fmt: skip
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.tasks_per_node == launcher.gpus_per_node == 8
+
+
+@pytest.mark.parametrize("trainer", ["ddp", "fsdp"])
+def test_dry_run_plans_a_gpu_cluster_config_on_any_machine(tmp_path, data_dir, cache_dir, trainer) -> None:
+    """`dry_run=true` builds no Lightning trainer, so a CPU login node plans `trainer=ddp|fsdp` (no GPU needed)."""
+    summary = train(_smoke(tmp_path, data_dir, cache_dir, f"trainer={trainer}", "dry_run=true"))
+    assert summary.lines[1].startswith(f"trainer gpu/{trainer}, ")
+    assert any(line.startswith("pretrain ") for line in summary.lines)
+    assert not list((tmp_path / "stages").glob("*/done.json")) and not list((tmp_path / "results").glob("*.csv*"))
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_ddp_cpu_splits_every_scale_s_batch_over_two_ranks(scale: str) -> None:
+    """`trainer=ddp_cpu` at any scale: the micro batch shrinks so the fixed global batch splits over 2 ranks."""
+    from cpt_experiments.training.trainer import accumulation, micro_batch
+
+    root, _ = typed_config(_compose("experiment=quickstart", f"scale={scale}", "trainer=ddp_cpu"))
+    micro = micro_batch(root.train, root.trainer)
+    assert micro <= root.train.micro_batch
+    assert micro * 2 * accumulation(root.train, root.trainer) == root.train.global_batch_windows
