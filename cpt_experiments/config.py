@@ -335,6 +335,9 @@ class TrainRoot:
     # Extra loggers beside the always-on CSV log (which feeds the results tables): name -> a Lightning
     # logger config with `_target_`, instantiated once per trained stage (training.loggers).
     logger: Dict[str, Any] = field(default_factory=dict)
+    # Extra Lightning callbacks of every trained stage: name -> a config with `_target_` (conf/callbacks/,
+    # added with `+callbacks=lr_monitor`); not part of the run's identity, like the loggers.
+    callbacks: Dict[str, Any] = field(default_factory=dict)
     shift: ShiftConfig = MISSING
     replay: ReplayConfig = MISSING
     lr: LRConfig = MISSING  # set by `scale`

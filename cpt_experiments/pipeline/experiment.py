@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from cpt_experiments.config import ExperimentConfig, TrainRoot
 from cpt_experiments.errors import config_error
 from cpt_experiments.eval.domain_loss import domain_losses
-from cpt_experiments.pipeline import records, report
+from cpt_experiments.pipeline import records, report, tracking
 from cpt_experiments.pipeline.context import RunContext, prepare_run, typed_config
 from cpt_experiments.pipeline.evaluation import evaluate_marked_stages
 from cpt_experiments.pipeline.failures import StageFailed, write_summary
@@ -162,14 +162,23 @@ def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
         records.write_config_snapshot(info, plain, xp.hashes)
     cumulative: dict[str, tuple[int, float]] = {}
     for name, stage in xp.stages.items():
+        meta = tracking.stage_meta(rid, plain, stage, xp.hashes[name])
+        loggers: list[Any] = []
+        final_val, failed = None, False
         try:
-            outcome, sd, plan, tokens_before = _run_stage(xp, info, plain, name)
+            # Extra loggers only for a stage this run may train: a reused stage gets no new W&B/TensorBoard run.
+            sd = stage_dir(xp.ctx.cfg.paths.stage_dir, xp.hashes[name])
+            loggers = [] if sd.done_file.is_file() else stage_loggers(plain["logger"], meta)
+            outcome, sd, plan, tokens_before = _run_stage(xp, info, plain, name, loggers)
             if not rank0:
                 continue
             model = load_pretrained(sd.final_dir, model_cfg=xp.ctx.model_cfg, vocab_size=xp.ctx.vocab_size)
             final_val = domain_losses(model, xp.ctx.valsets)
         except Exception as exc:  # named by stage and run, recorded as a failed row by the entry point
+            failed = True
             raise StageFailed(rid, name, exc) from exc
+        finally:
+            finish_loggers(loggers, meta.hparams, final_val, "failed" if failed else "success")
         done = outcome.summary
         before_flops = cumulative[stage.parent][1] if stage.parent else 0.0
         cumulative[name] = (tokens_before + int(done["tokens"]), before_flops + float(done.get("flops", 0.0)))
@@ -192,7 +201,7 @@ def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
     return summary
 
 
-def _run_stage(xp: ExperimentPlan, info: records.RunInfo, plain: Mapping[str, Any], name: str):
+def _run_stage(xp: ExperimentPlan, info: records.RunInfo, plain: Mapping[str, Any], name: str, loggers: list[Any]):
     """Train or reuse one stage; returns (outcome, stage dir, plan, tokens of its ancestors)."""
     stage, ctx = xp.stages[name], xp.ctx
     plan = xp.plans.stage_plan(name)
@@ -202,33 +211,12 @@ def _run_stage(xp: ExperimentPlan, info: records.RunInfo, plain: Mapping[str, An
     tokens_before = sum(xp.plans.stage_plan(s.name).steps for s in ancestors) * ctx.geometry.tokens_per_step
     spec = {"stage": name, "hash": xp.hashes[name], "parent_hash": xp.hashes.get(stage.parent or ""),
             "experiment": info.experiment, "config": dict(plain)}  # fmt: skip
-    # Extra loggers only for a stage this run may train: a reused stage gets no new W&B/TensorBoard run.
-    loggers = [] if sd.done_file.is_file() else stage_loggers(
-        plain["logger"], run_id=info.run_id, stage=name, role=stage.role,
-        hparams={"stage_hash": xp.hashes[name], **_flat(plain)},
-    )  # fmt: skip
     job = StageJob(
         stage=stage, stage_hash=xp.hashes[name], sd=sd, parent_sd=parent_sd, plan=plan,
         train_sources={n: ctx.train_tokens(n.removeprefix(REPLAY_PREFIX)) for n in plan.mixture.names},
         tokens_before=tokens_before, ctx=ctx, spec=spec, extra_loggers=loggers,
     )  # fmt: skip
-    try:
-        return train_stage(job), sd, plan, tokens_before
-    finally:
-        finish_loggers(loggers)
-
-
-def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a/b": 1}``: hyperparameters as loggers display them (paths left out)."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if k in ("paths", "logger"):
-            continue
-        if isinstance(v, Mapping):
-            out.update(_flat(v, f"{prefix}{k}/"))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+    return train_stage(job), sd, plan, tokens_before
 
 
 def train(cfg: DictConfig) -> RunSummary:

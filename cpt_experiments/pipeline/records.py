@@ -37,7 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Committed reproductions live here; writing into it needs a clean tree.
 COMMITTED_RESULTS = REPO_ROOT / "results"
 #: Top-level keys that do not change what is trained, hence not a run's identity.
-NOT_IDENTITY = ("paths", "hydra", "logger", "evaluation", "allow_dirty_results", "dry_run")
+NOT_IDENTITY = ("paths", "hydra", "logger", "callbacks", "evaluation", "allow_dirty_results", "dry_run")
 
 
 def config_hash(plain_cfg: Mapping[str, Any]) -> str:

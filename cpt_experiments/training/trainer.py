@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import pytorch_lightning as pl
@@ -68,6 +69,8 @@ SUITE_OWNED = (
 def trainer_arguments(tc: TrainerConfig) -> dict[str, Any]:
     """The ``instantiate`` mapping of the trainer config: ``_target_``, its fields and ``kwargs``."""
     owned = sorted(set(tc.kwargs) & set(SUITE_OWNED))
+    if owned == ["callbacks"]:
+        raise config_error("trainer.kwargs.callbacks", "is set by the suite; add a callback with +callbacks=<name>")
     if owned:
         raise config_error(f"trainer.kwargs.{owned[0]}", "is set by the suite from the stage and train.* settings")
     fields = {k: v for k, v in vars(tc).items() if k != "kwargs"}
@@ -82,11 +85,33 @@ def _not_an_advert(record: logging.LogRecord) -> bool:
 logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_not_an_advert)
 
 
+def user_callbacks(specs: Mapping[str, Any]) -> list[pl.Callback]:
+    """The ``callbacks`` group (``+callbacks=lr_monitor``): any Lightning callback from its ``_target_`` config."""
+    out = []
+    for name, spec in specs.items():
+        key = f"callbacks.{name}"
+        if not isinstance(spec, Mapping) or "_target_" not in spec:
+            raise config_error(key, "must be a callback config with a _target_ (see conf/callbacks/)")
+        try:
+            callback = instantiate(dict(spec))
+        except InstantiationException as exc:
+            cause = exc.__cause__ or exc
+            raise config_error(key, (str(cause).strip().splitlines() or [type(cause).__name__])[0]) from None
+        if not isinstance(callback, pl.Callback):
+            raise config_error(key, f"{spec['_target_']} is not a Lightning Callback")
+        out.append(callback)
+    return out
+
+
 def build_trainer(cfg: TrainRoot, steps: int, callbacks: list[pl.Callback], loggers: list[Any]) -> pl.Trainer:
     """The Lightning Trainer of a stage of ``steps`` optimizer steps: one epoch = the whole stage plan."""
+    callbacks = [*callbacks, *user_callbacks(cfg.callbacks)]
+    arguments = trainer_arguments(cfg.trainer)
+    if any(isinstance(c, pl.callbacks.ProgressBar) for c in callbacks):  # a user's bar (+callbacks=rich_progress)
+        arguments["enable_progress_bar"] = True
     try:
         return instantiate(
-            trainer_arguments(cfg.trainer),
+            arguments,
             max_steps=steps,
             max_epochs=1,
             accumulate_grad_batches=accumulation(cfg.train, cfg.trainer),

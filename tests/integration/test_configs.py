@@ -28,12 +28,13 @@ SCALES = sorted(p.stem for p in (CONF / "scale").glob("*.yaml"))
 GROUP_OPTIONS = sorted(
     f"{p.parent.name}={p.stem}"
     for p in CONF.glob("*/*.yaml")
-    if p.parent.name not in ("experiment", "scale", "corpus", "schedule", "eval_suite")
+    if p.parent.name not in ("experiment", "scale", "corpus", "schedule", "eval_suite", "callbacks")
 )
 # Groups mounted elsewhere in the tree, by their package.
 GROUP_OPTIONS += [f"schedule@schedules.continual={p.stem}" for p in sorted((CONF / "schedule").glob("*.yaml"))]
 GROUP_OPTIONS += [f"eval_suite@evaluation.suite={p.stem}" for p in sorted((CONF / "eval_suite").glob("*.yaml"))]
 GROUP_OPTIONS += [f"corpus@corpora.en_new={p.stem}" for p in sorted((CONF / "corpus").glob("*.yaml"))]
+GROUP_OPTIONS += [f"+callbacks={p.stem}" for p in sorted((CONF / "callbacks").glob("*.yaml"))]  # none by default
 
 
 def _compose(*overrides: str, config: str = "train"):
