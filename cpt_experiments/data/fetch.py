@@ -325,7 +325,10 @@ def fetch_item(item: Item, data_dir: Path, caps: Caps, mirror: Path | None, prog
     with (
         atomic_path(data_dir / item.file) as tmp,
         open(tmp, "wb") as fh,
-        tqdm(total=total, unit=unit, unit_scale=True, desc=item.file, disable=not progress, leave=False) as bar,
+        # disable=None: a bar on a terminal only; a log file (non-TTY) gets none
+        tqdm(
+            total=total, unit=unit, unit_scale=True, desc=item.file, disable=None if progress else True, leave=False
+        ) as bar,
     ):
         try:
             for index, record in enumerate(records):

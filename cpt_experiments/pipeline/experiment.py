@@ -56,6 +56,13 @@ class RunSummary:
     def trained(self) -> list[str]:
         return [n for n, s in self.stages.items() if s["status"] == "done"]
 
+    def fields(self) -> dict[str, Any]:
+        """What ``summary.json`` holds: per stage its status, size, wall time (s) and final losses per domain."""
+        keys = ("status", "hash", "tokens", "steps", "wall_s")
+        stages = [{"stage": n, **{k: s[k] for k in keys}, "losses": s["final_val"]} for n, s in self.stages.items()]
+        return {"run_id": self.run_id, "config_hash": self.config_hash, "results_dir": self.results_dir,
+                "stages": stages, "lines": self.lines}  # fmt: skip
+
 
 @dataclass
 class ExperimentPlan:
@@ -224,7 +231,7 @@ def train(cfg: DictConfig) -> RunSummary:
     summary = run_experiment(cfg)
     for line in summary.lines:
         log.info("%s", line)
-    write_summary(summary.lines)  # for the sweep's combined table
+    write_summary(summary.fields())  # summary.json, and the sweep's combined table
     if cfg.evaluation.auto and summary.stages:
         evaluate_marked_stages(cfg, summary.run_id, summary.roles, summary.stages)
     return summary

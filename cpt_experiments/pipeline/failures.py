@@ -118,11 +118,13 @@ def log_to_file(reason: str, exc: BaseException) -> None:
             handler.handle(record)
 
 
-def write_summary(lines: list[str]) -> None:
-    """The member's end-of-run table, for the sweep's combined table."""
+def write_summary(summary: dict[str, Any]) -> None:
+    """``summary.json`` in the job's Hydra directory: the run's fields (``run_id``, ``config_hash``, ``stages``:
+    one ``{stage, status, hash, tokens, steps, wall_s, losses: {domain: {loss, bpb}}}`` each, losses in
+    nats/token and bits/byte) and ``lines``, the printed table the sweep's end-of-sweep summary repeats."""
     out = _output_dir()
     if out is not None:
-        atomic_write_text(out / SUMMARY_FILE, json.dumps(lines))
+        atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=1, sort_keys=True) + "\n")
 
 
 class SweepFailures(Callback):
@@ -139,8 +141,10 @@ class SweepFailures(Callback):
                 failed.append(m.name)
                 print(f"  member {m.name}: FAILED  {reason}", file=sys.stderr)
             elif (m / SUMMARY_FILE).is_file():
-                for line in json.loads((m / SUMMARY_FILE).read_text()):
+                for line in json.loads((m / SUMMARY_FILE).read_text()).get("lines", []):
                     print(f"  member {m.name}: {line}", file=sys.stderr)
+            else:  # e.g. a worker killed before it could write either
+                print(f"  member {m.name}: no summary (see {m})", file=sys.stderr)
         if failed:
             print(f"{len(failed)} of {len(members)} members failed; rerun the same command to retry them "
                   "(finished stages are reused)", file=sys.stderr)  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from transformers.utils import logging as hf_logging
 
 from cpt_experiments.config import TrainConfig, TrainerConfig, TrainRoot
 from cpt_experiments.errors import config_error
@@ -77,12 +79,28 @@ def trainer_arguments(tc: TrainerConfig) -> dict[str, Any]:
     return {**fields, "enable_progress_bar": False, "enable_model_summary": False, "deterministic": False, **tc.kwargs}
 
 
-def _not_an_advert(record: logging.LogRecord) -> bool:
-    """Drop Lightning's per-Trainer "💡 Tip: ... try installing litlogger" line: one per stage, no information."""
-    return not str(record.msg).startswith("💡 Tip")
+_BANNERS = ("GPU available", "TPU available", "HPU available", "IPU available")  # the same every stage
+_seen_banners: set[str] = set()
 
 
-logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_not_an_advert)
+def _quiet_lightning(record: logging.LogRecord) -> bool:
+    """Drop Lightning's per-Trainer noise: the "💡 Tip" advert, "`Trainer.fit` stopped: max_steps reached" (the
+    suite's progress line says it), and the accelerator banners after their first time in this process."""
+    msg = str(record.msg)
+    if msg.startswith("💡 Tip") or msg.startswith("`Trainer.fit` stopped: `max_steps="):
+        return False
+    if msg.startswith(_BANNERS):
+        if msg in _seen_banners:
+            return False
+        _seen_banners.add(msg)
+    return True
+
+
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_quiet_lightning)
+# Lightning's own use of a deprecated torch API, once per stage; nothing a user can act on.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+# transformers' per-checkpoint "Writing model shards" / "Loading weights" bars: a log file gets one per stage.
+hf_logging.disable_progress_bar()
 
 
 def user_callbacks(specs: Mapping[str, Any]) -> list[pl.Callback]:

@@ -151,6 +151,15 @@ def test_multirun_trains_shared_stage_once(tmp_path, data_dir, shared_cache, lau
     assert len(sweeps) == 1 and sorted(p.name for p in sweeps[0].iterdir() if p.is_dir()) == ["0", "1"], sweeps
     assert f"sweep {sweeps[0]}: 2 members" in out, out[-3000:]
     assert all(f"member {m}: " in out for m in (0, 1)), out[-3000:]
+    summary = json.loads((sweeps[0] / "0" / "summary.json").read_text())
+    (cont,) = [s for s in summary["stages"] if s["stage"] == "continual"]
+    assert cont["status"] == "done" and cont["tokens"] == 4096 and cont["wall_s"] > 0
+    assert set(cont["losses"]) >= {"en_old", "de_new"} and cont["losses"]["de_new"]["loss"] > 0
+    # Quiet in a log file (not a TTY): no tqdm or transformers bars, no per-stage Lightning banners or warnings.
+    assert not any(
+        s in out for s in ("tokenize ", "Loading weights", "Writing model shards", "LeafSpec", "fit` stopped")
+    )
+    assert out.count("GPU available") <= 3, out[-3000:]  # once per process at most (launcher + 2 workers)
 
 
 def _final_state(stage_root: Path) -> dict[str, torch.Tensor]:
