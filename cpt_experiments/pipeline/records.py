@@ -40,6 +40,19 @@ COMMITTED_RESULTS = REPO_ROOT / "results"
 NOT_IDENTITY = ("paths", "hydra", "logger", "callbacks", "evaluation", "allow_dirty_results", "dry_run")
 
 
+def output_relative(path: str | os.PathLike, output_dir: str | os.PathLike) -> str:
+    """``path`` relative to ``paths.output_dir`` when inside it (``stages/<hash>/final``), so committed tables
+    hold no machine's absolute paths; else absolute (a stage cache elsewhere). ``checkpoint_path`` inverts it."""
+    p, out = Path(path).resolve(), Path(output_dir).resolve()
+    return str(p.relative_to(out)) if p.is_relative_to(out) else str(p)
+
+
+def checkpoint_path(value: str, output_dir: str | os.PathLike) -> Path:
+    """A table's checkpoint path: relative ones are under ``paths.output_dir`` (older rows are absolute)."""
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else Path(output_dir) / p
+
+
 def config_hash(plain_cfg: Mapping[str, Any]) -> str:
     """sha256 of the resolved config without paths, loggers and evaluation settings (names the run)."""
     material = {k: v for k, v in plain_cfg.items() if k not in NOT_IDENTITY}
@@ -192,7 +205,7 @@ def run_row(
         "stage_flops": float(done.get("flops", 0.0)), "cumulative_flops": cumulative[1],
         "steps": int(done["steps"]), "wall_s": float(done.get("wall_s", 0.0)),
         "config_hash": info.config_hash, "git_commit": info.git_commit, "dirty_allowed": cfg.allow_dirty_results,
-        "checkpoint": str(sd.final_dir), "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "checkpoint": output_relative(sd.final_dir, cfg.paths.output_dir), "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip
 
 

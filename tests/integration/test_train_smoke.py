@@ -61,6 +61,10 @@ def test_quickstart_end_to_end_then_reused(tmp_path, data_dir, shared_cache):
         == by_stage.loc["pretrain", "stage_tokens"] + by_stage.loc["de_replay0", "stage_tokens"]
     )
     assert by_stage.loc["de_replay0", "cumulative_tokens"] == by_stage.loc["union", "stage_tokens"]
+    # Checkpoints relative to paths.output_dir: a committed table holds no machine's absolute paths.
+    assert all(
+        not Path(c).is_absolute() and (tmp_path / "outputs" / c / "config.json").is_file() for c in runs["checkpoint"]
+    )
 
     curves = store.load(tmp_path / "results", "curves")
     final = curves[(curves["metric"] == "loss") & curves["split"].isin(["en_old", "de_new"])]
