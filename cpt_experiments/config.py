@@ -358,6 +358,9 @@ class TrainRoot:
     # Extra loggers beside the always-on CSV log (which feeds the results tables): name -> a Lightning
     # logger config with `_target_`, instantiated once per trained stage (training.loggers).
     logger: Dict[str, Any] = field(default_factory=dict)
+    # Extra Lightning callbacks of every trained stage: name -> a config with `_target_` (conf/callbacks/,
+    # added with `+callbacks=lr_monitor`); not part of the run's identity, like the loggers.
+    callbacks: Dict[str, Any] = field(default_factory=dict)
     shift: ShiftConfig = MISSING
     replay: ReplayConfig = MISSING
     lr: LRConfig = MISSING  # set by `scale`
@@ -428,6 +431,8 @@ def plain_dict(cfg: Any, key: str) -> dict[str, Any]:
 
 SHARED_DATA_DIR = "../shared/data"  # our machines' corpora, relative to the launch directory
 SAMPLE_DATA_DIR = Path(__file__).resolve().parent / "data" / "sample"  # embedded sample (package data)
+
+
 _announced: set[str] = set()
 
 
@@ -444,8 +449,7 @@ def default_data_dir(scale: Optional[str] = None, corpora: Any = None) -> str:
     elif Path(SHARED_DATA_DIR).is_dir():
         chosen, why = SHARED_DATA_DIR, "CPT_DATA_DIR unset; ../shared/data exists"
     else:
-        sources = {c.get("source") for c in (corpora or {}).values() if hasattr(c, "get")}
-        if scale not in (None, "smoke") and "local" in sources:
+        if scale not in (None, "smoke") and any(map(_reads_data_dir, (corpora or {}).values())):
             # OmegaConf's own error type passes through unwrapped, so typed() reports one `paths.data_dir: ...`
             # line (any other exception gets a "... raised while resolving interpolation" prefix).
             raise InterpolationResolutionError(
@@ -461,6 +465,13 @@ def default_data_dir(scale: Optional[str] = None, corpora: Any = None) -> str:
     return chosen
 
 
+def _reads_data_dir(corpus: Any) -> bool:
+    """A local corpus whose ``path`` is relative and that has no ``data_dir`` of its own reads ``paths.data_dir``."""
+    if not hasattr(corpus, "get") or corpus.get("source") != "local" or corpus.get("data_dir"):
+        return False
+    return not Path(str(corpus.get("path") or "")).expanduser().is_absolute()
+
+
 def register() -> None:
     """Store the root schemas as ``train_schema`` and ``evaluate_schema`` and register the ``cpt_data_dir``
     and ``cpt_pid`` resolvers (idempotent)."""
@@ -469,7 +480,9 @@ def register() -> None:
     cs.store(name="evaluate_schema", node=EvaluateRoot)
     OmegaConf.register_new_resolver("cpt_data_dir", default_data_dir, replace=True)
     # Run directories carry the process id: two runs started in the same second must not share one.
-    OmegaConf.register_new_resolver("cpt_pid", os.getpid, replace=True)
+    # Cached (like Hydra's `now`): a multirun copies the launching process's resolver cache into every
+    # member's config, so joblib workers see the launcher's pid and the sweep keeps one directory.
+    OmegaConf.register_new_resolver("cpt_pid", os.getpid, replace=True, use_cache=True)
     # Budgets that are differences of others (e.g. a split's main path = split − anneal): ${cpt_minus:a,b}.
     OmegaConf.register_new_resolver("cpt_minus", _minus, replace=True)
     # Budgets that are multiples of others (e.g. the budget axis: k x the cpu budgets): ${cpt_times:a,k}.

@@ -16,25 +16,22 @@ import hydra
 from omegaconf import DictConfig
 
 from cpt_experiments.errors import CPTError
+from cpt_experiments.files import CONF_DIR
 from cpt_experiments.pipeline.evaluation import evaluate
-from cpt_experiments.pipeline.failures import one_line
+from cpt_experiments.pipeline.failures import log_to_file, one_line
 
 log = logging.getLogger(__name__)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     try:
         rows = evaluate(cfg)
-    except CPTError as exc:
-        log.error("%s", exc)
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
     except Exception as exc:  # e.g. a corrupt weights file: one line here, the traceback in the job log
         reason = one_line(exc)
-        log.error("%s", reason, exc_info=True)
+        log_to_file(reason, exc)
         print(f"error: {reason}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(2 if isinstance(exc, CPTError) else 1)
     # The suite's own tasks; members of a task family (BLiMP's 67 paradigms) are in the evals table.
     top = set(cfg.eval_suite.tasks)
     for r in rows:

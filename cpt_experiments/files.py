@@ -10,7 +10,16 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO_ROOT / "conf"  # the Hydra config tree
+
+
+def _conf_dir() -> Path:
+    """The Hydra config tree: the checkout's top-level ``conf/`` (source tree, editable install), else the
+    copy a built wheel ships inside the package (``cpt_experiments/conf``, put there by ``setup.py``)."""
+    checkout = REPO_ROOT / "conf"
+    return checkout if (checkout / "train.yaml").is_file() else Path(__file__).resolve().parent / "conf"
+
+
+CONF_DIR = _conf_dir()  # absolute, so `@hydra.main(config_path=str(CONF_DIR))` works from any directory
 
 
 def sha256_file(path: str | os.PathLike) -> str:

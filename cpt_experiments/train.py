@@ -15,21 +15,22 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from cpt_experiments.errors import CPTError
+from cpt_experiments.files import CONF_DIR
 from cpt_experiments.pipeline.experiment import train
-from cpt_experiments.pipeline.failures import handle_failure
+from cpt_experiments.pipeline.failures import handle_failure, log_to_file
 
 log = logging.getLogger(__name__)
 
 __all__ = ["main", "train"]
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> None:
     try:
         train(cfg)
     except Exception as exc:  # one member's failure must not end a sweep (KeyboardInterrupt does)
         reason = handle_failure(cfg, exc)
-        log.error("%s", reason, exc_info=not isinstance(exc, CPTError))
+        log_to_file(reason, exc)
         print(f"error: {reason}", file=sys.stderr)
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             sys.exit(2 if isinstance(exc, CPTError) else 1)

@@ -70,7 +70,9 @@ class CorpusSpec:
     lang: str | None = None
     """Language code (informational), e.g. ``en``, ``de``."""
     path: str | None = None
-    """Local source: file path, relative to the data dir or absolute."""
+    """Local source: file path, absolute or relative to ``data_dir`` (else to ``paths.data_dir``)."""
+    data_dir: str | None = None
+    """Local source: this corpus's own folder, instead of ``paths.data_dir`` (a location, not content: not hashed)."""
     format: str = "jsonl"
     """Local source: ``jsonl`` | ``text`` (one document per line) | ``parquet``."""
     hub: HubSource | None = None
@@ -179,7 +181,7 @@ class CorpusSpec:
         ``max_tokens`` (what the validation cache key does) excludes them too, and every slice of a
         corpus hashes to the same validation cache.
         """
-        drop = set(exclude)
+        drop = {*exclude, "data_dir"}  # where the file lies is no content (the token cache hashes the bytes)
         if "max_tokens" in drop:
             drop |= set(TRAIN_ONLY_FIELDS)
         d = {k: v for k, v in self.to_dict().items() if k not in drop}
@@ -187,10 +189,12 @@ class CorpusSpec:
 
 
 def resolve_path(spec: CorpusSpec, data_dir: str | os.PathLike | None) -> Path:
-    """Absolute path of a local corpus file (``spec.path`` relative to ``data_dir`` unless absolute)."""
+    """Absolute path of a local corpus file: ``spec.path`` if absolute, else relative to the corpus's own
+    ``data_dir`` if set, else to the run's ``data_dir`` (``paths.data_dir``)."""
     if spec.source != "local" or spec.path is None:
         raise config_error(f"corpus {spec.name}.path", "only local corpora have a file path")
     path = Path(spec.path).expanduser()
+    data_dir = spec.data_dir or data_dir
     if not path.is_absolute():
         if data_dir is None:
             raise config_error("paths.data_dir", f"needed to resolve relative corpus path {spec.path!r}")

@@ -317,7 +317,10 @@ def fetch_item(item: Item, data_dir: Path, caps: Caps, mirror: Path | None, prog
     with (
         atomic_path(data_dir / item.file) as tmp,
         open(tmp, "wb") as fh,
-        tqdm(total=total, unit=unit, unit_scale=True, desc=item.file, disable=not progress, leave=False) as bar,
+        # disable=None: a bar on a terminal only; a log file (non-TTY) gets none
+        tqdm(
+            total=total, unit=unit, unit_scale=True, desc=item.file, disable=None if progress else True, leave=False
+        ) as bar,
     ):
         try:
             for index, record in enumerate(records):
@@ -403,8 +406,15 @@ def select(items: list[Item], only: list[str] | None) -> list[Item]:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m cpt_experiments.data.fetch",
-        description="Download the hub stand-in corpora and the offline benchmark files into a local data folder.",
+        prog="cpt-fetch",
+        description="Download the hub stand-in corpora and the offline benchmark files into a local data folder "
+        "(cpt-fetch = python -m cpt_experiments.data.fetch).",
+        epilog="most common invocations:\n"
+        "  cpt-fetch --data-dir data                        # corpora (4M words each) + benchmark files\n"
+        "  cpt-fetch --data-dir data --only benchmarks      # only the offline lm-eval benchmark files\n"
+        "  cpt-fetch --data-dir data --list                 # what would be fetched, from where\n"
+        "then: cpt-train experiment=cpt scale=cpu corpora=fetched paths.data_dir=data",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--data-dir", type=Path, default=None, help="destination (default: $CPT_DATA_DIR)")
     p.add_argument(

@@ -120,7 +120,10 @@ def _write_tokens(
     digest = hashlib.sha256()
     num_tokens = num_documents = 0
     truncated = False
-    bar = tqdm(total=cap, unit="tok", desc=f"tokenize {spec.name}/{split}", disable=not progress, leave=False)
+    # disable=None: a bar on a terminal only; a log file (non-TTY) gets none
+    bar = tqdm(
+        total=cap, unit="tok", desc=f"tokenize {spec.name}/{split}", disable=None if progress else True, leave=False
+    )
     with open(out, "wb") as fh:
         for texts in _batches(split_documents(spec, data_dir, split), BATCH_DOCS):
             for ids in encode_documents(tokenizer, texts):

@@ -151,19 +151,24 @@ def get_task_manager(tasks: Sequence[str], include_dirs: Sequence[str | os.PathL
     return manager
 
 
+#: How to get the files, named by every missing-benchmark error (as the corpus errors name theirs).
+BENCHMARK_FIX = (
+    "fetch them with `cpt-fetch --data-dir DIR --only benchmarks` (= python -m cpt_experiments.data.fetch) and "
+    "set paths.benchmark_dir=DIR/benchmarks (or CPT_BENCHMARK_DIR)"
+)
+
+
 def _check_benchmark_files(tasks: Iterable[str], benchmark_dir: Path | None) -> None:
     needs = local_task_files()
     for task in tasks:
         for name in needs.get(task, []):
             if benchmark_dir is None:
-                raise config_error(
-                    "paths.benchmark_dir", f"task {task!r} needs local benchmark files: set CPT_BENCHMARK_DIR"
-                )
+                raise config_error("paths.benchmark_dir", f"task {task!r} needs local benchmark files: {BENCHMARK_FIX}")
             if any(c in name for c in "*?["):
                 if not any(p.is_file() for p in benchmark_dir.glob(name)):
-                    raise DataError(f"{benchmark_dir / name}: no benchmark files for task {task!r}")
+                    raise DataError(f"{benchmark_dir / name}: no benchmark files for task {task!r}; {BENCHMARK_FIX}")
             elif not (benchmark_dir / name).is_file():
-                raise DataError(f"{benchmark_dir / name}: benchmark file for task {task!r} not found")
+                raise DataError(f"{benchmark_dir / name}: benchmark file for task {task!r} not found; {BENCHMARK_FIX}")
 
 
 def _names_local_task(tasks: Iterable[str]) -> bool:

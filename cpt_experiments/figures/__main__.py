@@ -22,7 +22,16 @@ log = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m cpt_experiments.figures", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="cpt-figures",
+        description="Draw every figure whose data is present from a results directory's tables "
+        "(cpt-figures = python -m cpt_experiments.figures); the others are reported as skipped with the reason.",
+        epilog="most common invocations:\n"
+        "  cpt-figures --results outputs/results                     # every figure -> outputs/results/figures\n"
+        "  cpt-figures --results results/cpu/paper1 --out /tmp/figs  # a committed reproduction, elsewhere\n"
+        "  cpt-figures --results outputs/results --only loss_curves --formats pdf",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--results", type=Path, required=True, help="results directory with runs/curves/evals.csv")
     p.add_argument("--out", type=Path, default=None, help="output directory (default: <results>/figures)")
     p.add_argument("--only", nargs="+", choices=FIGURES, metavar="NAME", help=f"subset of: {', '.join(FIGURES)}")

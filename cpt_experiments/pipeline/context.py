@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from cpt_experiments.config import TrainRoot, typed
+from cpt_experiments.config import SAMPLE_DATA_DIR, TrainRoot, typed
 from cpt_experiments.data.corpus import CorpusSpec
 from cpt_experiments.data.token_cache import TokenFile, build_token_cache, prepare_corpora
 from cpt_experiments.data.tokenizer import get_tokenizer, tokenizer_hash
@@ -133,6 +133,7 @@ def prepare_run(cfg: TrainRoot, stages: Mapping[str, Stage]) -> RunContext:
         spec = CorpusSpec.from_config(cfg.corpora[role], key=f"corpora.{role}")
         if role not in token_files and spec.validation_fraction > 0:
             val_tokens[role] = build_token_cache(spec, "validation", tokenizer, paths.data_dir, paths.cache_dir).tokens
+    _warn_small_validation(cfg, val_tokens)
     geometry = Geometry(cfg.model.seq_len, cfg.train.global_batch_windows)
     valsets = {
         r: make_valset(
@@ -142,3 +143,19 @@ def prepare_run(cfg: TrainRoot, stages: Mapping[str, Stage]) -> RunContext:
         if r in val_tokens
     }
     return RunContext(cfg, tokenizer, tokenizer_hash(tokenizer), vocab_size, geometry, roles, token_files, valsets)
+
+
+SMALL_VALIDATION_TOKENS = 20_000  # a validation split this small measures its domain with a noisy loss
+
+
+def _warn_small_validation(cfg: TrainRoot, val_tokens: Mapping[str, np.ndarray]) -> None:
+    """Warn for a validation split under ~20k tokens, unless its cap asked for it or it is the embedded sample."""
+    for role, tokens in val_tokens.items():
+        spec = CorpusSpec.from_config(cfg.corpora[role], key=f"corpora.{role}")
+        cap = spec.max_validation_tokens
+        sample = spec.source == "local" and not spec.data_dir and cfg.paths.data_dir == str(SAMPLE_DATA_DIR)
+        if len(tokens) < SMALL_VALIDATION_TOKENS and (cap is None or cap >= SMALL_VALIDATION_TOKENS) and not sample:
+            log.warning(
+                "corpora.%s: validation split has only %d tokens (< %d), so its loss is noisy; raise "
+                "corpora.%s.validation_fraction or add documents", role, len(tokens), SMALL_VALIDATION_TOKENS, role,
+            )  # fmt: skip

@@ -26,6 +26,7 @@ from cpt_experiments.data.corpus import CorpusSpec, split_documents
 from cpt_experiments.errors import DataError, config_error
 from cpt_experiments.eval.harness import evaluate_model, load_checkpoint
 from cpt_experiments.eval.heldout import TASK_PREFIX, heldout_task_dir, heldout_task_name
+from cpt_experiments.pipeline import records
 from cpt_experiments.results import store
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def select_targets(c: EvaluateRoot, *, with_corpora: bool = False) -> list[Targe
     for s in wanted:
         row = by_stage.loc[s]
         corpora = run_corpora(c.paths.results_dir, c.run_id, row.get("config_hash")) if with_corpora else None
-        targets.append(Target(c.run_id, s, Path(row["checkpoint"]), corpora))
+        targets.append(Target(c.run_id, s, records.checkpoint_path(row["checkpoint"], c.paths.output_dir), corpora))
     return targets
 
 
@@ -109,6 +110,7 @@ class EvalSetting:
     corpora: Mapping[str, Any]
     seed: int = 0
     device: str = "cpu"
+    output_dir: str | None = None  # checkpoint paths in the evals table are relative to it (None: as given)
 
 
 def heldout_roles(suite: EvalSuiteConfig) -> list[str]:
@@ -187,7 +189,8 @@ def evaluate_targets(targets: Sequence[Target], suite: EvalSuiteConfig, setting:
             rows += [{**r, "limit": n_docs} for r in got]
         for limit, tasks in benchmark_batches(suite, benchmarks):
             rows += evaluate_model(model, tokenizer, tasks, benchmark_dir=setting.benchmark_dir, limit=limit, **common)
-        rows = [{**r, "run_id": t.run_id, "stage": t.stage, "checkpoint": str(t.checkpoint)} for r in rows]
+        where = records.output_relative(t.checkpoint, setting.output_dir) if setting.output_dir else str(t.checkpoint)
+        rows = [{**r, "run_id": t.run_id, "stage": t.stage, "checkpoint": where} for r in rows]
         if rows:
             store.append(setting.results_dir, "evals", rows)
         all_rows.extend(rows)
@@ -214,7 +217,14 @@ def evaluate(cfg: DictConfig | Mapping[str, Any]) -> list[dict]:
     """Evaluate the selected checkpoints with ``cfg.eval_suite``; returns the rows written."""
     c: EvaluateRoot = typed(EvaluateRoot, cfg)[0]
     setting = EvalSetting(
-        c.paths.results_dir, c.paths.cache_dir, c.paths.data_dir, c.paths.benchmark_dir, c.corpora, c.seed, c.device
+        c.paths.results_dir,
+        c.paths.cache_dir,
+        c.paths.data_dir,
+        c.paths.benchmark_dir,
+        c.corpora,
+        c.seed,
+        c.device,
+        c.paths.output_dir,
     )
     roles = heldout_roles(c.eval_suite)
     targets = select_targets(c, with_corpora=bool(roles))
@@ -232,7 +242,13 @@ def evaluate_marked_stages(
         others = [t for t in suite.tasks if not t.startswith(TASK_PREFIX)]
         suite = replace(suite, tasks=[heldout_task_name(r) for r in roles] + others)
     setting = EvalSetting(
-        c.paths.results_dir, c.paths.cache_dir, c.paths.data_dir, c.paths.benchmark_dir, c.corpora, c.seed
+        c.paths.results_dir,
+        c.paths.cache_dir,
+        c.paths.data_dir,
+        c.paths.benchmark_dir,
+        c.corpora,
+        c.seed,
+        output_dir=c.paths.output_dir,
     )
     targets = [Target(run_id, n, Path(s["checkpoint"])) for n, s in stages.items() if s["evaluate"]]
     return evaluate_targets(targets, suite, setting) if targets else []

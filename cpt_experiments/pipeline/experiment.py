@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from cpt_experiments.config import ExperimentConfig, TrainRoot
 from cpt_experiments.errors import config_error
 from cpt_experiments.eval.domain_loss import domain_losses
-from cpt_experiments.pipeline import records, report
+from cpt_experiments.pipeline import records, report, tracking
 from cpt_experiments.pipeline.context import RunContext, prepare_run, typed_config
 from cpt_experiments.pipeline.evaluation import evaluate_marked_stages
 from cpt_experiments.pipeline.failures import StageFailed, write_summary
@@ -44,7 +44,7 @@ from cpt_experiments.results import store
 from cpt_experiments.training.loggers import finish as finish_loggers
 from cpt_experiments.training.loggers import stage_loggers
 from cpt_experiments.training.model import hf_config, load_pretrained
-from cpt_experiments.training.trainer import check_trainer, world_size
+from cpt_experiments.training.trainer import check_trainer, usable_here, world_size
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,13 @@ class RunSummary:
 
     def trained(self) -> list[str]:
         return [n for n, s in self.stages.items() if s["status"] == "done"]
+
+    def fields(self) -> dict[str, Any]:
+        """What ``summary.json`` holds: per stage its status, size, wall time (s) and final losses per domain."""
+        keys = ("status", "hash", "tokens", "steps", "wall_s")
+        stages = [{"stage": n, **{k: s[k] for k in keys}, "losses": s["final_val"]} for n, s in self.stages.items()]
+        return {"run_id": self.run_id, "config_hash": self.config_hash, "results_dir": self.results_dir,
+                "stages": stages, "lines": self.lines}  # fmt: skip
 
 
 @dataclass
@@ -151,7 +158,9 @@ def plan_experiment(cfg: TrainRoot) -> ExperimentPlan:
     assert cfg.experiment is not None  # typed_config guarantees it
     stages = build_stages(cfg.experiment)
     stages_to_run(stages, cfg.experiment.only)  # an unknown name fails here, before any work
-    check_trainer(cfg)  # before the tokenizer and token caches, which can take hours at paper scale
+    # Before the tokenizer and token caches, which can take hours at paper scale. A dry run builds no
+    # trainer, so a GPU/cluster config can be planned on a CPU login node.
+    check_trainer(cfg, build=not cfg.dry_run)
     hf_config(asdict(cfg.model), cfg.model.vocab_size or 1024)  # the model shape (vocab checked later)
     geometry = Geometry(cfg.model.seq_len, cfg.train.global_batch_windows)
     for stage in stages.values():  # budgets and schedules need no data
@@ -181,8 +190,13 @@ def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
     if root.dry_run:  # the plan, measured throughput and estimated time; nothing is trained or written
         todo = {name: xp.stages[name] for name in stages_to_run(xp.stages, exp.only)}
         steps = {name: xp.plans.stage_plan(name).steps for name in todo}
-        summary.lines = [f"dry run of {rid}"]
-        summary.lines += report.plan_lines(todo, xp.hashes, steps, xp.ctx, report.measure_tokens_per_s(xp.ctx))
+        here = usable_here(root.trainer)  # a GPU config planned on a CPU machine: no throughput to measure
+        summary.lines = [f"dry run of {rid}", report.trainer_line(root)]
+        summary.lines += report.plan_lines(
+            todo, xp.hashes, steps, xp.ctx, report.measure_tokens_per_s(xp.ctx) if here else None
+        )
+        if not here:
+            summary.lines.append(f"no {root.trainer.accelerator} on this machine: throughput not measured")
         return summary
     info = records.RunInfo(Path(root.paths.results_dir), rid, cfg_hash, commit, exp.name, exp.variant, xp.ctx)
     rank0 = is_rank_zero(world_size(root.trainer))  # under DDP the other ranks train, rank 0 measures and records
@@ -191,14 +205,23 @@ def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
     cumulative: dict[str, tuple[int, float]] = {}
     for name in stages_to_run(xp.stages, exp.only):
         stage = xp.stages[name]
+        meta = tracking.stage_meta(rid, plain, stage, xp.hashes[name])
+        loggers: list[Any] = []
+        final_val, failed = None, False
         try:
-            outcome, sd, plan, tokens_before = _run_stage(xp, info, plain, name)
+            # Extra loggers only for a stage this run may train: a reused stage gets no new W&B/TensorBoard run.
+            sd = stage_dir(xp.ctx.cfg.paths.stage_dir, xp.hashes[name])
+            loggers = [] if sd.done_file.is_file() else stage_loggers(plain["logger"], meta)
+            outcome, sd, plan, tokens_before = _run_stage(xp, info, plain, name, loggers)
             if not rank0:
                 continue
             model = load_pretrained(sd.final_dir, model_cfg=xp.ctx.model_cfg, vocab_size=xp.ctx.vocab_size)
             final_val = domain_losses(model, xp.ctx.valsets)
         except Exception as exc:  # named by stage and run, recorded as a failed row by the entry point
+            failed = True
             raise StageFailed(rid, name, exc) from exc
+        finally:
+            finish_loggers(loggers, meta.hparams, final_val, "failed" if failed else "success")
         done = outcome.summary
         before_flops = cumulative[stage.parent][1] if stage.parent else 0.0
         cumulative[name] = (tokens_before + int(done["tokens"]), before_flops + float(done.get("flops", 0.0)))
@@ -221,7 +244,7 @@ def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
     return summary
 
 
-def _run_stage(xp: ExperimentPlan, info: records.RunInfo, plain: Mapping[str, Any], name: str):
+def _run_stage(xp: ExperimentPlan, info: records.RunInfo, plain: Mapping[str, Any], name: str, loggers: list[Any]):
     """Train or reuse one stage; returns (outcome, stage dir, plan, tokens of its ancestors)."""
     stage, ctx = xp.stages[name], xp.ctx
     plan = xp.plans.stage_plan(name)
@@ -231,33 +254,12 @@ def _run_stage(xp: ExperimentPlan, info: records.RunInfo, plain: Mapping[str, An
     tokens_before = sum(xp.plans.stage_plan(s.name).steps for s in ancestors) * ctx.geometry.tokens_per_step
     spec = {"stage": name, "hash": xp.hashes[name], "parent_hash": xp.hashes.get(stage.parent or ""),
             "experiment": info.experiment, "config": dict(plain)}  # fmt: skip
-    # Extra loggers only for a stage this run may train: a reused stage gets no new W&B/TensorBoard run.
-    loggers = [] if sd.done_file.is_file() else stage_loggers(
-        plain["logger"], run_id=info.run_id, stage=name, role=stage.role,
-        hparams={"stage_hash": xp.hashes[name], **_flat(plain)},
-    )  # fmt: skip
     job = StageJob(
         stage=stage, stage_hash=xp.hashes[name], sd=sd, parent_sd=parent_sd, plan=plan,
         train_sources={n: ctx.train_tokens(n.removeprefix(REPLAY_PREFIX)) for n in plan.mixture.names},
         tokens_before=tokens_before, ctx=ctx, spec=spec, extra_loggers=loggers,
     )  # fmt: skip
-    try:
-        return train_stage(job), sd, plan, tokens_before
-    finally:
-        finish_loggers(loggers)
-
-
-def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a/b": 1}``: hyperparameters as loggers display them (paths left out)."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if k in ("paths", "logger"):
-            continue
-        if isinstance(v, Mapping):
-            out.update(_flat(v, f"{prefix}{k}/"))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+    return train_stage(job), sd, plan, tokens_before
 
 
 def train(cfg: DictConfig) -> RunSummary:
@@ -265,7 +267,7 @@ def train(cfg: DictConfig) -> RunSummary:
     summary = run_experiment(cfg)
     for line in summary.lines:
         log.info("%s", line)
-    write_summary(summary.lines)  # for the sweep's combined table
+    write_summary(summary.fields())  # summary.json, and the sweep's combined table
     if cfg.evaluation.auto and summary.stages:
         evaluate_marked_stages(cfg, summary.run_id, summary.roles, summary.stages)
     return summary

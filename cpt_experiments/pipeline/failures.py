@@ -2,11 +2,12 @@
 
 A Hydra multirun calls the task function once per member. If a member raised (or called
 ``sys.exit``, which Hydra's launchers do not catch), the sweep would stop there, or with the
-joblib launcher die with no rows at all. Instead ``handle_failure`` records the member as
-``failed`` (runs row with its reason, a ``FAILED`` file in its Hydra output directory) and returns,
-so the next member runs; ``SweepFailures`` (a Hydra callback) lists the failed members when the
-sweep ends and exits non-zero. Rerunning the sweep retries only what is not done: finished stages
-come from the stage cache.
+joblib launcher die with no rows at all. Instead ``handle_failure`` marks the member (a ``FAILED``
+file with its reason in its Hydra output directory) and returns, so the next member runs;
+``SweepFailures`` (a Hydra callback) lists the failed members when the sweep ends and exits
+non-zero. Only a failure while training or measuring a stage (``StageFailed``) becomes a ``failed``
+runs row: a config, data or plan error is raised before any work and writes nothing into the
+results. Rerunning the sweep retries only what is not done: finished stages come from the stage cache.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import datetime as dt
 import json
 import logging
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -78,18 +78,26 @@ def _output_dir() -> Path | None:
 
 
 def handle_failure(cfg: DictConfig, exc: BaseException) -> str:
-    """Record a failed run (runs row + FAILED marker) and return its one-line reason.
+    """Mark a failed run (FAILED file) and return its one-line reason; a failed stage is also a runs row.
 
-    The row's stage is the failing stage, or ``*`` when the run failed before any stage (config,
-    data, tokenizer). Writing the row is best effort: an unwritable results directory must not hide
-    the original error.
+    An error before any stage trained (config, data, tokenizer, plan) writes no results row: nothing
+    ran, and a fixed rerun is a new config. Writing the row of a failed stage is best effort: an
+    unwritable results directory must not hide the original error.
     """
     reason = one_line(exc)
-    experiment, seed, cfg_hash = _identity(cfg)
-    run_id = getattr(exc, "run_id", None) or store.run_id(experiment, seed or 0, cfg_hash)
+    if isinstance(exc, StageFailed):
+        _record_failed_stage(cfg, exc, reason)
+    out = _output_dir()
+    if out is not None:
+        atomic_write_text(out / FAILED_MARKER, reason + "\n")
+    return reason
+
+
+def _record_failed_stage(cfg: DictConfig, exc: StageFailed, reason: str) -> None:
+    experiment, seed, _ = _identity(cfg)
     row = {
-        "run_id": run_id, "experiment": experiment, "stage": getattr(exc, "stage", "*"), "status": "failed",
-        "reason": reason, "seed": seed, "config_hash": cfg_hash if not getattr(exc, "run_id", None) else None,
+        "run_id": exc.run_id, "experiment": experiment, "stage": exc.stage, "status": "failed",
+        "reason": reason, "seed": seed, "config_hash": None,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip
     try:
@@ -98,19 +106,25 @@ def handle_failure(cfg: DictConfig, exc: BaseException) -> str:
             store.append(results_dir, "runs", [row])
     except Exception as write_exc:  # noqa: BLE001 - keep the original failure visible
         log.warning("could not record the failure in the runs table: %s", one_line(write_exc))
-    out = _output_dir()
-    if out is not None:
-        atomic_write_text(out / FAILED_MARKER, reason + "\n")
-    if not isinstance(exc, CPTError):  # an unexpected error: the traceback goes to the log file
-        log.debug("".join(traceback.format_exception(exc)))
-    return reason
 
 
-def write_summary(lines: list[str]) -> None:
-    """The member's end-of-run table, for the sweep's combined table."""
+def log_to_file(reason: str, exc: BaseException) -> None:
+    """The failure (with the traceback of an unexpected error) into the run's log file only: the console
+    gets the entry point's one ``error:`` line, once."""
+    tb = None if isinstance(exc, CPTError) else (type(exc), exc, exc.__traceback__)
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (reason,), tb)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def write_summary(summary: dict[str, Any]) -> None:
+    """``summary.json`` in the job's Hydra directory: the run's fields (``run_id``, ``config_hash``, ``stages``:
+    one ``{stage, status, hash, tokens, steps, wall_s, losses: {domain: {loss, bpb}}}`` each, losses in
+    nats/token and bits/byte) and ``lines``, the printed table the sweep's end-of-sweep summary repeats."""
     out = _output_dir()
     if out is not None:
-        atomic_write_text(out / SUMMARY_FILE, json.dumps(lines))
+        atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=1, sort_keys=True) + "\n")
 
 
 class SweepFailures(Callback):
@@ -127,8 +141,10 @@ class SweepFailures(Callback):
                 failed.append(m.name)
                 print(f"  member {m.name}: FAILED  {reason}", file=sys.stderr)
             elif (m / SUMMARY_FILE).is_file():
-                for line in json.loads((m / SUMMARY_FILE).read_text()):
+                for line in json.loads((m / SUMMARY_FILE).read_text()).get("lines", []):
                     print(f"  member {m.name}: {line}", file=sys.stderr)
+            else:  # e.g. a worker killed before it could write either
+                print(f"  member {m.name}: no summary (see {m})", file=sys.stderr)
         if failed:
             print(f"{len(failed)} of {len(members)} members failed; rerun the same command to retry them "
                   "(finished stages are reused)", file=sys.stderr)  # fmt: skip

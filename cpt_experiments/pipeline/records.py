@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 #: Committed reproductions live here; writing into it needs a clean tree.
 COMMITTED_RESULTS = REPO_ROOT / "results"
 #: Top-level keys that do not change what is trained, hence not a run's identity.
-NOT_IDENTITY = ("paths", "hydra", "logger", "evaluation", "allow_dirty_results", "dry_run")
+NOT_IDENTITY = ("paths", "hydra", "logger", "callbacks", "evaluation", "allow_dirty_results", "dry_run")
 #: Schema keys added after results were committed, left out of the identity while null (their default, the
 #: behaviour before they existed), so a rerun of an old config keeps its run_id; a set value names the run.
 NULL_IS_ABSENT = frozenset({"only", "chain_schedule", "cycle_fracs"})
@@ -50,6 +50,19 @@ def _drop_null_new_keys(node: Any) -> Any:
     if isinstance(node, list):
         return [_drop_null_new_keys(v) for v in node]
     return node
+
+
+def output_relative(path: str | os.PathLike, output_dir: str | os.PathLike) -> str:
+    """``path`` relative to ``paths.output_dir`` when inside it (``stages/<hash>/final``), so committed tables
+    hold no machine's absolute paths; else absolute (a stage cache elsewhere). ``checkpoint_path`` inverts it."""
+    p, out = Path(path).resolve(), Path(output_dir).resolve()
+    return str(p.relative_to(out)) if p.is_relative_to(out) else str(p)
+
+
+def checkpoint_path(value: str, output_dir: str | os.PathLike) -> Path:
+    """A table's checkpoint path: relative ones are under ``paths.output_dir`` (older rows are absolute)."""
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else Path(output_dir) / p
 
 
 def config_hash(plain_cfg: Mapping[str, Any]) -> str:
@@ -211,7 +224,7 @@ def run_row(
         "stage_flops": float(done.get("flops", 0.0)), "cumulative_flops": cumulative[1],
         "steps": int(done["steps"]), "wall_s": float(done.get("wall_s", 0.0)),
         "config_hash": info.config_hash, "git_commit": info.git_commit, "dirty_allowed": cfg.allow_dirty_results,
-        "checkpoint": str(sd.final_dir), "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "checkpoint": output_relative(sd.final_dir, cfg.paths.output_dir), "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip
 
 

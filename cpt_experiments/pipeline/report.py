@@ -13,7 +13,7 @@ from cpt_experiments.pipeline.context import RunContext
 from cpt_experiments.pipeline.stage_cache import stage_dir
 from cpt_experiments.training.lm_module import build_optimizer
 from cpt_experiments.training.model import build_model
-from cpt_experiments.training.trainer import gpu_missing
+from cpt_experiments.training.trainer import accumulation, gpu_missing, micro_batch, world_size
 
 
 def _si(n: float) -> str:
@@ -64,6 +64,16 @@ def measure_tokens_per_s(ctx: RunContext, steps: int = 3) -> float | None:
     if device == "cuda":
         torch.cuda.synchronize()
     return micro * seq * steps / (time.perf_counter() - t0)
+
+
+def trainer_line(cfg: Any) -> str:
+    """How the stages would run: strategy, ranks, and the per-rank batch split of ``train.global_batch_windows``."""
+    tc = cfg.trainer
+    world = world_size(tc)
+    devices = "every visible GPU (none here: counted as 1)" if tc.devices == -1 and world == 1 else f"{world} rank(s)"
+    return (f"trainer {tc.accelerator}/{tc.strategy}, {devices}, {tc.precision}: {cfg.train.global_batch_windows} "
+            f"windows per step = micro batch {micro_batch(cfg.train, tc)} x {world} x accumulate "
+            f"{accumulation(cfg.train, tc)}")  # fmt: skip
 
 
 def plan_lines(

@@ -44,7 +44,7 @@ from cpt_experiments.training.datamodule import CPTDataModule
 from cpt_experiments.training.lm_module import CausalLMModule
 from cpt_experiments.training.loggers import UpdateStepCSVLogger
 from cpt_experiments.training.model import load_pretrained
-from cpt_experiments.training.trainer import accumulation, build_trainer, world_size
+from cpt_experiments.training.trainer import accumulation, build_trainer, micro_batch, world_size
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ def _train(job: StageJob, run_key: str | None, resuming: bool, rank0: bool) -> S
         job.train_sources,
         plan.mixture,
         ctx.geometry.seq_len,
-        cfg.train.micro_batch,
+        micro_batch(cfg.train, cfg.trainer),
         accumulate=accumulation(cfg.train, cfg.trainer),
         num_workers=cfg.train.num_workers,
     )

@@ -1,11 +1,12 @@
 """Loggers of a stage: the always-on CSV log (it feeds the results tables) and the configured extras.
 
 Extra loggers are configs with ``_target_`` (``conf/logger/*.yaml``), instantiated once per trained
-stage with the suite's naming: TensorBoard runs live under ``<save_dir>/<run_id>/<stage>``; W&B gets
-one run per stage, grouped by the experiment run (``group``), with the stage's role as ``job_type``
-and the resolved stage config as ``config``, finished when the stage ends. W&B is offline unless
-the user sets ``logger.wandb.offline=false``, so a sweep on a machine without network never blocks
-on a login prompt.
+stage with the suite's naming: TensorBoard runs live under ``<save_dir>/<run_id>/<stage>``, with the
+stage's defining config as hparams and its final per-domain losses as their metrics (the HPARAMS
+tab); W&B gets one run per stage, grouped by the cell without the seed (``group``), with the stage's
+role as ``job_type``, shift/replay/seed tags and the stage's defining config as ``config``, finished
+when the stage ends. W&B is offline unless the user sets ``logger.wandb.offline=false``, so a sweep
+on a machine without network never blocks on a login prompt.
 """
 
 from __future__ import annotations
@@ -20,19 +21,20 @@ from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger, Wand
 from cpt_experiments.errors import config_error
 
 
-def _suite_kwargs(cls: type, run_id: str, stage: str, role: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
+def _suite_kwargs(cls: type, meta: Any) -> dict[str, Any]:
     """Names and metadata the suite gives each kind of logger (a key set in the config wins)."""
     if issubclass(cls, WandbLogger):
-        return {"name": f"{run_id}/{stage}", "group": run_id, "job_type": role, "config": dict(hparams)}
+        return {"name": f"{meta.run_id}/{meta.stage}", "group": meta.group, "job_type": meta.role,
+                "tags": list(meta.tags), "config": dict(meta.hparams)}  # fmt: skip
     if issubclass(cls, TensorBoardLogger):
-        return {"name": run_id, "version": stage, "default_hp_metric": False}
+        return {"name": meta.run_id, "version": meta.stage, "default_hp_metric": False}
     return {}
 
 
-def stage_loggers(
-    logger_cfg: Mapping[str, Mapping[str, Any]], *, run_id: str, stage: str, role: str, hparams: Mapping[str, Any]
-) -> list[Logger]:
-    """Instantiate every configured extra logger for one stage; a bad config names ``logger.<name>``."""
+def stage_loggers(logger_cfg: Mapping[str, Mapping[str, Any]], meta: Any) -> list[Logger]:
+    """Instantiate every configured extra logger for one stage (``meta``: a ``pipeline.tracking.StageMeta``);
+    a bad config names ``logger.<name>``."""
+    hparams = meta.hparams
     out: list[Logger] = []
     for name, spec in logger_cfg.items():
         key = f"logger.{name}"
@@ -40,7 +42,7 @@ def stage_loggers(
             raise config_error(key, "must be a logger config with a _target_ (see conf/logger/)")
         try:
             cls = get_class(spec["_target_"])
-            extra = {k: v for k, v in _suite_kwargs(cls, run_id, stage, role, hparams).items() if k not in spec}
+            extra = {k: v for k, v in _suite_kwargs(cls, meta).items() if k not in spec}
             # Merged, not passed as kwargs: W&B's `config` would clash with instantiate's own parameter.
             logger = instantiate({**spec, **extra, "_convert_": "all"})
             _ = logger.experiment  # opens the writer / W&B run now, so a bad setting fails here, named
@@ -53,12 +55,23 @@ def stage_loggers(
     return out
 
 
-def finish(loggers: list[Logger]) -> None:
-    """End each logger's run, so the next stage starts its own (W&B keeps one run per process otherwise)."""
+def finish(
+    loggers: list[Logger], hparams: Mapping[str, Any], final: Mapping[str, Mapping[str, float]] | None, status: str
+) -> None:
+    """End each logger's run, so the next stage starts its own (W&B keeps one run per process otherwise).
+
+    ``final`` (domain -> {"loss": nats/token, "bpb": bits/byte}) becomes ``final/<domain>/<metric>``: the
+    metrics of TensorBoard's hparams entry and W&B's run summary.
+    """
+    metrics = {f"final/{d}/{m}": float(v) for d, ms in (final or {}).items() for m, v in ms.items()}
     for logger in loggers:
-        logger.finalize("success")
+        if metrics and isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(dict(hparams), metrics=metrics)  # the HPARAMS tab needs metrics
+        elif metrics and isinstance(logger, WandbLogger):
+            logger.experiment.summary.update(metrics)
+        logger.finalize(status)
         if isinstance(logger, WandbLogger):
-            logger.experiment.finish()
+            logger.experiment.finish(exit_code=0 if status == "success" else 1)
 
 
 class UpdateStepCSVLogger(CSVLogger):

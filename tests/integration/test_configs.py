@@ -30,12 +30,13 @@ SCALES = sorted(p.stem for p in (CONF / "scale").glob("*.yaml"))
 GROUP_OPTIONS = sorted(
     f"{p.parent.name}={p.stem}"
     for p in CONF.glob("*/*.yaml")
-    if p.parent.name not in ("experiment", "scale", "corpus", "schedule", "eval_suite")
+    if p.parent.name not in ("experiment", "scale", "corpus", "schedule", "eval_suite", "callbacks")
 )
 # Groups mounted elsewhere in the tree, by their package.
 GROUP_OPTIONS += [f"schedule@schedules.continual={p.stem}" for p in sorted((CONF / "schedule").glob("*.yaml"))]
 GROUP_OPTIONS += [f"eval_suite@evaluation.suite={p.stem}" for p in sorted((CONF / "eval_suite").glob("*.yaml"))]
 GROUP_OPTIONS += [f"corpus@corpora.en_new={p.stem}" for p in sorted((CONF / "corpus").glob("*.yaml"))]
+GROUP_OPTIONS += [f"+callbacks={p.stem}" for p in sorted((CONF / "callbacks").glob("*.yaml"))]  # none by default
 
 
 @pytest.mark.parametrize("scale", SCALES)
@@ -176,11 +177,36 @@ def test_cli_prints_one_line_error_and_exits_2(tmp_path, data_dir, cache_dir):
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 2
-    assert "error: experiment.stages.de_replay0.tokens: budget of 10 tokens is smaller than one batch" in proc.stderr
+    line = "experiment.stages.de_replay0.tokens: budget of 10 tokens is smaller than one batch"
+    assert f"error: {line}" in proc.stderr
+    assert (proc.stdout + proc.stderr).count(line) == 1, proc.stdout + proc.stderr  # printed once
     assert "Traceback" not in proc.stderr
+    assert not list((tmp_path / "results").glob("*.csv*"))  # an error before any work writes no results row
+    (log_file,) = (tmp_path / "hydra").glob("*/train.log")
+    assert line in log_file.read_text()  # the job's log keeps it
 
 
 def test_slurm_launcher_config_composes() -> None:
     cfg = compose("experiment=cpt", "scale=paper", "trainer=ddp", "hydra/launcher=slurm", return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.tasks_per_node == launcher.gpus_per_node == 8
+
+
+@pytest.mark.parametrize("trainer", ["ddp", "fsdp"])
+def test_dry_run_plans_a_gpu_cluster_config_on_any_machine(tmp_path, data_dir, cache_dir, trainer) -> None:
+    """`dry_run=true` builds no Lightning trainer, so a CPU login node plans `trainer=ddp|fsdp` (no GPU needed)."""
+    summary = train(_smoke(tmp_path, data_dir, cache_dir, f"trainer={trainer}", "dry_run=true"))
+    assert summary.lines[1].startswith(f"trainer gpu/{trainer}, ")
+    assert any(line.startswith("pretrain ") for line in summary.lines)
+    assert not list((tmp_path / "stages").glob("*/done.json")) and not list((tmp_path / "results").glob("*.csv*"))
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_ddp_cpu_splits_every_scale_s_batch_over_two_ranks(scale: str) -> None:
+    """`trainer=ddp_cpu` at any scale: the micro batch shrinks so the fixed global batch splits over 2 ranks."""
+    from cpt_experiments.training.trainer import accumulation, micro_batch
+
+    root, _ = typed_config(compose("experiment=quickstart", f"scale={scale}", "trainer=ddp_cpu"))
+    micro = micro_batch(root.train, root.trainer)
+    assert micro <= root.train.micro_batch
+    assert micro * 2 * accumulation(root.train, root.trainer) == root.train.global_batch_windows

@@ -195,7 +195,10 @@ def test_render_rejects_missing_benchmark_dir(tmp_path: Path) -> None:
 
 def test_missing_benchmark_file_names_the_file(tmp_path: Path) -> None:
     model, tokenizer = tiny_model_and_tokenizer()
-    with pytest.raises(DataError, match=r"piqa_validation\.jsonl: benchmark file for task 'cpt_piqa'"):
+    with pytest.raises(
+        DataError,
+        match=r"piqa_validation\.jsonl: benchmark file for task 'cpt_piqa' not found; fetch them with `cpt-fetch ",
+    ):
         evaluate_model(model, tokenizer, ["cpt_piqa"], benchmark_dir=tmp_path, offline=True)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import compose
 
 from cpt_experiments.data.corpus import CorpusSpec
 from cpt_experiments.data.token_cache import cache_key
@@ -24,7 +24,6 @@ from cpt_experiments.pipeline.experiment import build_stages, hash_stages, stage
 from cpt_experiments.pipeline.records import config_hash
 
 REPO = Path(__file__).resolve().parents[2]
-CONF = str(REPO / "conf")
 COMMITTED = REPO / "results" / "cpu" / "paper1"
 
 # Computed at b6bc389 (before the speed-only keys existed): stage hashes and the run's config hash.
@@ -43,13 +42,8 @@ AT_BASE = {
 SPEED_OVERRIDES = ["train.attention=eager", "train.compile=true", "train.gradient_checkpointing=true"]
 
 
-def _compose(*overrides: str):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose("train", overrides=list(overrides))
-
-
 def _hashes(tmp: Path, data_dir: Path, cache: Path, *overrides: str) -> tuple[dict[str, str], str]:
-    cfg = _compose(*overrides, f"paths.data_dir={data_dir}", f"paths.output_dir={tmp}", f"paths.cache_dir={cache}")
+    cfg = compose(*overrides, f"paths.data_dir={data_dir}", f"paths.output_dir={tmp}", f"paths.cache_dir={cache}")
     root, plain = typed_config(cfg)
     stages = build_stages(root.experiment)
     return hash_stages(stages, prepare_run(root, stages)), config_hash(plain)
@@ -87,7 +81,7 @@ def test_committed_paper1_final_hashes_are_reproduced(real_data_dir, tmp_path):
     tokenizer = None
     for run_id, variant, seed in sorted(runs):
         shift, ratio = variant.split("-replay")
-        cfg = _compose(
+        cfg = compose(
             "experiment=paper1/final", "scale=cpu", f"shift={shift}", f"replay.ratio={ratio}", f"seed={seed}",
             f"paths.data_dir={real_data_dir}", f"paths.output_dir={tmp_path}", "paths.results_dir=results/cpu/paper1",
         )  # fmt: skip

@@ -56,6 +56,10 @@ def test_quickstart_end_to_end_then_reused(tmp_path, data_dir, shared_cache):
         == by_stage.loc["pretrain", "stage_tokens"] + by_stage.loc["de_replay0", "stage_tokens"]
     )
     assert by_stage.loc["de_replay0", "cumulative_tokens"] == by_stage.loc["union", "stage_tokens"]
+    # Checkpoints relative to paths.output_dir: a committed table holds no machine's absolute paths.
+    assert all(
+        not Path(c).is_absolute() and (tmp_path / "outputs" / c / "config.json").is_file() for c in runs["checkpoint"]
+    )
 
     curves = store.load(tmp_path / "results", "curves")
     final = curves[(curves["metric"] == "loss") & curves["split"].isin(["en_old", "de_new"])]
@@ -140,6 +144,21 @@ def test_multirun_trains_shared_stage_once(tmp_path, data_dir, shared_cache, lau
     assert len(pre) == 2 and pre["stage_hash"].nunique() == 1
     assert sorted(pre["status"]) == ["done", "reused"]
     assert (runs[runs["stage"] == "continual"]["status"] == "done").all()
+    # One sweep folder whatever the launcher (joblib workers once put theirs under their own pid), and its
+    # end-of-sweep summary lists both members.
+    sweeps = list((tmp_path / "out" / "hydra").glob("multirun-*"))
+    assert len(sweeps) == 1 and sorted(p.name for p in sweeps[0].iterdir() if p.is_dir()) == ["0", "1"], sweeps
+    assert f"sweep {sweeps[0]}: 2 members" in out, out[-3000:]
+    assert all(f"member {m}: " in out for m in (0, 1)), out[-3000:]
+    summary = json.loads((sweeps[0] / "0" / "summary.json").read_text())
+    (cont,) = [s for s in summary["stages"] if s["stage"] == "continual"]
+    assert cont["status"] == "done" and cont["tokens"] == 4096 and cont["wall_s"] > 0
+    assert set(cont["losses"]) >= {"en_old", "de_new"} and cont["losses"]["de_new"]["loss"] > 0
+    # Quiet in a log file (not a TTY): no tqdm or transformers bars, no per-stage Lightning banners or warnings.
+    assert not any(
+        s in out for s in ("tokenize ", "Loading weights", "Writing model shards", "LeafSpec", "fit` stopped")
+    )
+    assert out.count("GPU available") <= 3, out[-3000:]  # once per process at most (launcher + 2 workers)
 
 
 def _final_state(stage_root: Path) -> dict[str, torch.Tensor]:
