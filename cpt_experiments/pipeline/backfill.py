@@ -1,13 +1,15 @@
-"""Fill columns that are a pure function of a row's recorded config into runs rows written before the column existed.
+"""Bring runs rows written by older code up to today's schema, from what the rows themselves recorded.
 
-Today: ``params_non_embedding`` (added with the tokens-per-parameter axis) and ``params`` (paper 2's first rows
-predate it). The values are recomputed from the run's config snapshot (``configs/<config_hash>.yaml``: the
-model shape and vocabulary), and a row is only filled when the snapshot provably describes the model that
-trained it: the recomputed total equals the row's ``params``, or, where that is empty, the recomputed training
-FLOPs per token equal the row's ``stage_flops / stage_tokens``. Anything else is refused, never guessed. Rows are rewritten through ``results.store.append`` (atomic, locked); no
-measured value is touched.
+- Parameter counts: ``params_non_embedding`` (added with the tokens-per-parameter axis) and ``params`` (paper
+  2's first rows predate it), recomputed from the run's config snapshot (``configs/<config_hash>.yaml``: model
+  shape and vocabulary). A row is filled only when the snapshot provably describes the model that trained it:
+  the recomputed total equals the row's ``params`` or, where that is empty, the recomputed training FLOPs per
+  token equal the row's ``stage_flops / stage_tokens``. Anything else is refused, never guessed.
+- Checkpoint paths: the training machine's absolute paths become paths under the output dir.
 
-    python -m cpt_experiments.pipeline.backfill results/cpu/paper1 results/cpu/paper2
+Rows are rewritten through ``results.store.append`` (atomic, locked); no measured value is touched.
+
+    python -m cpt_experiments.pipeline.backfill results/cpu/paper1 results/cpu/paper2 results/cpu/benchmarks
 """
 
 from __future__ import annotations
@@ -67,6 +69,29 @@ def backfill_params(results_dir: str | Path) -> int:
     return len(filled)
 
 
+def relative_checkpoints(results_dir: str | Path) -> int:
+    """Rewrite absolute ``checkpoint`` cells of ``runs`` and ``evals`` as paths under the output dir
+    (``stages/<hash>/final``, what ``records.output_relative`` writes today); return the cells rewritten.
+
+    Rows written before that recorded the training machine's absolute path; the part from ``stages/`` on
+    is the stage cache's own layout (``paths.stage_dir`` = ``<output_dir>/stages``), the rest was the machine.
+    """
+    results_dir, changed = Path(results_dir), 0
+    for table in ("runs", "evals"):
+        if not store.table_path(results_dir, table).is_file():
+            continue
+        rows = store.load(results_dir, table)
+        cells = rows["checkpoint"].astype("string")
+        absolute = (
+            cells.notna() & cells.str.startswith("/").fillna(False) & cells.str.contains("/stages/").fillna(False)
+        )
+        if absolute.any():
+            rows.loc[absolute, "checkpoint"] = cells[absolute].str.replace(r"^.*?/(stages/)", r"\1", regex=True)
+            store.append(results_dir, table, rows)
+            changed += int(absolute.sum())
+    return changed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results_dirs", nargs="+", type=Path, help="folders holding runs.csv and configs/")
@@ -74,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for d in args.results_dirs:
             print(f"{d}: filled parameter counts in {backfill_params(d)} rows")
+            print(f"{d}: made {relative_checkpoints(d)} checkpoint paths relative to the output dir")
     except (ConfigError, DataError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -48,3 +48,13 @@ def test_refuses_a_snapshot_that_does_not_describe_the_row(tmp_path, row, messag
     with pytest.raises(DataError, match=message):
         backfill_params(d)
     assert (d / "runs.csv").read_bytes() == before  # nothing written
+
+
+def test_absolute_checkpoints_become_paths_under_the_output_dir(tmp_path):
+    from cpt_experiments.pipeline.backfill import relative_checkpoints
+
+    d = _results(tmp_path, [{"stage": "a", "params": SMOKE_TOTAL, "checkpoint": "/home/x/out/stages/abc123/final"},
+                            {"stage": "b", "params": SMOKE_TOTAL, "checkpoint": "stages/def/final"}])  # fmt: skip
+    assert relative_checkpoints(d) == 1
+    assert store.load(d, "runs")["checkpoint"].tolist() == ["stages/abc123/final", "stages/def/final"]
+    assert relative_checkpoints(d) == 0
