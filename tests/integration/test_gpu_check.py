@@ -63,7 +63,7 @@ def test_axis_members_compose_and_plan_with_the_gpu_trainer(tmp_path, k):
     geometry = Geometry(root.model.seq_len, root.train.global_batch_windows)
     for stage in stages.values():
         steps_and_schedule(stage, geometry)
-    check_trainer(root)  # the dry run's trainer check, without a GPU
+    check_trainer(root, build=False)  # the dry run's trainer check, without a GPU
     assert asdict(root.train)["attention"] == "sdpa"
 
 
