@@ -18,8 +18,6 @@ import logging
 import math
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from typing import Any
 from cpt_experiments.errors import DataError, config_error
 from cpt_experiments.eval.lm import windowed_hflm
 from cpt_experiments.eval.runtime import lm_eval_runtime
+from cpt_experiments.eval.task_dir import render_task_dir, task_root
 from cpt_experiments.eval.task_families import family_name, parse_family, render_family
 
 log = logging.getLogger(__name__)
@@ -73,17 +72,14 @@ def local_task_files() -> dict[str, list[str]]:
     return out
 
 
-def _default_cache_root() -> Path:
-    root = os.environ.get("CPT_CACHE_DIR")
-    return Path(root) / "lm_eval_tasks" if root else Path(tempfile.gettempdir()) / "cpt_lm_eval_tasks"
-
-
-def render_offline_tasks(benchmark_dir: str | os.PathLike, cache_root: Path | None = None) -> Path:
+def render_offline_tasks(benchmark_dir: str | os.PathLike, cache_root: str | os.PathLike | None = None) -> Path:
     """Render the shipped task templates with ``benchmark_dir`` substituted; return the folder.
 
-    The folder (under ``$CPT_CACHE_DIR/lm_eval_tasks`` or the system temp dir) is named by a
-    hash of the rendered files, so it is reused until the templates or the benchmark path
-    change; it is renamed into place complete, so it appears whole or not at all.
+    The folder ``<cache_root>/<digest>`` (``cache_root`` defaults to ``<$CPT_CACHE_DIR>/lm_eval_tasks``,
+    else a private temporary folder of this process; never a shared ``/tmp`` path) is named by a hash
+    of the rendered files. lm-eval imports its ``utils.py``, so it is owner-only and checked against
+    its manifest before every reuse, and rendered again (with a warning) when anything differs
+    (``eval.task_dir``).
     """
     bench = Path(benchmark_dir).expanduser().resolve()
     if not bench.is_dir():
@@ -99,24 +95,8 @@ def render_offline_tasks(benchmark_dir: str | os.PathLike, cache_root: Path | No
                 raise DataError(f"{TASK_TEMPLATE_DIR / name}: renders {member}, which another task file holds")
             rendered[member] = member_text
     digest = hashlib.sha256(repr(sorted(rendered.items())).encode("utf-8")).hexdigest()[:16]
-    dest = (cache_root or _default_cache_root()) / digest
-    if dest.is_dir():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    try:
-        for name, text in rendered.items():
-            (tmp / name).write_text(text, encoding="utf-8")
-        # First writer wins: renaming onto an existing (identical) folder fails, and the folder
-        # another process may be reading is never swapped out from under it.
-        os.rename(tmp, dest)
-        log.info("rendered offline lm-eval tasks for %s into %s", bench, dest)
-    except OSError:
-        if not dest.is_dir():
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+    root = Path(cache_root) if cache_root is not None else task_root(None, "lm_eval_tasks")
+    return render_task_dir(root / digest, rendered)
 
 
 def _yaml_quoted(text: str) -> str:
@@ -231,6 +211,7 @@ def evaluate_model(
     seed: int = 0,
     max_length: int | None = None,
     offline: bool = False,
+    cache_dir: str | os.PathLike | None = None,
     bootstrap_iters: int = 1000,
     quiet: bool = True,
     cache_templates: bool = True,
@@ -243,7 +224,8 @@ def evaluate_model(
     from the left, longer continuations scored in windows, and rolling perplexity uses windows
     of this length. ``limit`` caps the
     documents per task (a float < 1 is a fraction; the first documents of each task, so the
-    subset is deterministic). ``offline=True`` never indexes stock tasks.
+    subset is deterministic). ``offline=True`` never indexes stock tasks. The offline task folder is
+    rendered under ``<cache_dir>/lm_eval_tasks`` (``render_offline_tasks``).
     ``batch_tokens`` (padded tokens per forward pass) sizes each batch by its sequences' length,
     with ``batch_size`` as the cap on sequences; ``None`` keeps ``batch_size`` sequences per batch.
     ``bootstrap_iters`` is used for the stderr of non-mean metrics (perplexity); 0 skips it.
@@ -262,7 +244,8 @@ def evaluate_model(
     # An explicit benchmark_dir must exist; one only implied by the environment is used only
     # when a local benchmark task (or a member or group of a local family) is requested.
     render = bench is not None and (benchmark_dir is not None or (bench.is_dir() and _names_local_task(tasks)))
-    include = [str(render_offline_tasks(bench))] if render else []
+    root = task_root(cache_dir, "lm_eval_tasks")
+    include = [str(render_offline_tasks(bench, root))] if render else []
     include += [str(Path(d).resolve()) for d in extra_include_dirs]
     manager = get_task_manager(tasks, include, offline=offline)
 

@@ -25,7 +25,7 @@ from cpt_experiments.config import EvalSuiteConfig, EvaluateRoot, TrainRoot, typ
 from cpt_experiments.data.corpus import CorpusSpec, split_documents
 from cpt_experiments.errors import DataError, config_error
 from cpt_experiments.eval.harness import evaluate_model, load_checkpoint
-from cpt_experiments.eval.heldout import TASK_PREFIX, heldout_task_dir, heldout_task_name
+from cpt_experiments.eval.heldout import TASK_PREFIX, heldout_task_name, render_heldout_tasks
 from cpt_experiments.results import store
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,8 @@ def heldout_tasks(
 
     Returns (task folder, task names). The folder is named by a hash of the corpus configs, the
     document cap and the data folder, so runs with different corpora never share (or overwrite)
-    one, even when two evaluations run at once.
+    one, even when two evaluations run at once; lm-eval loads code from it, so it is owner-only and
+    verified before every use (``eval.task_dir``).
     """
     unknown = [r for r in roles if r not in corpora]
     if unknown:
@@ -139,7 +140,7 @@ def heldout_tasks(
             if n_docs is not None and len(texts) >= n_docs:
                 break
         docs[role] = texts
-    return out, heldout_task_dir(docs, out)
+    return out, render_heldout_tasks(docs, out)
 
 
 def _limit(value: float | None) -> int | float | None:
@@ -174,6 +175,7 @@ def evaluate_targets(targets: Sequence[Target], suite: EvalSuiteConfig, setting:
         device=setting.device,
         seed=setting.seed,
         offline=suite.offline,
+        cache_dir=setting.cache_dir,
     )
     all_rows: list[dict] = []
     for t in targets:
