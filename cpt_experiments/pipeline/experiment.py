@@ -139,17 +139,20 @@ def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
     p = root.paths
     records.check_writable(p.output_dir, p.results_dir, p.stage_dir, p.cache_dir)
     xp = plan_experiment(root)
-    cfg_hash = records.config_hash(plain)
+    cfg_hash = records.run_hash(plain, xp.hashes)  # covers the corpora's content, unlike the config alone
     exp = root.experiment
     assert exp is not None
     rid = store.run_id(exp.name, root.seed, cfg_hash)
+    provisional = store.run_id(exp.name, root.seed, records.config_hash(plain))  # see failures.handle_failure
     summary = RunSummary(rid, xp.ctx.roles, results_dir=root.paths.results_dir, config_hash=cfg_hash)
     if root.dry_run:  # the plan, measured throughput and estimated time; nothing is trained or written
         steps = {name: xp.plans.stage_plan(name).steps for name in xp.stages}
         summary.lines = [f"dry run of {rid}"]
         summary.lines += report.plan_lines(xp.stages, xp.hashes, steps, xp.ctx, report.measure_tokens_per_s(xp.ctx))
         return summary
-    info = records.RunInfo(Path(root.paths.results_dir), rid, cfg_hash, commit, exp.name, exp.variant, xp.ctx)
+    info = records.RunInfo(
+        Path(root.paths.results_dir), rid, cfg_hash, commit, exp.name, exp.variant, xp.ctx, provisional
+    )
     rank0 = is_rank_zero(world_size(root.trainer))  # under DDP the other ranks train, rank 0 measures and records
     if rank0:
         records.write_config_snapshot(info, plain, xp.hashes)
@@ -162,7 +165,7 @@ def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
             model = load_pretrained(sd.final_dir, model_cfg=xp.ctx.model_cfg, vocab_size=xp.ctx.vocab_size)
             final_val = domain_losses(model, xp.ctx.valsets)
         except Exception as exc:  # named by stage and run, recorded as a failed row by the entry point
-            raise StageFailed(rid, name, exc) from exc
+            raise StageFailed(rid, name, exc, cfg_hash) from exc
         done = outcome.summary
         before_flops = cumulative[stage.parent][1] if stage.parent else 0.0
         cumulative[name] = (tokens_before + int(done["tokens"]), before_flops + float(done.get("flops", 0.0)))

@@ -37,9 +37,9 @@ SUMMARY_FILE = "summary.json"
 class StageFailed(CPTError):
     """Training or measuring one stage failed; ``stage`` names it, ``cause`` is the original error."""
 
-    def __init__(self, run_id: str, stage: str, cause: BaseException) -> None:
+    def __init__(self, run_id: str, stage: str, cause: BaseException, config_hash: str | None = None) -> None:
         super().__init__(f"stage {stage}: {one_line(cause)}")
-        self.run_id, self.stage, self.cause = run_id, stage, cause
+        self.run_id, self.stage, self.cause, self.config_hash = run_id, stage, cause, config_hash
 
 
 def one_line(exc: BaseException) -> str:
@@ -86,10 +86,14 @@ def handle_failure(cfg: DictConfig, exc: BaseException) -> str:
     """
     reason = one_line(exc)
     experiment, seed, cfg_hash = _identity(cfg)
+    # A stage's failure knows its run (stage hashes included); a failure before planning gets the
+    # provisional id of its config, which the run's first recorded row supersedes.
     run_id = getattr(exc, "run_id", None) or store.run_id(experiment, seed or 0, cfg_hash)
+    stage = getattr(exc, "stage", "*")
     row = {
-        "run_id": run_id, "experiment": experiment, "stage": getattr(exc, "stage", "*"), "status": "failed",
-        "reason": reason, "seed": seed, "config_hash": cfg_hash if not getattr(exc, "run_id", None) else None,
+        "run_id": run_id, "experiment": experiment, "stage": stage, "status": "failed",
+        "reason": reason, "attempt": store.attempt_id(stage, reason), "seed": seed,
+        "config_hash": getattr(exc, "config_hash", None) or cfg_hash,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip
     try:
