@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from cpt_experiments.atomic import atomic_dir
+from cpt_experiments.atomic import atomic_dir, remove_unlocked_temps
 from cpt_experiments.data.corpus import SPLITS, CorpusSpec, source_fingerprint, split_documents
 from cpt_experiments.data.tokenizer import tokenizer_hash, vocab_size_of
 from cpt_experiments.errors import CacheError, DataError, config_error
@@ -243,9 +243,14 @@ def prepare_corpora(
 ) -> dict[str, dict[str, TokenFile]]:
     """Build (or reuse) train and validation caches for each role: ``{role: {"train": ..., "validation": ...}}``.
 
+    First removes the temporaries killed writers left in ``<cache_dir>/tokens`` (entries not being written now).
+
     ``corpora_cfg`` is ``cfg.corpora`` (role -> corpus config). A corpus with ``validation_fraction: 0`` gets
     only a train entry.
     """
+    # Temporaries of writers killed mid-tokenization (``.<entry>.tmp-*``) go at the next start.
+    for path in remove_unlocked_temps(Path(cache_dir) / "tokens"):
+        log.info("removed a killed writer's temporary %s", path)
     available = list(corpora_cfg.keys())
     wanted = available if roles is None else list(roles)
     out: dict[str, dict[str, TokenFile]] = {}
