@@ -211,6 +211,8 @@ def resolve_path(spec: CorpusSpec, data_dir: str | os.PathLike | None) -> Path:
     gz = path.with_name(path.name + ".gz")
     if not path.exists() and path.suffix != ".gz" and gz.is_file():
         return gz
+    if path.is_dir():  # datasets/open() would raise IsADirectoryError deep inside
+        raise DataError(f"{path}: is a directory, not a corpus file (corpus {spec.name!r}: set its path to a file)")
     return path
 
 
@@ -447,8 +449,11 @@ def source_fingerprint(spec: CorpusSpec, data_dir: str | os.PathLike | None) -> 
     memo_key = (str(path), st.st_size, st.st_mtime_ns)
     if memo_key not in _FILE_DIGESTS:
         h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        try:
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        except OSError as exc:
+            raise DataError(f"{path}: unreadable corpus file of {spec.name!r} ({exc.strerror or exc})") from None
         _FILE_DIGESTS[memo_key] = h.hexdigest()
     return _FILE_DIGESTS[memo_key]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import math
 import os
@@ -196,6 +197,28 @@ def log_summary(rows: Sequence[dict], tasks: Sequence[str]) -> None:
         log.info("%s: %s", task, ", ".join(parts) or "no results")
 
 
+def task_manager_for(
+    tasks: Sequence[str],
+    benchmark_dir: str | os.PathLike | None = None,
+    extra_include_dirs: Sequence[str | os.PathLike] = (),
+    *,
+    offline: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+) -> Any:
+    """The TaskManager ``evaluate_model`` uses (arguments as there): every task known and its benchmark
+    files present, else one ConfigError/DataError line. Also the plan-time check of ``evaluation.auto``."""
+    if not tasks:
+        raise config_error("eval_suite.tasks", "no tasks given")
+    bench = resolve_benchmark_dir(benchmark_dir)
+    _check_benchmark_files(tasks, bench)
+    # An explicit benchmark_dir must exist; one only implied by the environment is used only
+    # when a local benchmark task (or a member or group of a local family) is requested.
+    render = bench is not None and (benchmark_dir is not None or (bench.is_dir() and _names_local_task(tasks)))
+    include = [str(render_offline_tasks(bench, task_root(cache_dir, "lm_eval_tasks")))] if render else []
+    include += [str(Path(d).resolve()) for d in extra_include_dirs]
+    return get_task_manager(tasks, include, offline=offline)
+
+
 def evaluate_model(
     model: Any,
     tokenizer: Any,
@@ -235,19 +258,9 @@ def evaluate_model(
     The model is moved to ``device`` and left there, in the train/eval mode it came in.
     Rows: see ``results_to_rows``.
     """
-    if not tasks:
-        raise config_error("eval_suite.tasks", "no tasks given")
     import lm_eval
 
-    bench = resolve_benchmark_dir(benchmark_dir)
-    _check_benchmark_files(tasks, bench)
-    # An explicit benchmark_dir must exist; one only implied by the environment is used only
-    # when a local benchmark task (or a member or group of a local family) is requested.
-    render = bench is not None and (benchmark_dir is not None or (bench.is_dir() and _names_local_task(tasks)))
-    root = task_root(cache_dir, "lm_eval_tasks")
-    include = [str(render_offline_tasks(bench, root))] if render else []
-    include += [str(Path(d).resolve()) for d in extra_include_dirs]
-    manager = get_task_manager(tasks, include, offline=offline)
+    manager = task_manager_for(tasks, benchmark_dir, extra_include_dirs, offline=offline, cache_dir=cache_dir)
 
     if max_length is None:
         max_length = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
@@ -295,6 +308,7 @@ def load_checkpoint(checkpoint_dir: str | os.PathLike) -> tuple[Any, Any]:
     path = Path(checkpoint_dir)
     if not (path / "config.json").is_file():
         raise DataError(f"{path}: not an exported checkpoint (no config.json)")
+    check_weights(path)
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a "Loading weights" bar per checkpoint otherwise
     try:
@@ -304,6 +318,37 @@ def load_checkpoint(checkpoint_dir: str | os.PathLike) -> tuple[Any, Any]:
         if bars:
             hf_logging.enable_progress_bar()
     return model.eval(), tokenizer
+
+
+def check_weights(folder: Path) -> None:
+    """The folder's weights are complete safetensors files; DataError naming the file otherwise.
+
+    A pickled ``pytorch_model.bin`` is refused (unpickling runs code); a ``.safetensors`` file must hold
+    its whole header and every tensor it declares (a copy cut short fails here, not inside the loader).
+    """
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        pickled = sorted(p.name for p in folder.glob("*.bin"))
+        what = (
+            f"holds {pickled[0]} (a pickle, not loaded: convert it to safetensors)"
+            if pickled
+            else "has no *.safetensors"
+        )
+        raise DataError(f"{folder}: {what}")
+    for f in files:
+        try:
+            with open(f, "rb") as fh:
+                head = fh.read(8)
+                n = int.from_bytes(head, "little") if len(head) == 8 else -1
+                header = json.loads(fh.read(n)) if 0 < n < 100_000_000 else None
+            size = f.stat().st_size
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{f}: unreadable safetensors file ({type(exc).__name__})") from None
+        if not isinstance(header, dict):
+            raise DataError(f"{f}: not a complete safetensors file (header missing or cut)")
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+        if size < 8 + n + end:
+            raise DataError(f"{f}: truncated: {size} bytes, its header declares {8 + n + end}; re-export or restore it")
 
 
 def evaluate_checkpoint(checkpoint_dir: str | os.PathLike, tasks: Sequence[str], **kwargs: Any) -> list[dict]:

@@ -27,7 +27,7 @@ from cpt_experiments.errors import config_error
 from cpt_experiments.eval.domain_loss import domain_losses
 from cpt_experiments.pipeline import records, report
 from cpt_experiments.pipeline.context import RunContext, prepare_run, typed_config
-from cpt_experiments.pipeline.evaluation import evaluate_marked_stages
+from cpt_experiments.pipeline.evaluation import check_auto_suite, evaluate_marked_stages
 from cpt_experiments.pipeline.failures import StageFailed, write_summary
 from cpt_experiments.pipeline.stage_cache import stage_dir
 from cpt_experiments.pipeline.stage_plan import REPLAY_PREFIX, Geometry, PlanBuilder, steps_and_schedule
@@ -138,6 +138,8 @@ def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
     commit = records.check_results_dir(root.paths.results_dir, root.allow_dirty_results)
     p = root.paths
     records.check_writable(p.output_dir, p.results_dir, p.stage_dir, p.cache_dir)
+    store.check_tables(p.results_dir)  # a corrupt table fails now, not after training
+    check_auto_suite(root)  # an unknown task fails now, not after every stage trained
     xp = plan_experiment(root)
     cfg_hash = records.run_hash(plain, xp.hashes)  # covers the corpora's content, unlike the config alone
     exp = root.experiment

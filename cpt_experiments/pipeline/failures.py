@@ -117,8 +117,29 @@ def write_summary(lines: list[str]) -> None:
         atomic_write_text(out / SUMMARY_FILE, json.dumps(lines))
 
 
+def _check_hydra_dir(config: DictConfig, path: str, what: str) -> None:
+    """Hydra creates its run/sweep dir before the task runs: a failure there would be its traceback."""
+    if not str(OmegaConf.select(config, "paths.output_dir", default="x")).strip():
+        print(
+            "error: paths.output_dir: is empty; give a folder (relative paths start at the launch dir)", file=sys.stderr
+        )
+        sys.exit(2)
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: paths.output_dir: {path} ({what}) cannot be created: {exc.strerror or exc}", file=sys.stderr)
+        sys.exit(2)
+
+
 class SweepFailures(Callback):
-    """At the end of a multirun: print every member's table and failure, exit 1 if any member failed."""
+    """Before a run, its Hydra dir must be creatable (else one line, exit 2); at the end of a multirun: print
+    every member's table and failure, exit 1 if any member failed."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check_hydra_dir(config, config.hydra.run.dir, "Hydra's run dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check_hydra_dir(config, config.hydra.sweep.dir, "Hydra's sweep dir")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = Path(config.hydra.sweep.dir)

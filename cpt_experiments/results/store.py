@@ -343,6 +343,14 @@ def load(results_dir: str | os.PathLike, table: str) -> pd.DataFrame:
         raise DataError(f"{path}: {exc}") from None
 
 
+def check_tables(results_dir: str | os.PathLike) -> None:
+    """Every table present in ``results_dir`` loads (before a run works toward appending to it); DataError
+    naming the file otherwise."""
+    for table in TABLES:
+        if table_path(results_dir, table).is_file():
+            load(results_dir, table)
+
+
 def _check_table(table: str) -> str:
     if table not in SCHEMAS:
         raise config_error("table", f"unknown results table {table!r}; expected one of {', '.join(TABLES)}")

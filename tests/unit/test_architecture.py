@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "cpt_experiments"
 
 #: Layer of each top-level module or subpackage of cpt_experiments.
 LAYER = {
-    "errors": "base", "atomic": "base", "config": "base",
+    "errors": "base", "atomic": "base", "config": "base", "ranges": "base",
     "schedules": "schedules", "data": "data", "results": "results", "eval": "eval",
     "training": "training", "pipeline": "pipeline", "figures": "figures", "bench": "bench",
     "train": "entry", "evaluate": "entry",
