@@ -26,7 +26,7 @@ from cpt_experiments.config import ExperimentConfig, TrainRoot
 from cpt_experiments.errors import config_error
 from cpt_experiments.eval.domain_loss import domain_losses
 from cpt_experiments.pipeline import records, report
-from cpt_experiments.pipeline.context import RunContext, prepare_run, typed_config
+from cpt_experiments.pipeline.context import RunContext, override_warnings, prepare_run, typed_config
 from cpt_experiments.pipeline.evaluation import check_auto_suite, evaluate_marked_stages
 from cpt_experiments.pipeline.failures import StageFailed, write_summary
 from cpt_experiments.pipeline.stage_cache import stage_dir
@@ -216,6 +216,13 @@ def _run_stage(xp: ExperimentPlan, info: records.RunInfo, plain: Mapping[str, An
         finish_loggers(loggers)
 
 
+def _task_overrides() -> list[str]:
+    """The command line's overrides under Hydra; none when called from Python."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
 def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}}`` -> ``{"a/b": 1}``: hyperparameters as loggers display them (paths left out)."""
     out: dict[str, Any] = {}
@@ -231,6 +238,8 @@ def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def train(cfg: DictConfig) -> RunSummary:
     """Train or reuse every stage of ``cfg.experiment``, then evaluate marked stages if ``evaluation.auto``."""
+    for warning in override_warnings(_task_overrides()):
+        log.warning("%s", warning)
     summary = run_experiment(cfg)
     for line in summary.lines:
         log.info("%s", line)

@@ -75,3 +75,15 @@ def test_run_hash_covers_the_stage_hashes_and_config_hash_ignores_paths() -> Non
     assert records.config_hash(cfg) == records.config_hash(moved)  # the stage cache's run key, as before
     assert records.run_hash(cfg, {"a": "1"}) == records.run_hash(moved, {"a": "1"})
     assert records.run_hash(cfg, {"a": "1"}) != records.run_hash(cfg, {"a": "2"})  # other corpora: another run
+
+
+def test_no_op_and_conflicting_overrides_warn() -> None:
+    from cpt_experiments.pipeline.context import override_warnings
+
+    got = override_warnings(["experiment.stages.pretrain.data={}", "seed=1", "replay.ratio=0.1", "seed=2", "seed=2"])
+    assert got == [
+        "experiment.stages.pretrain.data={} changes nothing: an empty mapping merges into experiment.stages.pretrain.data "
+        "(to replace it: ~experiment.stages.pretrain.data +experiment.stages.pretrain.data={...})",
+        "seed is given twice ('1', then '2'); only the last one counts",
+    ]
+    assert override_warnings(["experiment=quickstart", "+x.y=1", "~a.b"]) == []
