@@ -432,6 +432,22 @@ def default_data_dir(scale: Optional[str] = None, corpora: Any = None) -> str:
     return chosen
 
 
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def yaml_problem(conf_dir: Path = CONF_DIR) -> Optional[str]:
+    """The first config file under ``conf_dir`` that is not valid YAML (syntax, a duplicate key), as one
+    line naming the file and line; None if all load. Hydra would report it as a YAML traceback."""
+    for path in sorted(conf_dir.rglob("*.yaml")):
+        try:
+            OmegaConf.load(path)
+        except Exception as exc:  # noqa: BLE001 - yaml's and OmegaConf's errors alike
+            mark = getattr(exc, "problem_mark", None)
+            problem = getattr(exc, "problem", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return f"{path}{f', line {mark.line + 1}' if mark else ''}: invalid YAML: {problem}"
+    return None
+
+
 def register() -> None:
     """Store the root schemas as ``train_schema`` and ``evaluate_schema`` and register the ``cpt_data_dir``
     and ``cpt_pid`` resolvers (idempotent)."""

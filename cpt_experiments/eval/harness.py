@@ -340,10 +340,16 @@ def check_weights(folder: Path) -> None:
             with open(f, "rb") as fh:
                 head = fh.read(8)
                 n = int.from_bytes(head, "little") if len(head) == 8 else -1
-                header = json.loads(fh.read(n)) if 0 < n < 100_000_000 else None
+                raw = fh.read(n) if 0 < n < 100_000_000 else b""
             size = f.stat().st_size
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{f}: unreadable safetensors file ({type(exc).__name__})") from None
+        except OSError as exc:
+            raise DataError(f"{f}: unreadable safetensors file ({exc.strerror or exc})") from None
+        if 0 < n < 100_000_000 and len(raw) < n:
+            raise DataError(f"{f}: truncated: {size} bytes, its header alone declares {8 + n}; re-export or restore it")
+        try:
+            header = json.loads(raw) if raw else None
+        except ValueError:
+            header = None
         if not isinstance(header, dict):
             raise DataError(f"{f}: not a complete safetensors file (header missing or cut)")
         end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)

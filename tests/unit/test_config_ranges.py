@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import re
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,3 +126,23 @@ def test_trainer_devices(devices) -> None:
     cfg["trainer"]["devices"] = devices
     with pytest.raises(ConfigError, match=r"^trainer\.devices: must be"):
         config.typed(config.TrainRoot, cfg)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "experiment:\n  stages:\n    a: {data: {en_old: 1.0}\n",
+            r"broken\.yaml, line \d+: invalid YAML: expected ',' or '\}'",
+        ),
+        ("stages:\n  a: 1\n  a: 2\n", r"broken\.yaml, line 3: invalid YAML: found duplicate key a"),
+        ("a: [1, 2\n", r"broken\.yaml, line \d+: invalid YAML: expected ',' or '\]'"),
+    ],
+)
+def test_a_broken_preset_is_one_line_naming_the_file(tmp_path: Path, text: str, expected: str) -> None:
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "fine.yaml").write_text("a: 1\n")
+    (tmp_path / "experiment" / "broken.yaml").write_text(text)
+    problem = config.yaml_problem(tmp_path)
+    assert problem is not None and "\n" not in problem and re.search(expected, problem), problem
+    assert config.yaml_problem(config.CONF_DIR) is None  # the shipped presets all load
