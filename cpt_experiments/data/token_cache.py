@@ -104,6 +104,22 @@ def _batches(docs: Iterable[tuple[str, str]], size: int) -> Iterator[list[str]]:
         yield batch
 
 
+def _empty_split(spec: CorpusSpec, split: str, data_dir: str | os.PathLike | None, cap: int | None) -> str:
+    """Why ``split`` got no tokens; names the cause when every document has the same id (the split is by id)."""
+    from cpt_experiments.data.corpus import iter_documents
+
+    keys = {key for key, _ in iter_documents(spec, data_dir)} if spec.id_field else set()
+    if len(keys) == 1:
+        return (
+            f"corpus {spec.name!r}: every document has the same {spec.id_field!r} ({next(iter(keys))!r}); the "
+            f"train/validation split is by document id, so split {split!r} is empty: give documents distinct ids"
+        )
+    return (
+        f"corpus {spec.name!r}: split {split!r} has no tokens "
+        f"(validation_fraction={spec.validation_fraction}, max_documents={spec.max_documents}, cap={cap})"
+    )
+
+
 def _write_tokens(
     spec: CorpusSpec, split: str, tokenizer: Any, data_dir: str | os.PathLike | None, out: Path, progress: bool
 ) -> dict[str, Any]:
@@ -139,10 +155,7 @@ def _write_tokens(
                 break
     bar.close()
     if num_tokens == 0:
-        raise DataError(
-            f"corpus {spec.name!r}: split {split!r} has no tokens "
-            f"(validation_fraction={spec.validation_fraction}, max_documents={spec.max_documents}, cap={cap})"
-        )
+        raise DataError(_empty_split(spec, split, data_dir, cap))
     return {
         "num_tokens": num_tokens,
         "num_documents": num_documents,

@@ -40,9 +40,14 @@ def _safetensors(path: Path, declared: int, written: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, str]:
+def files(tmp_path_factory, data_dir) -> dict[str, str]:
     """The files the placeholders ``{name}`` of the table stand for."""
     root = tmp_path_factory.mktemp("bad_files")
+    wiki = (data_dir / "A_en_wikipedia.jsonl").read_text().splitlines()
+    same = [json.dumps({**json.loads(line), "id": "same"}) for line in wiki]
+    (root / "same_ids.jsonl").write_text("\n".join(same) + "\n")
+    lone = '{"id": "x", "text": "half a pair \\ud800 here"}'  # the JSON escape, as a file holds it
+    (root / "surrogate.jsonl").write_text("\n".join([*wiki[:2], lone, *wiki[2:20]]) + "\n")
     (root / "dir").mkdir()
     (root / "file").write_text("not a folder\n")
     for name, setup in {
