@@ -201,3 +201,26 @@ def remove_stale_temps(directory: str | os.PathLike, before: float = PROCESS_STA
             continue
         removed.append(path)
     return removed
+
+
+def remove_unlocked_temps(directory: str | os.PathLike, before: float = PROCESS_START) -> list[Path]:
+    """Delete killed writers' temporaries ``.<name>.tmp-*`` / ``.<name>.old-*`` in a folder of entries that
+    are each written under the lock ``.<name>.lock`` (token caches, tokenizers): a temporary goes only when
+    its entry's lock is free right now (no live writer) and it is older than ``before``. Returns what went."""
+    from filelock import FileLock, Timeout
+
+    directory = Path(directory)
+    removed: list[Path] = []
+    if not directory.is_dir():
+        return removed
+    names = {m.group(1) for p in directory.iterdir() if (m := _TEMP_OWNER.match(p.name))}
+    for name in sorted(names):
+        try:
+            with FileLock(str(directory / f".{name}.lock"), timeout=0):
+                removed += remove_stale_temps(directory, before, prefix=f".{name}.")
+        except Timeout:  # a live writer of this entry: its temporary is not stale
+            continue
+    return removed
+
+
+_TEMP_OWNER = re.compile(r"^\.(.+)\.(?:tmp|old)-[^/]*$")

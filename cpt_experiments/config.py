@@ -4,8 +4,10 @@ The YAML files in ``conf/`` hold the values; these dataclasses hold the shape: e
 type, and a default only where no YAML file sets one (``MISSING`` otherwise). ``register()`` puts the two root schemas in Hydra's ConfigStore, and
 ``conf/train.yaml`` / ``conf/evaluate.yaml`` extend them, so Hydra rejects an unknown key
 (``+replay.ratoi=0.1``) or a value of the wrong type (``replay.ratio=lots``) while composing, before
-any work starts. Range checks that types cannot express run in ``__post_init__`` when the pipeline
-turns the composed config into objects (``OmegaConf.to_object``), and name the key they reject.
+any work starts. Every numeric field's range is declared in ``ranges.RANGES`` (a new numeric field declares its
+range there) and checked by ``ranges.check_ranges`` when the pipeline turns the composed config
+into objects; cross-field rules that types cannot express then run in ``__post_init__``
+(``OmegaConf.to_object``). Both name the key they reject.
 Schedules and stages are further validated by ``schedules.build_schedule`` and
 ``pipeline.stages``, which know the stage length and the graph.
 """
@@ -26,6 +28,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, OmegaConfBaseException
 
 from cpt_experiments.errors import config_error
+from cpt_experiments.files import CONF_DIR
+from cpt_experiments.ranges import check_ranges
 
 # OmegaConf reads these annotations at runtime, so they use typing's Dict/List/Optional.
 
@@ -40,6 +44,14 @@ class PathsConfig:
     cache_dir: str = MISSING  # tokenizers and token caches
     stage_dir: str = MISSING  # the stage cache
     results_dir: str = MISSING  # runs/curves/evals tables and configs/<config_hash>.yaml
+
+    def __post_init__(self) -> None:
+        # An empty output_dir makes /cache, /stages and /hydra at the filesystem root (derived paths).
+        for f in dataclasses.fields(self):
+            if not getattr(self, f.name).strip():
+                raise config_error(
+                    f"paths.{f.name}", "is empty; give a folder (relative paths start at the launch dir)"
+                )
 
 
 #: ``train.attention`` values: the ``attn_implementation`` of ``transformers`` that both architectures support.
@@ -316,20 +328,11 @@ class EvalSuiteConfig:
     heldout: bool = False  # render the cpt_heldout_<role> tasks among `tasks` from the corpora's validation documents
     heldout_limit: Optional[int] = None  # validation documents per role for the held-out tasks; null: `limit`
 
-    def __post_init__(self) -> None:
-        for key, value in [("limit", self.limit), *((f"task_limits.{t}", v) for t, v in self.task_limits.items())]:
-            if value is not None and not value > 0:
-                raise config_error(f"eval_suite.{key}", f"must be > 0 or null, got {value}")
+    def __post_init__(self) -> None:  # value ranges: ranges.RANGES (which knows where the suite sits)
         stray = sorted(t for t in self.task_limits if t not in self.tasks or t.startswith("cpt_heldout_"))
         if stray:
             problem = "use heldout_limit" if stray[0] in self.tasks else "is not among eval_suite.tasks"
             raise config_error(f"eval_suite.task_limits.{stray[0]}", problem)
-        if self.batch_size < 1:
-            raise config_error("eval_suite.batch_size", f"must be >= 1, got {self.batch_size}")
-        if self.batch_tokens is not None and self.batch_tokens < 1:
-            raise config_error("eval_suite.batch_tokens", f"must be >= 1 or null, got {self.batch_tokens}")
-        if self.heldout_limit is not None and self.heldout_limit < 1:
-            raise config_error("eval_suite.heldout_limit", f"must be >= 1 or null, got {self.heldout_limit}")
 
 
 @dataclass
@@ -397,6 +400,7 @@ def typed(schema: type, cfg: Any, key: str = "") -> tuple[Any, dict[str, Any]]:
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
         plain = OmegaConf.to_container(merged, resolve=True, throw_on_missing=True)
+        check_ranges(schema, plain, f"{key}." if key else "")  # every numeric field's range (cpt_experiments.ranges)
         obj = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         where = ".".join(k for k in (key, str(getattr(exc, "full_key", None) or "")) if k) or "config"
@@ -470,6 +474,19 @@ def _reads_data_dir(corpus: Any) -> bool:
     if not hasattr(corpus, "get") or corpus.get("source") != "local" or corpus.get("data_dir"):
         return False
     return not Path(str(corpus.get("path") or "")).expanduser().is_absolute()
+
+
+def yaml_problem(conf_dir: Path = CONF_DIR) -> Optional[str]:
+    """The first config file under ``conf_dir`` that is not valid YAML (syntax, a duplicate key), as one
+    line naming the file and line; None if all load. Hydra would report it as a YAML traceback."""
+    for path in sorted(conf_dir.rglob("*.yaml")):
+        try:
+            OmegaConf.load(path)
+        except Exception as exc:  # noqa: BLE001 - yaml's and OmegaConf's errors alike
+            mark = getattr(exc, "problem_mark", None)
+            problem = getattr(exc, "problem", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return f"{path}{f', line {mark.line + 1}' if mark else ''}: invalid YAML: {problem}"
+    return None
 
 
 def register() -> None:

@@ -15,6 +15,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from cpt_experiments.config import yaml_problem
 from cpt_experiments.errors import CPTError
 from cpt_experiments.files import CONF_DIR
 from cpt_experiments.pipeline.evaluation import evaluate
@@ -41,4 +42,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    if problem := yaml_problem():  # a broken preset: one line, not Hydra's YAML traceback
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     main()

@@ -99,7 +99,7 @@ def _captured_lines() -> Iterator[list[int]]:
 def _heldout(suite: dict, data_dir: Path, out: Path) -> tuple[Path, list[str]]:
     """Render the suite's held-out tasks from the default corpora (first ``heldout_limit`` documents)."""
     from cpt_experiments.data.corpus import CorpusSpec, split_documents
-    from cpt_experiments.eval.heldout import TASK_PREFIX, heldout_task_dir
+    from cpt_experiments.eval.heldout import TASK_PREFIX, render_heldout_tasks
 
     roles = [t.removeprefix(TASK_PREFIX) for t in suite["tasks"] if suite.get("heldout") and t.startswith(TASK_PREFIX)]
     if not roles:
@@ -114,7 +114,7 @@ def _heldout(suite: dict, data_dir: Path, out: Path) -> tuple[Path, list[str]]:
             docs[role].append(text)
             if n_docs and len(docs[role]) >= int(n_docs):
                 break
-    return out, heldout_task_dir(docs, out)
+    return out, render_heldout_tasks(docs, out)
 
 
 @contextlib.contextmanager

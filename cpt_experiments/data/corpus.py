@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,8 @@ def resolve_path(spec: CorpusSpec, data_dir: str | os.PathLike | None) -> Path:
     gz = path.with_name(path.name + ".gz")
     if not path.exists() and path.suffix != ".gz" and gz.is_file():
         return gz
+    if path.is_dir():  # datasets/open() would raise IsADirectoryError deep inside
+        raise DataError(f"{path}: is a directory, not a corpus file (corpus {spec.name!r}: set its path to a file)")
     return path
 
 
@@ -352,9 +355,32 @@ def iter_documents(spec: CorpusSpec, data_dir: str | os.PathLike | None) -> Iter
     except DataError:
         raise
     except Exception as exc:  # datasets/pyarrow wrap decode errors in several types; keep the file name
-        raise _as_data_error(exc, label) from exc
+        surrogate = _lone_surrogate(Path(label)) if spec.source == "local" else None
+        raise (DataError(f"{label}: {surrogate}") if surrogate else _as_data_error(exc, label)) from exc
     if seen == 0:
         raise DataError(f"{label}: corpus {spec.name!r} has no documents with text")
+
+
+_SURROGATE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})|(?<![0-9a-fA-F]{4})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+
+
+def _lone_surrogate(path: Path) -> str | None:
+    """Where a JSONL file holds a lone UTF-16 surrogate escape (``\\ud800`` without its pair): not text, and
+    pyarrow's JSON reader reports it as "Trailing data at position ...". Only run after a read failed."""
+    try:
+        if path.suffix != ".jsonl" or path.stat().st_size > 1 << 30:
+            return None
+        with open(path, "rb") as fh:
+            for number, line in enumerate(fh, start=1):
+                if m := _SURROGATE.search(line):
+                    return (
+                        f"line {number}: lone surrogate escape {m.group().decode()} (half of a UTF-16 pair, not text)"
+                    )
+    except OSError:
+        return None
+    return None
 
 
 def _as_data_error(exc: BaseException, label: str) -> DataError:
@@ -439,5 +465,8 @@ def source_fingerprint(spec: CorpusSpec, data_dir: str | os.PathLike | None) -> 
         raise missing_file_error(path, f"corpus file of {spec.name!r}") from None
     memo_key = (str(path), st.st_size, st.st_mtime_ns)
     if memo_key not in _FILE_DIGESTS:
-        _FILE_DIGESTS[memo_key] = sha256_file(path)
+        try:
+            _FILE_DIGESTS[memo_key] = sha256_file(path)
+        except OSError as exc:
+            raise DataError(f"{path}: unreadable corpus file of {spec.name!r} ({exc.strerror or exc})") from None
     return _FILE_DIGESTS[memo_key]

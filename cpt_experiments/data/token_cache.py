@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from cpt_experiments.atomic import atomic_dir
+from cpt_experiments.atomic import atomic_dir, remove_unlocked_temps
 from cpt_experiments.data.corpus import SPLITS, CorpusSpec, source_fingerprint, split_documents
 from cpt_experiments.data.tokenizer import tokenizer_hash, vocab_size_of
 from cpt_experiments.errors import CacheError, DataError, config_error
@@ -105,6 +105,22 @@ def _batches(docs: Iterable[tuple[str, str]], size: int) -> Iterator[list[str]]:
         yield batch
 
 
+def _empty_split(spec: CorpusSpec, split: str, data_dir: str | os.PathLike | None, cap: int | None) -> str:
+    """Why ``split`` got no tokens; names the cause when every document has the same id (the split is by id)."""
+    from cpt_experiments.data.corpus import iter_documents
+
+    keys = {key for key, _ in iter_documents(spec, data_dir)} if spec.id_field else set()
+    if len(keys) == 1:
+        return (
+            f"corpus {spec.name!r}: every document has the same {spec.id_field!r} ({next(iter(keys))!r}); the "
+            f"train/validation split is by document id, so split {split!r} is empty: give documents distinct ids"
+        )
+    return (
+        f"corpus {spec.name!r}: split {split!r} has no tokens "
+        f"(validation_fraction={spec.validation_fraction}, max_documents={spec.max_documents}, cap={cap})"
+    )
+
+
 def _write_tokens(
     spec: CorpusSpec, split: str, tokenizer: Any, data_dir: str | os.PathLike | None, out: Path, progress: bool
 ) -> dict[str, Any]:
@@ -143,10 +159,7 @@ def _write_tokens(
                 break
     bar.close()
     if num_tokens == 0:
-        raise DataError(
-            f"corpus {spec.name!r}: split {split!r} has no tokens "
-            f"(validation_fraction={spec.validation_fraction}, max_documents={spec.max_documents}, cap={cap})"
-        )
+        raise DataError(_empty_split(spec, split, data_dir, cap))
     return {
         "num_tokens": num_tokens,
         "num_documents": num_documents,
@@ -243,9 +256,14 @@ def prepare_corpora(
 ) -> dict[str, dict[str, TokenFile]]:
     """Build (or reuse) train and validation caches for each role: ``{role: {"train": ..., "validation": ...}}``.
 
+    First removes the temporaries killed writers left in ``<cache_dir>/tokens`` (entries not being written now).
+
     ``corpora_cfg`` is ``cfg.corpora`` (role -> corpus config). A corpus with ``validation_fraction: 0`` gets
     only a train entry.
     """
+    # Temporaries of writers killed mid-tokenization (``.<entry>.tmp-*``) go at the next start.
+    for path in remove_unlocked_temps(Path(cache_dir) / "tokens"):
+        log.info("removed a killed writer's temporary %s", path)
     available = list(corpora_cfg.keys())
     wanted = available if roles is None else list(roles)
     out: dict[str, dict[str, TokenFile]] = {}

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from cpt_experiments.atomic import atomic_dir
+from cpt_experiments.atomic import atomic_dir, remove_unlocked_temps
 from cpt_experiments.config import plain_dict
 from cpt_experiments.data.corpus import CorpusSpec, source_fingerprint, split_documents
 from cpt_experiments.errors import CacheError, ConfigError, config_error
@@ -83,6 +83,7 @@ def get_tokenizer(
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     dest = Path(cache_dir) / "tokenizers" / key
     dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_unlocked_temps(dest.parent)  # what tokenizer trainings killed earlier left behind
     # Parallel sweep jobs share the cache: one trains, the others wait and reuse.
     with FileLock(str(dest.parent / f".{key}.lock")):
         if (dest / _META_FILE).is_file():

@@ -9,6 +9,7 @@ comparable (paper 1 compares English and German losses; §5 and Table 3).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ import torch.nn.functional as F
 
 from cpt_experiments.data.windows import TokenWindows
 from cpt_experiments.errors import config_error
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ def make_valset(tokens: np.ndarray, seq_len: int, max_windows: int, tokenizer, *
     tw = TokenWindows(tokens, seq_len)
     if len(tw) < 1:
         raise config_error(key, f"validation split has {len(tokens)} tokens, fewer than one window of {seq_len + 1}")
+    if max_windows > len(tw):
+        log.warning("train.val_windows: %d requested, but %s allows %d windows; using those", max_windows, key, len(tw))
     windows = tw.gather(fixed_window_indices(len(tw), max_windows))
     nbytes = sum(len(tokenizer.decode(w[1:].tolist()).encode("utf-8")) for w in windows)
     return ValSet(windows, max(1, nbytes))

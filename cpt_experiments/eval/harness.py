@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import math
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 from cpt_experiments.errors import DataError, config_error
 from cpt_experiments.eval.lm import windowed_hflm
 from cpt_experiments.eval.runtime import lm_eval_runtime
+from cpt_experiments.eval.task_dir import render_task_dir, task_root
 from cpt_experiments.eval.task_families import family_name, parse_family, render_family
 
 log = logging.getLogger(__name__)
@@ -73,17 +73,14 @@ def local_task_files() -> dict[str, list[str]]:
     return out
 
 
-def _default_cache_root() -> Path:
-    root = os.environ.get("CPT_CACHE_DIR")
-    return Path(root) / "lm_eval_tasks" if root else Path(tempfile.gettempdir()) / "cpt_lm_eval_tasks"
-
-
-def render_offline_tasks(benchmark_dir: str | os.PathLike, cache_root: Path | None = None) -> Path:
+def render_offline_tasks(benchmark_dir: str | os.PathLike, cache_root: str | os.PathLike | None = None) -> Path:
     """Render the shipped task templates with ``benchmark_dir`` substituted; return the folder.
 
-    The folder (under ``$CPT_CACHE_DIR/lm_eval_tasks`` or the system temp dir) is named by a
-    hash of the rendered files, so it is reused until the templates or the benchmark path
-    change; it is renamed into place complete, so it appears whole or not at all.
+    The folder ``<cache_root>/<digest>`` (``cache_root`` defaults to ``<$CPT_CACHE_DIR>/lm_eval_tasks``,
+    else a private temporary folder of this process; never a shared ``/tmp`` path) is named by a hash
+    of the rendered files. lm-eval imports its ``utils.py``, so it is owner-only and checked against
+    its manifest before every reuse, and rendered again (with a warning) when anything differs
+    (``eval.task_dir``).
     """
     bench = Path(benchmark_dir).expanduser().resolve()
     if not bench.is_dir():
@@ -99,24 +96,8 @@ def render_offline_tasks(benchmark_dir: str | os.PathLike, cache_root: Path | No
                 raise DataError(f"{TASK_TEMPLATE_DIR / name}: renders {member}, which another task file holds")
             rendered[member] = member_text
     digest = hashlib.sha256(repr(sorted(rendered.items())).encode("utf-8")).hexdigest()[:16]
-    dest = (cache_root or _default_cache_root()) / digest
-    if dest.is_dir():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    try:
-        for name, text in rendered.items():
-            (tmp / name).write_text(text, encoding="utf-8")
-        # First writer wins: renaming onto an existing (identical) folder fails, and the folder
-        # another process may be reading is never swapped out from under it.
-        os.rename(tmp, dest)
-        log.info("rendered offline lm-eval tasks for %s into %s", bench, dest)
-    except OSError:
-        if not dest.is_dir():
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+    root = Path(cache_root) if cache_root is not None else task_root(None, "lm_eval_tasks")
+    return render_task_dir(root / digest, rendered)
 
 
 def _yaml_quoted(text: str) -> str:
@@ -221,6 +202,28 @@ def log_summary(rows: Sequence[dict], tasks: Sequence[str]) -> None:
         log.info("%s: %s", task, ", ".join(parts) or "no results")
 
 
+def task_manager_for(
+    tasks: Sequence[str],
+    benchmark_dir: str | os.PathLike | None = None,
+    extra_include_dirs: Sequence[str | os.PathLike] = (),
+    *,
+    offline: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+) -> Any:
+    """The TaskManager ``evaluate_model`` uses (arguments as there): every task known and its benchmark
+    files present, else one ConfigError/DataError line. Also the plan-time check of ``evaluation.auto``."""
+    if not tasks:
+        raise config_error("eval_suite.tasks", "no tasks given")
+    bench = resolve_benchmark_dir(benchmark_dir)
+    _check_benchmark_files(tasks, bench)
+    # An explicit benchmark_dir must exist; one only implied by the environment is used only
+    # when a local benchmark task (or a member or group of a local family) is requested.
+    render = bench is not None and (benchmark_dir is not None or (bench.is_dir() and _names_local_task(tasks)))
+    include = [str(render_offline_tasks(bench, task_root(cache_dir, "lm_eval_tasks")))] if render else []
+    include += [str(Path(d).resolve()) for d in extra_include_dirs]
+    return get_task_manager(tasks, include, offline=offline)
+
+
 def evaluate_model(
     model: Any,
     tokenizer: Any,
@@ -236,6 +239,7 @@ def evaluate_model(
     seed: int = 0,
     max_length: int | None = None,
     offline: bool = False,
+    cache_dir: str | os.PathLike | None = None,
     bootstrap_iters: int = 1000,
     quiet: bool = True,
     cache_templates: bool = True,
@@ -248,7 +252,8 @@ def evaluate_model(
     from the left, longer continuations scored in windows, and rolling perplexity uses windows
     of this length. ``limit`` caps the
     documents per task (a float < 1 is a fraction; the first documents of each task, so the
-    subset is deterministic). ``offline=True`` never indexes stock tasks.
+    subset is deterministic). ``offline=True`` never indexes stock tasks. The offline task folder is
+    rendered under ``<cache_dir>/lm_eval_tasks`` (``render_offline_tasks``).
     ``batch_tokens`` (padded tokens per forward pass) sizes each batch by its sequences' length,
     with ``batch_size`` as the cap on sequences; ``None`` keeps ``batch_size`` sequences per batch.
     ``bootstrap_iters`` is used for the stderr of non-mean metrics (perplexity); 0 skips it.
@@ -258,18 +263,9 @@ def evaluate_model(
     The model is moved to ``device`` and left there, in the train/eval mode it came in.
     Rows: see ``results_to_rows``.
     """
-    if not tasks:
-        raise config_error("eval_suite.tasks", "no tasks given")
     import lm_eval
 
-    bench = resolve_benchmark_dir(benchmark_dir)
-    _check_benchmark_files(tasks, bench)
-    # An explicit benchmark_dir must exist; one only implied by the environment is used only
-    # when a local benchmark task (or a member or group of a local family) is requested.
-    render = bench is not None and (benchmark_dir is not None or (bench.is_dir() and _names_local_task(tasks)))
-    include = [str(render_offline_tasks(bench))] if render else []
-    include += [str(Path(d).resolve()) for d in extra_include_dirs]
-    manager = get_task_manager(tasks, include, offline=offline)
+    manager = task_manager_for(tasks, benchmark_dir, extra_include_dirs, offline=offline, cache_dir=cache_dir)
 
     if max_length is None:
         max_length = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
@@ -317,6 +313,7 @@ def load_checkpoint(checkpoint_dir: str | os.PathLike) -> tuple[Any, Any]:
     path = Path(checkpoint_dir)
     if not (path / "config.json").is_file():
         raise DataError(f"{path}: not an exported checkpoint (no config.json)")
+    check_weights(path)
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a "Loading weights" bar per checkpoint otherwise
     try:
@@ -326,6 +323,43 @@ def load_checkpoint(checkpoint_dir: str | os.PathLike) -> tuple[Any, Any]:
         if bars:
             hf_logging.enable_progress_bar()
     return model.eval(), tokenizer
+
+
+def check_weights(folder: Path) -> None:
+    """The folder's weights are complete safetensors files; DataError naming the file otherwise.
+
+    A pickled ``pytorch_model.bin`` is refused (unpickling runs code); a ``.safetensors`` file must hold
+    its whole header and every tensor it declares (a copy cut short fails here, not inside the loader).
+    """
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        pickled = sorted(p.name for p in folder.glob("*.bin"))
+        what = (
+            f"holds {pickled[0]} (a pickle, not loaded: convert it to safetensors)"
+            if pickled
+            else "has no *.safetensors"
+        )
+        raise DataError(f"{folder}: {what}")
+    for f in files:
+        try:
+            with open(f, "rb") as fh:
+                head = fh.read(8)
+                n = int.from_bytes(head, "little") if len(head) == 8 else -1
+                raw = fh.read(n) if 0 < n < 100_000_000 else b""
+            size = f.stat().st_size
+        except OSError as exc:
+            raise DataError(f"{f}: unreadable safetensors file ({exc.strerror or exc})") from None
+        if 0 < n < 100_000_000 and len(raw) < n:
+            raise DataError(f"{f}: truncated: {size} bytes, its header alone declares {8 + n}; re-export or restore it")
+        try:
+            header = json.loads(raw) if raw else None
+        except ValueError:
+            header = None
+        if not isinstance(header, dict):
+            raise DataError(f"{f}: not a complete safetensors file (header missing or cut)")
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+        if size < 8 + n + end:
+            raise DataError(f"{f}: truncated: {size} bytes, its header declares {8 + n + end}; re-export or restore it")
 
 
 def evaluate_checkpoint(checkpoint_dir: str | os.PathLike, tasks: Sequence[str], **kwargs: Any) -> list[dict]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from cpt_experiments.atomic import atomic_write_text
 from cpt_experiments.errors import config_error
+from cpt_experiments.eval.task_dir import render_task_dir
 
 TASK_PREFIX = "cpt_heldout_"
 TASK_VERSION = 1.0
@@ -60,14 +61,12 @@ def heldout_task_name(domain: str) -> str:
     return TASK_PREFIX + domain
 
 
-def heldout_task_dir(domains: dict[str, list[str]], out_dir: str | os.PathLike) -> list[str]:
-    """Write one rolling-perplexity task per domain into ``out_dir``; return the task names.
+def heldout_task_files(domains: dict[str, list[str]], out_dir: str | os.PathLike) -> dict[str, str]:
+    """The files (name -> text) of one rolling-perplexity task per domain, for the folder ``out_dir``.
 
-    ``domains`` maps a domain name (letters, digits, ``_``) to its validation documents
-    (non-empty strings). For each domain ``out_dir`` gets ``cpt_heldout_<domain>.jsonl``
-    (``{"text": ...}`` per line) and ``cpt_heldout_<domain>.yaml``; files are written
-    atomically and everything is validated before anything is written. Pass ``out_dir`` to
-    ``evaluate_model(..., extra_include_dirs=[out_dir])``.
+    ``domains`` maps a domain name (letters, digits, ``_``) to its validation documents (non-empty
+    strings); every domain gets ``cpt_heldout_<domain>.jsonl`` (``{"text": ...}`` per line) and
+    ``cpt_heldout_<domain>.yaml``, whose ``data_files`` is the JSONL's absolute path in ``out_dir``.
     """
     if not domains:
         raise config_error("heldout.domains", "no domains given")
@@ -79,16 +78,33 @@ def heldout_task_dir(domains: dict[str, list[str]], out_dir: str | os.PathLike) 
         bad = next((i for i, d in enumerate(docs) if not isinstance(d, str) or not d.strip()), None)
         if bad is not None:
             raise config_error(f"heldout.domains.{domain}", f"document {bad} is empty or not a string")
-
     out = Path(out_dir).expanduser().resolve()
-    names = []
+    files = {}
     for domain, docs in domains.items():
         task = heldout_task_name(domain)
-        data_file = out / f"{task}.jsonl"
-        atomic_write_text(data_file, "".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in docs))
-        yaml_text = _TEMPLATE.format(
-            domain=domain, task=task, data_file=json.dumps(str(data_file)), version=TASK_VERSION
-        )
-        atomic_write_text(out / f"{task}.yaml", yaml_text)
-        names.append(task)
-    return names
+        files[f"{task}.jsonl"] = "".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in docs)
+        data_file = json.dumps(str(out / f"{task}.jsonl"))
+        files[f"{task}.yaml"] = _TEMPLATE.format(domain=domain, task=task, data_file=data_file, version=TASK_VERSION)
+    return files
+
+
+def heldout_task_dir(domains: dict[str, list[str]], out_dir: str | os.PathLike) -> list[str]:
+    """Write one rolling-perplexity task per domain into ``out_dir``; return the task names.
+
+    Files as ``heldout_task_files``, each written atomically, after every domain is validated; other
+    files in ``out_dir`` are left alone. Pass ``out_dir`` to
+    ``evaluate_model(..., extra_include_dirs=[out_dir])``. A cache folder that is reused across
+    processes goes through ``render_heldout_tasks`` instead (verified before every use).
+    """
+    out = Path(out_dir).expanduser().resolve()
+    for name, text in heldout_task_files(domains, out).items():
+        atomic_write_text(out / name, text)
+    return [heldout_task_name(d) for d in domains]
+
+
+def render_heldout_tasks(domains: dict[str, list[str]], dest: str | os.PathLike) -> list[str]:
+    """The tasks of ``heldout_task_files`` in the owner-only, manifest-checked folder ``dest``
+    (``eval.task_dir.render_task_dir``: exactly these files, or rendered again); returns the task names."""
+    dest = Path(dest).expanduser().resolve()
+    render_task_dir(dest, heldout_task_files(domains, dest))
+    return [heldout_task_name(d) for d in domains]

@@ -70,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --results {args.results}: no runs.csv there (a results directory holds runs/curves/evals.csv)",
               file=sys.stderr)  # fmt: skip
         return 2
+    try:  # a corrupt table is one line and exit 2, not "skipped" by every figure that reads it
+        store.check_tables(args.results)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / ".write-test"

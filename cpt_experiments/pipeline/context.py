@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -36,6 +36,27 @@ def typed_config(cfg: DictConfig | Mapping[str, Any]) -> tuple[TrainRoot, dict[s
     if root.experiment is None:
         raise config_error("experiment", "choose an experiment preset, e.g. experiment=quickstart")
     return root, plain
+
+
+def override_warnings(overrides: Sequence[str]) -> list[str]:
+    """Warnings for command-line overrides that change nothing or contradict each other.
+
+    ``key={}`` merges an empty mapping into the existing one (a no-op: it does not clear it), and a key
+    given twice keeps only its last value.
+    """
+    out, seen = [], {}
+    for item in overrides:
+        key, sep, value = item.lstrip("+").partition("=")
+        if not sep or key.startswith(("~", "hydra.")):
+            continue
+        if value.strip() in ("{}", "{ }"):
+            out.append(
+                f"{key}={{}} changes nothing: an empty mapping merges into {key} (to replace it: ~{key} +{key}={{...}})"
+            )
+        if key in seen and seen[key] != value:
+            out.append(f"{key} is given twice ({seen[key]!r}, then {value!r}); only the last one counts")
+        seen[key] = value
+    return out
 
 
 def roles_of(stages: Mapping[str, Stage]) -> list[str]:

@@ -24,8 +24,8 @@ from omegaconf import DictConfig
 from cpt_experiments.config import EvalSuiteConfig, EvaluateRoot, TrainRoot, typed
 from cpt_experiments.data.corpus import CorpusSpec, split_documents
 from cpt_experiments.errors import DataError, config_error
-from cpt_experiments.eval.harness import evaluate_model, load_checkpoint
-from cpt_experiments.eval.heldout import TASK_PREFIX, heldout_task_dir, heldout_task_name
+from cpt_experiments.eval.harness import evaluate_model, load_checkpoint, task_manager_for
+from cpt_experiments.eval.heldout import TASK_PREFIX, heldout_task_name, render_heldout_tasks
 from cpt_experiments.pipeline import records
 from cpt_experiments.results import store
 
@@ -75,6 +75,12 @@ def select_targets(c: EvaluateRoot, *, with_corpora: bool = False) -> list[Targe
 
     With ``with_corpora`` a run's targets carry the corpora of the run's config snapshot.
     """
+    if c.checkpoint and c.run_id:
+        raise config_error(
+            "run_id",
+            f"{c.run_id!r} would be ignored: checkpoint= evaluates one folder (rows get run_id 'adhoc'); "
+            "give checkpoint= or run_id=, not both",
+        )
     if c.checkpoint:
         path = Path(c.checkpoint)
         if not (path / "config.json").is_file():
@@ -125,7 +131,8 @@ def heldout_tasks(
 
     Returns (task folder, task names). The folder is named by a hash of the corpus configs, the
     document cap and the data folder, so runs with different corpora never share (or overwrite)
-    one, even when two evaluations run at once.
+    one, even when two evaluations run at once; lm-eval loads code from it, so it is owner-only and
+    verified before every use (``eval.task_dir``).
     """
     unknown = [r for r in roles if r not in corpora]
     if unknown:
@@ -141,7 +148,7 @@ def heldout_tasks(
             if n_docs is not None and len(texts) >= n_docs:
                 break
         docs[role] = texts
-    return out, heldout_task_dir(docs, out)
+    return out, render_heldout_tasks(docs, out)
 
 
 def _limit(value: float | None) -> int | float | None:
@@ -176,6 +183,7 @@ def evaluate_targets(targets: Sequence[Target], suite: EvalSuiteConfig, setting:
         device=setting.device,
         seed=setting.seed,
         offline=suite.offline,
+        cache_dir=setting.cache_dir,
     )
     all_rows: list[dict] = []
     for t in targets:
@@ -230,6 +238,17 @@ def evaluate(cfg: DictConfig | Mapping[str, Any]) -> list[dict]:
     targets = select_targets(c, with_corpora=bool(roles))
     _report_corpora(targets, c.corpora, roles)
     return evaluate_targets(targets, c.eval_suite, setting)
+
+
+def check_auto_suite(c: TrainRoot) -> None:
+    """Before any training, with ``evaluation.auto``: the suite's benchmark tasks are known and their files
+    exist (held-out tasks need only the corpora, checked with them); one line naming the task or file."""
+    suite = c.evaluation.suite
+    if not c.evaluation.auto:
+        return
+    benchmarks = [t for t in suite.tasks if not (suite.heldout and t.startswith(TASK_PREFIX))]
+    if benchmarks:
+        task_manager_for(benchmarks, c.paths.benchmark_dir, offline=suite.offline, cache_dir=c.paths.cache_dir)
 
 
 def evaluate_marked_stages(

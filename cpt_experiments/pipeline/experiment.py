@@ -26,8 +26,8 @@ from cpt_experiments.config import ExperimentConfig, TrainRoot
 from cpt_experiments.errors import config_error
 from cpt_experiments.eval.domain_loss import domain_losses
 from cpt_experiments.pipeline import records, report, tracking
-from cpt_experiments.pipeline.context import RunContext, prepare_run, typed_config
-from cpt_experiments.pipeline.evaluation import evaluate_marked_stages
+from cpt_experiments.pipeline.context import RunContext, override_warnings, prepare_run, typed_config
+from cpt_experiments.pipeline.evaluation import check_auto_suite, evaluate_marked_stages
 from cpt_experiments.pipeline.failures import StageFailed, write_summary
 from cpt_experiments.pipeline.stage_cache import stage_dir
 from cpt_experiments.pipeline.stage_plan import REPLAY_PREFIX, Geometry, PlanBuilder, steps_and_schedule
@@ -181,11 +181,14 @@ def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
     commit = records.check_results_dir(root.paths.results_dir, root.allow_dirty_results)
     p = root.paths
     records.check_writable(p.output_dir, p.results_dir, p.stage_dir, p.cache_dir)
+    store.check_tables(p.results_dir)  # a corrupt table fails now, not after training
+    check_auto_suite(root)  # an unknown task fails now, not after every stage trained
     xp = plan_experiment(root)
-    cfg_hash = records.config_hash(plain)
+    cfg_hash = records.run_hash(plain, xp.hashes)  # covers the corpora's content, unlike the config alone
     exp = root.experiment
     assert exp is not None
     rid = store.run_id(exp.name, root.seed, cfg_hash)
+    provisional = store.run_id(exp.name, root.seed, records.config_hash(plain))  # see failures.handle_failure
     summary = RunSummary(rid, xp.ctx.roles, results_dir=root.paths.results_dir, config_hash=cfg_hash)
     if root.dry_run:  # the plan, measured throughput and estimated time; nothing is trained or written
         todo = {name: xp.stages[name] for name in stages_to_run(xp.stages, exp.only)}
@@ -198,7 +201,9 @@ def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
         if not here:
             summary.lines.append(f"no {root.trainer.accelerator} on this machine: throughput not measured")
         return summary
-    info = records.RunInfo(Path(root.paths.results_dir), rid, cfg_hash, commit, exp.name, exp.variant, xp.ctx)
+    info = records.RunInfo(
+        Path(root.paths.results_dir), rid, cfg_hash, commit, exp.name, exp.variant, xp.ctx, provisional
+    )
     rank0 = is_rank_zero(world_size(root.trainer))  # under DDP the other ranks train, rank 0 measures and records
     if rank0:
         records.write_config_snapshot(info, plain, xp.hashes)
@@ -219,7 +224,7 @@ def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
             final_val = domain_losses(model, xp.ctx.valsets)
         except Exception as exc:  # named by stage and run, recorded as a failed row by the entry point
             failed = True
-            raise StageFailed(rid, name, exc) from exc
+            raise StageFailed(rid, name, exc, cfg_hash) from exc
         finally:
             finish_loggers(loggers, meta.hparams, final_val, "failed" if failed else "success")
         done = outcome.summary
@@ -262,8 +267,17 @@ def _run_stage(xp: ExperimentPlan, info: records.RunInfo, plain: Mapping[str, An
     return train_stage(job), sd, plan, tokens_before
 
 
+def _task_overrides() -> list[str]:
+    """The command line's overrides under Hydra; none when called from Python."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
 def train(cfg: DictConfig) -> RunSummary:
     """Train or reuse every stage of ``cfg.experiment``, then evaluate marked stages if ``evaluation.auto``."""
+    for warning in override_warnings(_task_overrides()):
+        log.warning("%s", warning)
     summary = run_experiment(cfg)
     for line in summary.lines:
         log.info("%s", line)

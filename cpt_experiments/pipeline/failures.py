@@ -37,9 +37,9 @@ SUMMARY_FILE = "summary.json"
 class StageFailed(CPTError):
     """Training or measuring one stage failed; ``stage`` names it, ``cause`` is the original error."""
 
-    def __init__(self, run_id: str, stage: str, cause: BaseException) -> None:
+    def __init__(self, run_id: str, stage: str, cause: BaseException, config_hash: str | None = None) -> None:
         super().__init__(f"stage {stage}: {one_line(cause)}")
-        self.run_id, self.stage, self.cause = run_id, stage, cause
+        self.run_id, self.stage, self.cause, self.config_hash = run_id, stage, cause, config_hash
 
 
 def one_line(exc: BaseException) -> str:
@@ -94,10 +94,11 @@ def handle_failure(cfg: DictConfig, exc: BaseException) -> str:
 
 
 def _record_failed_stage(cfg: DictConfig, exc: StageFailed, reason: str) -> None:
-    experiment, seed, _ = _identity(cfg)
+    experiment, seed, cfg_hash = _identity(cfg)
     row = {
         "run_id": exc.run_id, "experiment": experiment, "stage": exc.stage, "status": "failed",
-        "reason": reason, "seed": seed, "config_hash": None,
+        "reason": reason, "attempt": store.attempt_id(exc.stage, reason), "seed": seed,
+        "config_hash": getattr(exc, "config_hash", None) or cfg_hash,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip
     try:
@@ -127,8 +128,29 @@ def write_summary(summary: dict[str, Any]) -> None:
         atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=1, sort_keys=True) + "\n")
 
 
+def _check_hydra_dir(config: DictConfig, path: str, what: str) -> None:
+    """Hydra creates its run/sweep dir before the task runs: a failure there would be its traceback."""
+    if not str(OmegaConf.select(config, "paths.output_dir", default="x")).strip():
+        print(
+            "error: paths.output_dir: is empty; give a folder (relative paths start at the launch dir)", file=sys.stderr
+        )
+        sys.exit(2)
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: paths.output_dir: {path} ({what}) cannot be created: {exc.strerror or exc}", file=sys.stderr)
+        sys.exit(2)
+
+
 class SweepFailures(Callback):
-    """At the end of a multirun: print every member's table and failure, exit 1 if any member failed."""
+    """Before a run, its Hydra dir must be creatable (else one line, exit 2); at the end of a multirun: print
+    every member's table and failure, exit 1 if any member failed."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check_hydra_dir(config, config.hydra.run.dir, "Hydra's run dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check_hydra_dir(config, config.hydra.sweep.dir, "Hydra's sweep dir")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = Path(config.hydra.sweep.dir)

@@ -67,13 +67,28 @@ def checkpoint_path(value: str, output_dir: str | os.PathLike) -> Path:
 
 def config_hash(plain_cfg: Mapping[str, Any]) -> str:
     """sha256 of the resolved config without paths, loggers, evaluation settings, the speed-only keys
-    (``config.SPEED_ONLY_KEYS``: attention kernel, compile, checkpointing) and null ``NULL_IS_ABSENT`` keys;
-    it names the run."""
+    (``config.SPEED_ONLY_KEYS``: attention kernel, compile, checkpointing) and null ``NULL_IS_ABSENT`` keys.
+
+    It names a config, not a result: the same config on other corpora (``paths.data_dir``) has the
+    same hash. It keys the stage cache's ``trained_by`` and the provisional run id of a run that
+    failed before its stages were hashed; a planned run is named by ``run_hash``.
+    """
     material = _drop_null_new_keys({k: v for k, v in plain_cfg.items() if k not in NOT_IDENTITY})
     for dotted in SPEED_ONLY_KEYS:
         group, key = dotted.split(".")
         if isinstance(material.get(group), Mapping) and key in material[group]:
             material[group] = {k: v for k, v in material[group].items() if k != key}
+    return hashlib.sha256(canonical_json(material).encode()).hexdigest()
+
+
+def run_hash(plain_cfg: Mapping[str, Any], stage_hashes: Mapping[str, str]) -> str:
+    """sha256 of ``config_hash`` and every stage hash: the run's identity (its ``config_hash`` column).
+
+    Stage hashes cover what the config leaves out: the corpora's content (their token caches' keys
+    hash the source files), the tokenizer and the parent chain. So the same experiment on other data
+    gets another run id, and never replaces this run's rows. The stage hashes themselves are unchanged.
+    """
+    material = {"config": config_hash(plain_cfg), "stage_hashes": dict(sorted(stage_hashes.items()))}
     return hashlib.sha256(canonical_json(material).encode()).hexdigest()
 
 
@@ -145,6 +160,7 @@ class RunInfo:
     experiment: str
     variant: str | None
     ctx: RunContext
+    provisional_id: str | None = None  # the id a failure before planning gave this run (superseded by its rows)
 
 
 def write_config_snapshot(info: RunInfo, plain_cfg: Mapping[str, Any], stage_hashes: Mapping[str, str]) -> Path:
@@ -231,8 +247,9 @@ def run_row(
 def append_stage_rows(
     info: RunInfo, row: Mapping[str, Any], sd: StageDir, final_val: Mapping[str, Any], tokens_before: int
 ) -> None:
-    """Append the stage's ``runs`` row and its ``curves`` rows (replacing earlier ones of this run and stage)."""
-    store.append(info.results_dir, "runs", [row])
+    """Append the stage's ``runs`` row and its ``curves`` rows (replacing earlier ones of this run and stage;
+    its failed rows, and those of the run's provisional id, are superseded)."""
+    store.append(info.results_dir, "runs", [row], supersedes=[info.provisional_id] if info.provisional_id else ())
     rows = curve_rows(
         info.run_id,
         str(row["stage"]),

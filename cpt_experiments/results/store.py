@@ -13,6 +13,7 @@ form it found (a new table starts as plain CSV; ``gzip <table>.csv`` switches it
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import logging
 import os
@@ -42,6 +43,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "role": STR,
         "status": STR,
         "reason": STR,  # one line: why a failed stage or run failed; empty otherwise
+        "attempt": STR,  # failed rows: id of the failure (stage + reason), so distinct failures keep their rows
         "variant": STR,  # legend label of the ablation cell, e.g. "rewarm 3e-4"; optional
         "shift": STR,
         "old_corpus": STR,  # roles of the old data (the pre-training the stage's chain starts from)
@@ -116,16 +118,17 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "evals": ("run_id", "stage", "task", "metric", "value"),
 }
 
-#: Re-collecting rows with these key values replaces every existing row sharing them.
+#: Re-collecting rows with these key values replaces every existing row sharing them (for ``runs``
+#: a finished stage also supersedes the run's failed rows: ``_superseded``).
 REPLACE_KEYS: dict[str, tuple[str, ...]] = {
-    "runs": ("run_id", "stage"),
+    "runs": ("run_id", "stage", "attempt"),
     "curves": ("run_id", "stage"),
     "evals": ("run_id", "stage", "task"),
 }
 
 #: A row's identity within a table (duplicates in one append keep the last) and the sort order.
 ROW_KEYS: dict[str, tuple[str, ...]] = {
-    "runs": ("run_id", "stage"),
+    "runs": ("run_id", "stage", "attempt"),
     "curves": ("run_id", "stage", "split", "metric", "step"),
     "evals": ("run_id", "stage", "task", "metric", "num_fewshot"),
 }
@@ -158,6 +161,12 @@ def table_path(results_dir: str | os.PathLike, table: str) -> Path:
 def run_id(experiment: str, seed: int, config_hash: str) -> str:
     """Deterministic run identifier: ``f"{experiment}-s{seed}-{config_hash[:7]}"``."""
     return f"{experiment}-s{int(seed)}-{config_hash[:7]}"
+
+
+def attempt_id(stage: str, reason: str) -> str:
+    """A failed row's ``attempt``: 12 hex digits of sha256(stage, reason). The same failure again
+    replaces its row; another reason gets its own."""
+    return hashlib.sha256(f"{stage}\0{reason}".encode()).hexdigest()[:12]
 
 
 def validate(table: str, rows: pd.DataFrame | Iterable[Mapping]) -> pd.DataFrame:
@@ -222,11 +231,20 @@ def _missing(v: object) -> bool:
     return v is None or v is pd.NA or (isinstance(v, float) and v != v) or (isinstance(v, str) and v == "")
 
 
-def append(results_dir: str | os.PathLike, table: str, rows: pd.DataFrame | Iterable[Mapping]) -> Path:
+def append(
+    results_dir: str | os.PathLike,
+    table: str,
+    rows: pd.DataFrame | Iterable[Mapping],
+    supersedes: Iterable[str] = (),
+) -> Path:
     """Validate ``rows`` and merge them into ``<results_dir>/<table>.csv``; return the file path.
 
     Idempotent: existing rows whose ``REPLACE_KEYS[table]`` values appear in ``rows`` are
-    dropped first, so re-collecting a run (or a stage, or an eval task) replaces it. The
+    dropped first, so re-collecting a run (or a stage, or an eval task) replaces it. In ``runs``
+    a finished (done/reused) row also supersedes every failed row of its run and stage, the run's
+    failures before any stage (stage ``*``) and those of the run ids in ``supersedes``; failed rows
+    replace only the same failure (``attempt``). A finished row never replaces one with another
+    ``stage_hash``: that is another run's result under the same id, a DataError naming both. The
     result is sorted by ``ROW_KEYS[table]`` and written atomically (temp file + rename) while
     holding ``<table>.csv.lock``, so concurrent appenders never lose each other's rows.
     """
@@ -240,8 +258,9 @@ def append(results_dir: str | os.PathLike, table: str, rows: pd.DataFrame | Iter
         remove_stale_temps(path.parent, prefix=f".{path.name}.")  # left by a writer killed mid-append
         if path.exists():
             old = load(results_dir, table)
-            keys = list(REPLACE_KEYS[table])
-            replaced = old.set_index(keys).index.isin(new.set_index(keys).index)
+            replaced = _keys(old, REPLACE_KEYS[table]).isin(set(_keys(new, REPLACE_KEYS[table])))
+            if table == "runs":
+                replaced |= _superseded(path, old, new, set(supersedes))
             merged = pd.concat([old[~replaced], new], ignore_index=True)
         else:
             merged = new
@@ -250,6 +269,31 @@ def append(results_dir: str | os.PathLike, table: str, rows: pd.DataFrame | Iter
             _write_csv(merged, tmp, compressed=path.suffix == ".gz")
     log.info("%s: wrote %d rows (%d new) to %s", table, len(merged), len(new), path)
     return path
+
+
+def _keys(df: pd.DataFrame, columns: Iterable[str]) -> pd.Series:
+    """One hashable key per row (missing cells as ""), comparable across frames."""
+    cols = [df[c].astype("string").fillna("") for c in columns]
+    return pd.Series(list(zip(*cols)), index=df.index, dtype=object)
+
+
+def _superseded(path: Path, old: pd.DataFrame, new: pd.DataFrame, supersedes: set[str]) -> pd.Series:
+    """``runs`` rows of ``old`` that finished rows of ``new`` supersede; refuses to replace another run's rows."""
+    finished = new[new["status"] != "failed"]
+    stage_of = _keys(old, ("run_id", "stage"))
+    pairs = set(_keys(finished, ("run_id", "stage")))
+    for _, row in finished.iterrows():
+        ours = old[(stage_of == (row["run_id"], row["stage"])) & (old["status"] != "failed")]
+        theirs = ours["stage_hash"].dropna()
+        if not pd.isna(row["stage_hash"]) and len(theirs) and theirs.iloc[0] != row["stage_hash"]:
+            raise DataError(
+                f"{path}: run {row['run_id']} stage {row['stage']} has stage_hash {theirs.iloc[0]}, the new row "
+                f"{row['stage_hash']}; refusing to replace another run's rows (same run_id, other content)"
+            )
+    failed = old["status"] == "failed"
+    runs = set(finished["run_id"]) | supersedes
+    early = (old["stage"] == "*") & old["run_id"].isin(runs)
+    return (failed & (stage_of.isin(pairs) | early)).fillna(False).astype(bool)
 
 
 def _sorted(table: str, df: pd.DataFrame) -> pd.DataFrame:
@@ -298,6 +342,14 @@ def load(results_dir: str | os.PathLike, table: str) -> pd.DataFrame:
         return validate(table, raw)
     except DataError as exc:
         raise DataError(f"{path}: {exc}") from None
+
+
+def check_tables(results_dir: str | os.PathLike) -> None:
+    """Every table present in ``results_dir`` loads (before a run works toward appending to it); DataError
+    naming the file otherwise."""
+    for table in TABLES:
+        if table_path(results_dir, table).is_file():
+            load(results_dir, table)
 
 
 def _check_table(table: str) -> str:

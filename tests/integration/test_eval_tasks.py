@@ -282,18 +282,18 @@ def test_cpu_suite_is_heldout_plus_minimal_pairs() -> None:
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"limit": 0}, r"^eval_suite\.limit: must be > 0"),
+        ({"limit": 0}, r"^eval_suite\.limit: must be in \(0, 1e9\] or null, got 0"),
         ({"task_limits": {"cpt_nope": 5}}, r"^eval_suite\.task_limits\.cpt_nope: is not among eval_suite\.tasks"),
         (
             {"task_limits": {"cpt_heldout_en_old": 5}},
             r"^eval_suite\.task_limits\.cpt_heldout_en_old: use heldout_limit",
         ),
-        ({"batch_tokens": 0}, r"^eval_suite\.batch_tokens: must be >= 1"),
-        ({"heldout_limit": 0}, r"^eval_suite\.heldout_limit: must be >= 1"),
+        ({"batch_tokens": 0}, r"^eval_suite\.batch_tokens: must be in \[1, 2\*\*30\]"),
+        ({"heldout_limit": 0}, r"^eval_suite\.heldout_limit: must be in \[1, 1e9\]"),
     ],
 )
 def test_suite_settings_are_checked(overrides: dict, message: str) -> None:
     from cpt_experiments.config import EvalSuiteConfig, typed
 
     with pytest.raises(ConfigError, match=message):
-        typed(EvalSuiteConfig, {**_suite("cpu"), **overrides})
+        typed(EvalSuiteConfig, {**_suite("cpu"), **overrides}, key="eval_suite")

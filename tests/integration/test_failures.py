@@ -31,7 +31,7 @@ def test_bad_member_fails_alone(tmp_path: Path, data_dir: Path, launcher: str) -
     env = {**os.environ, "WANDB_MODE": "offline"}
     proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 1, proc.stderr[-3000:]
-    assert "member 1: FAILED  experiment.stages.continual.replay.ratio: must be in [0, 1), got 1.5" in proc.stderr
+    assert "member 1: FAILED  replay.ratio: must be in [0, 1), got 1.5" in proc.stderr
     assert "1 of 2 members failed" in proc.stderr and "Traceback" not in proc.stderr
     runs = store.load(tmp_path / "out" / "results", "runs")
     assert (runs["status"] != "failed").all()  # the bad config wrote nothing
