@@ -93,7 +93,7 @@ RANGES: dict[str, dict[str, Range]] = {
         "lr": LR, "max_lr": LR, "min_lr": LR, "const_lr": LR, "warmup_frac": FRAC, "cooldown_frac": FRAC,
         "anneal_frac": FRAC, "decay_frac": FRAC, "alpha": real(0.0, 1e9, lo_open=True, null=True),
         "num_repeats": count(10**6, null=True), "step_fracs": real(0.0, 1.0, hi_open=True),
-        "step_factors": real(0.0, 1.0, lo_open=True),
+        "step_factors": real(0.0, 1.0, lo_open=True), "cycle_fracs": real(0.0, 1.0, lo_open=True),
     },
     "ReplayConfig": {"ratio": real(0.0, 1.0, hi_open=True), "sources": WEIGHT},
     "StageConfig": {"data": WEIGHT, "tokens": count(TOKENS), "version": count(10**6, lo=0, null=True)},

@@ -1,20 +1,18 @@
-"""Run identity: the same experiment on other corpora is another run (both keep their rows), and a run's
-success supersedes the failure it recorded before planning."""
+"""Run identity: the same experiment on other corpora is another run (both keep their rows), a config error
+records nothing, and a run's success supersedes the failure row a failed stage of it recorded."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from conftest import write_synthetic_corpora
-from hydra import compose, initialize_config_dir
+from conftest import compose, write_synthetic_corpora
 
 from cpt_experiments.errors import CPTError
+from cpt_experiments.pipeline import experiment
 from cpt_experiments.pipeline.experiment import train
 from cpt_experiments.pipeline.failures import handle_failure
 from cpt_experiments.results import store
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _cfg(data_dir: Path, out: Path):
@@ -23,19 +21,31 @@ def _cfg(data_dir: Path, out: Path):
         "budget.continual_tokens=1024", f"paths.data_dir={data_dir}", f"paths.output_dir={out}",
         f"paths.results_dir={out.parent / 'results'}",
     ]  # fmt: skip
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("train", overrides=overrides)
+    return compose(*overrides)
 
 
-def test_runs_on_other_corpora_keep_both_rows_and_a_success_supersedes_its_failure(tmp_path, data_dir) -> None:
+def test_runs_on_other_corpora_keep_both_rows_and_a_success_supersedes_its_failure(
+    tmp_path, data_dir, monkeypatch
+) -> None:
     results = tmp_path / "results"
     empty = tmp_path / "no_corpora"
     empty.mkdir()
     broken = _cfg(empty, tmp_path / "a")
     with pytest.raises(CPTError) as err:
         train(broken)
-    handle_failure(broken, err.value)  # what the entry point records: a `*` row under the provisional id
+    handle_failure(broken, err.value)  # a config/data error before any work: no row (issue 20)
+    assert not (results / "runs.csv").exists()
+
+    def boom(job):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(experiment, "train_stage", boom)
+    cfg = _cfg(data_dir, tmp_path / "a")
+    with pytest.raises(CPTError) as err:
+        train(cfg)
+    handle_failure(cfg, err.value)  # a failed stage: a `failed` row under the run's own id
     assert list(store.load(results, "runs")["status"]) == ["failed"]
+    monkeypatch.undo()
 
     first = train(_cfg(data_dir, tmp_path / "a"))
     runs = store.load(results, "runs")
