@@ -80,9 +80,11 @@ class TrainConfig:
     torch_threads: Optional[int] = MISSING  # intra-op threads; null = torch's default
     # Speed only (SPEED_ONLY_KEYS): the same computation up to float rounding, so none of these is part of a stage
     # hash or the run's config hash, and a stage started with one setting resumes or is reused under another.
-    attention: str = MISSING  # sdpa (torch's fused scaled_dot_product_attention) | eager (transformers' matmuls)
-    compile: bool = MISSING  # torch.compile the model's training forward (first steps pay the compile time)
-    gradient_checkpointing: bool = MISSING  # recompute activations in backward: ~30% more compute, far less memory
+    # Defaults here, not in conf/train/default.yaml: the config snapshots of runs recorded before these keys
+    # existed must still compose (python -m cpt_experiments.verify), and a missing key means today's default.
+    attention: str = "sdpa"  # sdpa (torch's fused scaled_dot_product_attention) | eager (transformers' matmuls)
+    compile: bool = False  # torch.compile the model's training forward (first steps pay the compile time)
+    gradient_checkpointing: bool = False  # recompute activations in backward: ~30% more compute, far less memory
 
     def __post_init__(self) -> None:
         for key in (

@@ -61,7 +61,8 @@ def _panel(ax, part: pd.DataFrame, keys: list[str], tasks: list[str]) -> None:
     """Grouped bars: tasks on x, one bar per strategy key (its ``style.strategy`` colour), seed and item bars."""
     width = 0.8 / max(len(keys), 1)
     for k, key in enumerate(keys):
-        rows = part[part["key"] == key].set_index("task").reindex(tasks)
+        # One bar per task: a strategy measured under two cells here (e.g. a shared stage) shows its most-seeded one.
+        rows = part[part["key"] == key].drop_duplicates("task").set_index("task").reindex(tasks)
         label, color, _ = style.strategy(key)
         x = np.arange(len(tasks)) + (k - (len(keys) - 1) / 2) * width
         n = groups.n_text(rows["n"].dropna().astype(int))
