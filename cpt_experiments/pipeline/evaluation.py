@@ -118,6 +118,14 @@ class EvalSetting:
     device: str = "cpu"
     output_dir: str | None = None  # checkpoint paths in the evals table are relative to it (None: as given)
 
+    @classmethod
+    def of(cls, root: EvaluateRoot | TrainRoot, device: str = "cpu") -> EvalSetting:
+        """The setting of a typed ``evaluate`` or ``train`` root (its paths, corpora and seed)."""
+        p = root.paths
+        return cls(
+            p.results_dir, p.cache_dir, p.data_dir, p.benchmark_dir, root.corpora, root.seed, device, p.output_dir
+        )
+
 
 def heldout_roles(suite: EvalSuiteConfig) -> list[str]:
     """The corpus roles of the suite's held-out tasks (none unless ``heldout``)."""
@@ -224,16 +232,7 @@ def _report_corpora(targets: Sequence[Target], composed: Mapping[str, Any], role
 def evaluate(cfg: DictConfig | Mapping[str, Any]) -> list[dict]:
     """Evaluate the selected checkpoints with ``cfg.eval_suite``; returns the rows written."""
     c: EvaluateRoot = typed(EvaluateRoot, cfg)[0]
-    setting = EvalSetting(
-        c.paths.results_dir,
-        c.paths.cache_dir,
-        c.paths.data_dir,
-        c.paths.benchmark_dir,
-        c.corpora,
-        c.seed,
-        c.device,
-        c.paths.output_dir,
-    )
+    setting = EvalSetting.of(c, c.device)
     roles = heldout_roles(c.eval_suite)
     targets = select_targets(c, with_corpora=bool(roles))
     _report_corpora(targets, c.corpora, roles)
@@ -260,14 +259,6 @@ def evaluate_marked_stages(
     if suite.heldout:
         others = [t for t in suite.tasks if not t.startswith(TASK_PREFIX)]
         suite = replace(suite, tasks=[heldout_task_name(r) for r in roles] + others)
-    setting = EvalSetting(
-        c.paths.results_dir,
-        c.paths.cache_dir,
-        c.paths.data_dir,
-        c.paths.benchmark_dir,
-        c.corpora,
-        c.seed,
-        output_dir=c.paths.output_dir,
-    )
+    setting = EvalSetting.of(c)
     targets = [Target(run_id, n, Path(s["checkpoint"])) for n, s in stages.items() if s["evaluate"]]
     return evaluate_targets(targets, suite, setting) if targets else []
