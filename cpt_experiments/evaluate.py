@@ -41,8 +41,14 @@ def main(cfg: DictConfig) -> None:
     print(f"{len(rows)} rows ({len({r['task'] for r in rows})} tasks and groups) in {cfg.paths.results_dir}/evals.csv")
 
 
-if __name__ == "__main__":
-    if problem := yaml_problem():  # a broken preset: one line, not Hydra's YAML traceback
+def cli() -> None:
+    """The command (``python -m`` and the console script): a broken preset is one line, not Hydra's YAML
+    traceback, then Hydra's ``main``."""
+    if problem := yaml_problem():
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
     main()
+
+
+if __name__ == "__main__":
+    cli()

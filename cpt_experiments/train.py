@@ -22,7 +22,7 @@ from cpt_experiments.pipeline.failures import handle_failure, log_to_file
 
 log = logging.getLogger(__name__)
 
-__all__ = ["main", "train"]
+__all__ = ["cli", "main", "train"]
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
@@ -37,8 +37,14 @@ def main(cfg: DictConfig) -> None:
             sys.exit(2 if isinstance(exc, CPTError) else 1)
 
 
-if __name__ == "__main__":
-    if problem := yaml_problem():  # a broken preset: one line, not Hydra's YAML traceback
+def cli() -> None:
+    """The command (``python -m`` and the console script): a broken preset is one line, not Hydra's YAML
+    traceback, then Hydra's ``main``."""
+    if problem := yaml_problem():
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -161,7 +161,7 @@ def _console_scripts() -> dict[str, str]:
     section = text.split("[project.scripts]", 1)[1].split("\n[", 1)[0]
     return {
         target.removesuffix(".__main__"): script
-        for script, target in re.findall(r'^([\w-]+) = "([\w.]+):main"', section, re.M)
+        for script, target in re.findall(r'^([\w-]+) = "([\w.]+):(?:main|cli)"', section, re.M)
     }
 
 
@@ -197,3 +197,16 @@ def test_architecture_names_the_callbacks_the_runner_builds() -> None:
     built = _callbacks_built()
     assert listed == built, f"ARCHITECTURE.md lists {listed}, stage_runner._train builds {built}"
     assert count == ["one", "two", "three", "four", "five", "six", "seven", "eight"][len(built) - 1]
+
+
+@pytest.mark.parametrize("module", ["train", "evaluate"])
+def test_console_script_refuses_a_broken_preset_in_one_line(module, monkeypatch, capsys) -> None:
+    # cpt-train / cpt-evaluate run `cli`, which checks the presets before Hydra (as python -m does).
+    import importlib
+
+    mod = importlib.import_module(f"cpt_experiments.{module}")
+    monkeypatch.setattr(mod, "yaml_problem", lambda: "conf/x.yaml, line 3: invalid YAML: found duplicate key")
+    monkeypatch.setattr(mod, "main", lambda: pytest.fail("Hydra ran despite the broken preset"))
+    with pytest.raises(SystemExit) as exit_:
+        mod.cli()
+    assert exit_.value.code == 2 and capsys.readouterr().err.count("\n") == 1
