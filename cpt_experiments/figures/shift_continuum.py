@@ -37,6 +37,7 @@ def make(results_dir: Path) -> Figure:
             ax.annotate(f"{p.german_share:.0%} de", (p.shift_score, getattr(p, col)), textcoords="offset points",
                         xytext=(4, 4), fontsize=7)  # fmt: skip
         ax.set_title(title)
+        ax.margins(x=0.1, y=0.1)  # room for the point labels inside the axes
         ax.set_xlabel("shift score: pre-trained bpb on the new data")
         ax.set_ylabel("bits per byte")
     axes[0][0].legend(fontsize=7)
