@@ -14,7 +14,7 @@ import pandas as pd
 
 from cpt_experiments.errors import DataError
 from cpt_experiments.figures import MissingFigureData
-from cpt_experiments.results import comparisons, groups, metrics, store
+from cpt_experiments.results import comparisons, groups, metrics, store, union_gap
 
 
 def load(results_dir: Path, table: str, figure: str) -> pd.DataFrame:
@@ -29,8 +29,12 @@ def load(results_dir: Path, table: str, figure: str) -> pd.DataFrame:
 
 
 def runs_table(results_dir: Path, figure: str, *, shared_roles: Iterable[str] = groups.SHARED_ROLES) -> pd.DataFrame:
-    """The ``runs`` table with each stage's ``cell`` and ``chain_corpora`` (``groups.annotate``)."""
-    return groups.annotate(load(results_dir, "runs", figure), shared_roles=shared_roles)
+    """The ``runs`` table with each stage's ``cell`` and ``chain_corpora`` (``groups.annotate``).
+
+    The schedule-split union (``union_gap.SPLIT_STAGE``, role union) is left out: it is not the union baseline the
+    figures draw beside a continual stage, only one term of ``results.union_gap`` (the notebook shows it)."""
+    runs = load(results_dir, "runs", figure)
+    return groups.annotate(runs[runs["stage"] != union_gap.SPLIT_STAGE], shared_roles=shared_roles)
 
 
 #: Benchmark score metrics, preferred first (lm-eval names). Perplexity-type rows (held-out
@@ -61,6 +65,7 @@ def stage_table(results_dir: Path, figure: str, metric: str = "loss") -> pd.Data
     """``metrics.stage_table`` over the final-``metric`` matrix of the results in ``results_dir`` (rows carry
     ``cell``; its ``*_loss`` columns then hold that metric)."""
     runs, curves = load(results_dir, "runs", figure), load(results_dir, "curves", figure)
+    runs = runs[runs["stage"] != union_gap.SPLIT_STAGE]  # as in runs_table: not the union the figures draw
     try:
         return metrics.stage_table(metrics.loss_matrix(curves, runs, metric=metric), runs)
     except DataError as exc:
