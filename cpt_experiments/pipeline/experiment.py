@@ -79,6 +79,7 @@ class ExperimentPlan:
     hashes: dict[str, str]
     plans: PlanBuilder
     ctx: RunContext
+    todo: list[str]  # the stages this run trains and records, in order (``experiment.only`` and ancestors)
 
 
 def build_stages(exp: ExperimentConfig) -> dict[str, Stage]:
@@ -157,7 +158,7 @@ def plan_experiment(cfg: TrainRoot) -> ExperimentPlan:
     """Build and validate every stage (budget, mixture, schedule, init checkpoint) before training anything."""
     assert cfg.experiment is not None  # typed_config guarantees it
     stages = build_stages(cfg.experiment)
-    stages_to_run(stages, cfg.experiment.only)  # an unknown name fails here, before any work
+    todo = stages_to_run(stages, cfg.experiment.only)  # an unknown name fails here, before any work
     # Before the tokenizer and token caches, which can take hours at paper scale. A dry run builds no
     # trainer, so a GPU/cluster config can be planned on a CPU login node.
     check_trainer(cfg, build=not cfg.dry_run)
@@ -172,7 +173,7 @@ def plan_experiment(cfg: TrainRoot) -> ExperimentPlan:
         plans.stage_plan(name)
         if stage.init_from:
             check_init_checkpoint(stage.init_from, ctx.vocab_size, f"experiment.stages.{name}.init_from")
-    return ExperimentPlan(stages, hashes, plans, ctx)
+    return ExperimentPlan(stages, hashes, plans, ctx, todo)
 
 
 def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
@@ -191,7 +192,7 @@ def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
     provisional = store.run_id(exp.name, root.seed, records.config_hash(plain))  # see failures.handle_failure
     summary = RunSummary(rid, xp.ctx.roles, results_dir=root.paths.results_dir, config_hash=cfg_hash)
     if root.dry_run:  # the plan, measured throughput and estimated time; nothing is trained or written
-        todo = {name: xp.stages[name] for name in stages_to_run(xp.stages, exp.only)}
+        todo = {name: xp.stages[name] for name in xp.todo}
         steps = {name: xp.plans.stage_plan(name).steps for name in todo}
         here = usable_here(root.trainer)  # a GPU config planned on a CPU machine: no throughput to measure
         summary.lines = [f"dry run of {rid}", report.trainer_line(root)]
@@ -208,7 +209,7 @@ def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
     if rank0:
         records.write_config_snapshot(info, plain, xp.hashes)
     cumulative: dict[str, tuple[int, float]] = {}
-    for name in stages_to_run(xp.stages, exp.only):
+    for name in xp.todo:
         stage = xp.stages[name]
         meta = tracking.stage_meta(rid, plain, stage, xp.hashes[name])
         loggers: list[Any] = []

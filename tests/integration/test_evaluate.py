@@ -14,17 +14,17 @@ from cpt_experiments.evaluate import evaluate
 from cpt_experiments.results import store
 from cpt_experiments.train import train
 
+#: The pretrain -> continual smoke chain both runs below train (their pre-training stage is shared).
+CHAIN = ("experiment=cpt", "experiment.union=null", "scale=smoke", "budget.pretrain_tokens=8192",
+         "budget.continual_tokens=4096")  # fmt: skip
+
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, data_dir):
     """A pretrain -> continual smoke run with automatic held-out evaluation of the continual stage."""
     out = tmp_path_factory.mktemp("eval_run")
     cfg = compose(
-        "experiment=cpt",
-        "experiment.union=null",
-        "scale=smoke",
-        "budget.pretrain_tokens=8192",
-        "budget.continual_tokens=4096",
+        *CHAIN,
         "evaluation.auto=true",
         "evaluation.suite.limit=3",
         f"paths.data_dir={data_dir}",
@@ -108,11 +108,7 @@ def swapped_run(smoke_run, data_dir):
     (the pre-training stage is shared with ``smoke_run``)."""
     out, _ = smoke_run
     cfg = compose(
-        "experiment=cpt",
-        "experiment.union=null",
-        "scale=smoke",
-        "budget.pretrain_tokens=8192",
-        "budget.continual_tokens=4096",
+        *CHAIN,
         "corpus@corpora.de_new=web_en",
         f"paths.data_dir={data_dir}",
         f"paths.output_dir={out}",
