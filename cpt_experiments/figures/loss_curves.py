@@ -154,7 +154,7 @@ def make(results_dir: Path, shift: str | None = None, selection: groups.Selectio
         cells = _cells(members)
         domains = [cont["old_domain"].dropna().iloc[0], cont["new_domain"].dropna().iloc[0]]
         # One colour per variant in every block: keyed by the name without its shift ("rewarm-0.002 (n=3)").
-        colors = {n: style.strategy(k)[1] for n, k in zip(cells["name"], cells["key"])}
+        colors = style.series_colors(cells["key"], cells["name"])
         mean = data.from_boundary(data.cell_curves(curves, runs, members), cells)
         union = list(cells.loc[cells["role"] == "union", "cell"])
         draw_curves(block, mean, [(c, lab, colors[lab]) for c, lab in zip(cells["cell"], cells["name"])], domains,

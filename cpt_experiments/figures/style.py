@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -154,6 +154,23 @@ def strategy(key: str) -> tuple[str, str, str]:
         ratio = float(key.removeprefix("replay-"))
         return f"CPT {ratio * 100:g}% replay", REPLAY.get(ratio, "#f16913"), "o"
     return key, CYCLE[zlib.crc32(key.encode()) % len(CYCLE)], "o"
+
+
+def series_colors(keys: Sequence[str], names: Sequence[str]) -> dict[str, str]:
+    """Legend name -> colour: each series its strategy's colour, except that a later series of an already
+    coloured strategy (two union baselines of different data) takes the first colour of ``CYCLE`` that no
+    series uses and no strategy drawn beside it owns."""
+    keys, names = list(keys), list(names)
+    owned = {strategy(k)[1] for k in keys}
+    out: dict[str, str] = {}
+    for key, name in zip(keys, names):
+        if name in out:
+            continue
+        color = strategy(key)[1]
+        if color in out.values():
+            color = next((c for c in CYCLE if c not in owned and c not in out.values()), color)
+        out[name] = color
+    return out
 
 
 def paper2_key(variant: str) -> str:

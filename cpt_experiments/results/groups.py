@@ -11,7 +11,8 @@ Metrics, every figure and the notebook aggregate stage rows the same way:
    equal (missing equals missing, so an older table without ``corpora`` pools only with
    itself, as "unknown but equal"), the ``variant`` label is equal (except for the shared
    roles in ``SHARED_ROLES``, whose rows carry whichever run's variant reused them) and their
-   parent stages are in one cell, recursively. ``config_hash``, ``stage_hash`` and
+   parent stages are in one cell, recursively; cells that hold one ``stage_hash`` (a stage recorded
+   under two experiments) are one cell. ``config_hash``, ``stage_hash`` and
    ``parent_hash`` are left out because they include the seed; provenance (``git_commit``,
    times, paths) and quantities derived from the factors (steps, FLOPs, ``eta_end``) too.
 4. **Seeds** (``aggregate``): within a cell each seed must be one stage; two different stages
@@ -89,25 +90,64 @@ def annotate(
             _roles(r),
             r.get("parent_stage"),
         )
-    cells, chains, roles = [], [], []
+    paths, chains, roles = [], [], []
     for rid, stage in zip(rows["run_id"], rows["stage"]):
-        key, corpora, names, seen = [], set(), set(), set()
+        path, corpora, names = [], set(), set()
         known = True
         node = (rid, stage)
-        while node in own and node not in seen:  # walk to the root; a cycle ends the walk
-            seen.add(node)
-            text, entries, role_names, parent = own[node]
-            key.append(text)
+        while node in own and node not in path:  # walk to the root; a cycle ends the walk
+            path.append(node)
+            _text, entries, role_names, parent = own[node]
             known = known and entries is not None
             corpora |= entries or set()
             names |= role_names
             node = (rid, parent) if isinstance(parent, str) else None
-        cells.append(" < ".join(key))
+        paths.append(tuple(path))
         chains.append(",".join(sorted(corpora)) if known else pd.NA)
         roles.append(",".join(sorted(names)))
+    hashes = {(r, s): value_text(h) for r, s, h in zip(rows["run_id"], rows["stage"], _hashes(rows))}
+    cell = _content_cells(paths, {n: v[0] for n, v in own.items()}, hashes)
+    cells = [cell[p] for p in paths]
     return rows.assign(
         cell=cells, chain_corpora=pd.array(chains, dtype="string"), chain_roles=pd.array(roles, dtype="string")
     )
+
+
+def _hashes(rows: pd.DataFrame) -> pd.Series:
+    return rows["stage_hash"] if "stage_hash" in rows.columns else pd.Series(pd.NA, index=rows.index)
+
+
+def _find(root: dict[str, str], key: str) -> str:
+    while root[key] != key:
+        key = root[key]
+    return key
+
+
+def _content_cells(paths: Iterable[tuple], text: Mapping[tuple, str], hashes: Mapping[tuple, str]) -> dict[tuple, str]:
+    """The cell key of every chain (a stage, then its ancestors): its own factors, then its parent's cell.
+
+    One stage content (a ``stage_hash``) recorded under several experiments is one configuration, so the
+    cells holding it are merged (into the first key in sort order), root first so that children of merged
+    parents compare equal: a shared stage then counts for every experiment that drew it, its seeds once.
+    """
+    todo: set[tuple] = set()
+    for path in paths:
+        todo.update(path[i:] for i in range(len(path)))
+    cell: dict[tuple, str] = {}
+    for depth in sorted({len(p) for p in todo}):
+        level = [p for p in todo if len(p) == depth]
+        raw = {p: text[p[0]] + (" < " + cell[p[1:]] if depth > 1 else "") for p in level}
+        root = {k: k for k in raw.values()}  # union-find over the keys of this depth
+        by_hash: dict[str, list[str]] = {}
+        for p in level:
+            if hashes.get(p[0]):
+                by_hash.setdefault(hashes[p[0]], []).append(raw[p])
+        for keys in by_hash.values():
+            for k in keys[1:]:
+                a, b = sorted((_find(root, keys[0]), _find(root, k)))
+                root[b] = a
+        cell.update({p: _find(root, raw[p]) for p in level})
+    return cell
 
 
 def select(

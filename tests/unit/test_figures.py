@@ -381,3 +381,14 @@ def test_regime_gap_draws_one_point_per_budget_with_seed_bars() -> None:
     assert avg["tokens_per_param"].is_monotonic_increasing
     fig = regime_gap.make(PAPER1)
     assert len(_seed_bars(fig.axes[2])) == 2
+
+
+def test_two_series_of_one_strategy_get_their_own_colours() -> None:
+    """Two union baselines of different data in one block: the first keeps the union colour, the second takes a
+    colour no strategy drawn beside it owns (never both black dashed)."""
+    keys = ["pretrain", "replay-0", "union", "union", "replay-0"]
+    names = ["pre-trained (n=3)", "CPT (n=3)", "union, wiki (n=3)", "union, web (n=1)", "CPT (n=3)"]
+    colors = style.series_colors(keys, names)
+    assert len(colors) == 4 and len(set(colors.values())) == 4
+    assert colors["union, wiki (n=3)"] == style.strategy("union")[1]
+    assert colors["union, web (n=1)"] not in {style.strategy(k)[1] for k in keys}

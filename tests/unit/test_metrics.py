@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from cpt_experiments.errors import DataError
+from cpt_experiments.figures import data
 from cpt_experiments.results import groups, metrics
 
 
@@ -198,3 +199,29 @@ def test_missing_corpora_pool_only_with_missing() -> None:
     cells = groups.aggregate(groups.annotate(rows), ["x"])
     assert sorted(cells["n"]) == [1, 2]  # the two unrecorded ones are "unknown but equal"; the recorded one is apart
     assert cells.loc[cells["n"] == 2, "x"].item() == 0.5 and pd.isna(cells.loc[cells["n"] == 1, "x_std"].item())
+
+
+def test_a_stage_shared_by_two_experiments_counts_for_both_with_each_seed_once() -> None:
+    """A user's own results: ``cpt`` seed 0 and ``quickstart`` seeds 0, 2, 3 share seed 0's pre-training (one
+    stage_hash recorded under both). The quickstart pre-training cell has three seeds, not two."""
+    base = dict(scale="tiny", model="m", status="done", old_domain="en_old", new_domain="en_de", schedule="cos",
+                eta_max=1e-3, corpora=WIKI)  # fmt: skip
+    rows, curves = [], []
+    for exp, seed in (("cpt", 0), ("quickstart", 0), ("quickstart", 2), ("quickstart", 3)):
+        rid = f"{exp}-s{seed}"
+        rows.append(dict(base, experiment=exp, run_id=rid, seed=seed, stage="pretrain", role="pretrain",
+                         stage_hash=f"p{seed}", shift="none"))  # fmt: skip
+        rows.append(dict(base, experiment=exp, run_id=rid, seed=seed, stage="continual", role="continual",
+                         parent_stage="pretrain", stage_hash=f"{exp}-c{seed}", shift="strong"))  # fmt: skip
+        for stage in ("pretrain", "continual"):
+            curves.append(dict(run_id=rid, stage=stage, step=8, tokens=80, split="en_old", metric="loss",
+                               value=3.0 + seed))  # fmt: skip
+    runs = groups.annotate(pd.DataFrame(rows))
+    cells = groups.aggregate(runs, []).set_index(["role", "experiment"])
+    assert cells.loc[("pretrain", "cpt"), "seeds"] == "0,2,3"  # one cell: the shared stage's first recorder names it
+    assert (cells.index.get_level_values("role") == "pretrain").sum() == 1
+    assert cells.loc[("continual", "quickstart"), "n"] == 3 and cells.loc[("continual", "cpt"), "n"] == 1
+    # The children of the merged pre-training still tell the experiments apart, and the curves pool each seed once.
+    mean = data.cell_curves(pd.DataFrame(curves), runs, runs)
+    pre = mean[mean["cell"] == runs.loc[runs["role"] == "pretrain", "cell"].iloc[0]]
+    assert pre["n"].item() == 3 and pre["value"].item() == pytest.approx((3 + 5 + 6) / 3)
