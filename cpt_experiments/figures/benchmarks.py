@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from cpt_experiments.figures import data, style
-from cpt_experiments.results import groups
+from cpt_experiments.results import groups, labels
 
 NAME = "benchmarks"
 #: Every experiment's evaluated stages by default (the cell key keeps experiments apart).
@@ -65,7 +65,7 @@ def _panel(ax, part: pd.DataFrame, keys: list[str], tasks: list[str]) -> None:
         rows = part[part["key"] == key].drop_duplicates("task").set_index("task").reindex(tasks)
         label, color, _ = style.strategy(key)
         x = np.arange(len(tasks)) + (k - (len(keys) - 1) / 2) * width
-        n = groups.n_text(rows["n"].dropna().astype(int))
+        n = labels.n_text(rows["n"].dropna().astype(int))
         ax.bar(x, rows["value"], width=width, color=color, label=f"{label} ({n})", edgecolor="white", linewidth=0.5)
         # The item stderr sits slightly left of centre so it never hides the seed bar.
         ax.vlines(x - width / 4, rows["value"] - rows["stderr"], rows["value"] + rows["stderr"], **ITEM_ERR)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from cpt_experiments.errors import DataError
 from cpt_experiments.figures import MissingFigureData
-from cpt_experiments.results import comparisons, groups, metrics, store, union_gap
+from cpt_experiments.results import comparisons, groups, labels, metrics, store, union_gap
 
 
 def load(results_dir: Path, table: str, figure: str) -> pd.DataFrame:
@@ -114,10 +114,10 @@ IMPLIED = ("replay_mode", "parent_stage", "old_domain", "new_domain", "old_corpu
 
 def cell_names(cells: pd.DataFrame) -> list[str]:
     """One distinct name per aggregated cell: the factors that differ among ``cells``
-    (``groups.describe``), or its ``label`` when nothing differs."""
-    cols = [c for c in groups.varying(cells) if c not in IMPLIED]
-    names = [groups.describe(r, cols, cells) if cols else label(r) for _, r in cells.iterrows()]
-    return groups.disambiguate(cells, names)
+    (``labels.describe``), or its ``label`` when nothing differs."""
+    cols = [c for c in labels.varying(cells) if c not in IMPLIED]
+    names = [labels.describe(r, cols, cells) if cols else label(r) for _, r in cells.iterrows()]
+    return labels.disambiguate(cells, names)
 
 
 #: Names of the shared baselines; other roles are named by what differs among their cells.
@@ -148,7 +148,7 @@ def comparison_names(cells: pd.DataFrame) -> list[str]:
 
 def with_n(text: str, n: Iterable[int]) -> str:
     """``text`` with the number of seeds behind it: "rewarm 3e-4 (n=2)"."""
-    return f"{text} ({groups.n_text(n)})"
+    return f"{text} ({labels.n_text(n)})"
 
 
 def follows_pretraining(stages: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from cpt_experiments.errors import DataError
 from cpt_experiments.figures import MissingFigureData, style
-from cpt_experiments.results import claims, groups
+from cpt_experiments.results import claims, labels
 
 NAME = "paper1_claims"
 SHIFT_NAME = {"s": "strong shift", "w": "weak shift"}
@@ -50,7 +50,7 @@ def _ratio(label: str) -> float:
 
 def _points(ax, x, part: pd.DataFrame, color: str, marker: str, label: str, joined: bool = True) -> None:
     ax.plot(x, part["ours"], marker=marker, linestyle="-" if joined and len(part) > 1 else "none", color=color,
-            label=f"{label} ({groups.n_text(part['n'])})")  # fmt: skip
+            label=f"{label} ({labels.n_text(part['n'])})")  # fmt: skip
     many = (part["n"] >= 2).to_numpy()
     if many.any():
         ax.errorbar(np.asarray(x)[many], part["ours"].to_numpy()[many], yerr=part["ours_std"].to_numpy()[many],

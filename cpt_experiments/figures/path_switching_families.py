@@ -14,7 +14,7 @@ from matplotlib.lines import Line2D
 
 from cpt_experiments.figures import MissingFigureData, style
 from cpt_experiments.figures.path_switching import differences, keys_of
-from cpt_experiments.results import groups
+from cpt_experiments.results import labels
 
 NAME = "path_switching_families"
 FAMILIES = ("cosine", "knee", "multistep")
@@ -50,15 +50,15 @@ def make(results_dir: Path) -> Figure:
                     ax.errorbar(part.loc[many, "version"], part.loc[many, "diff"], yerr=part.loc[many, "diff_std"],
                                 fmt="none", ecolor=color, capsize=3, label=style.SEED_BARS)  # fmt: skip
         style.paper_mark(ax, [4], [0.0], label="paper: matches PTFS")
-        ax.set_title(f"{fam} family, seeds: {groups.n_text(d['n'])}", fontsize=8)
+        ax.set_title(f"{fam} family, seeds: {labels.n_text(d['n'])}", fontsize=8)
         ax.set_xticks([1, 2, 3, 4])
         ax.set_xlim(0.7, 4.3)
         ax.set_xlabel("version")
     axes[0][0].set_ylabel("path switching − PTFS (nats/token)")
-    handles, labels = axes[0][0].get_legend_handles_labels()
+    handles, names = axes[0][0].get_legend_handles_labels()
     handles += [Line2D([], [], color="#444444", linestyle="-"), Line2D([], [], color="#444444", linestyle="--")]
-    labels += ["at the same version", "at matched tokens"]
-    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=7)
+    names += ["at the same version", "at matched tokens"]
+    fig.legend(handles, names, loc="outside lower center", ncols=3, fontsize=7)
     fig.suptitle("Paper 2: path switching − PTFS of the same family (seed-paired; bars ± std over seeds, n ≥ 2)",
                  fontsize=9)  # fmt: skip
     return fig

@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from cpt_experiments.figures import MissingFigureData, data, paper1_claims, style
-from cpt_experiments.results import groups, metrics
+from cpt_experiments.results import groups, labels, metrics
 
 NAME = "replay_sweep"
 #: The sweep's rows: stage ``continual`` of experiment ``cpt`` (``replay.ratio`` swept, see conf/experiment/cpt.yaml)
@@ -42,9 +42,9 @@ def frame(results_dir: Path, selection: groups.Selection = SELECTION, metric: st
     stats = groups.aggregate(cont, list(VALUES))
     series = []
     for _, part in stats.groupby("shift", sort=True):
-        extra = [c for c in groups.varying(part) if c not in ALONG_X]
+        extra = [c for c in labels.varying(part) if c not in ALONG_X]
         for i, row in part.iterrows():
-            series.append((i, f"{row['shift']} shift" + (f", {groups.describe(row, extra, part)}" if extra else "")))
+            series.append((i, f"{row['shift']} shift" + (f", {labels.describe(row, extra, part)}" if extra else "")))
     stats = stats.assign(series=pd.Series(dict(series)))
     clash = stats[stats.duplicated(["series", "replay_ratio"], keep=False)]
     if not clash.empty:

@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from cpt_experiments.figures import data, paper1_claims, style
-from cpt_experiments.results import groups
+from cpt_experiments.results import groups, labels
 
 NAME = "rewarm_sweep"
 #: The sweep's rows: stage ``continual`` of experiment ``cpt`` (``schedules.continual.max_lr`` swept) and of
@@ -45,11 +45,11 @@ def frame(results_dir: Path, selection: groups.Selection = SELECTION) -> pd.Data
     stats = groups.aggregate(cont, list(VALUES))
     series = {}
     for _, part in stats.groupby("shift", sort=True):
-        extra = [c for c in groups.varying(part) if c not in ALONG]
+        extra = [c for c in labels.varying(part) if c not in ALONG]
         for i, row in part.iterrows():
             name = str(row["schedule"]) if pd.notna(row["schedule"]) else "?"
             name = "constant η_min" if name in SINGLE else name
-            series[i] = name + (f", {groups.describe(row, extra, part)}" if extra else "")
+            series[i] = name + (f", {labels.describe(row, extra, part)}" if extra else "")
     stats = stats.assign(series=pd.Series(series))
     swept = stats.groupby(["shift", "series"])["eta_max"].transform("nunique") >= 2
     data.require(stats[swept], "eta_max sweep (need >= 2 distinct eta_max for one schedule among replay-free "
