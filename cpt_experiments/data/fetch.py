@@ -5,7 +5,7 @@
     python -m cpt_experiments.data.fetch --data-dir data --list           # what would be fetched, from where
 
 Corpora: each Hub corpus config (``conf/corpus/{pile,slimpajama,fineweb2_de}_hub.yaml``) is streamed through
-the loader of :mod:`cpt_experiments.data.corpus` and its first documents, up to ``--max-words`` /
+the loader of :mod:`cpt_experiments.data.loader` and its first documents, up to ``--max-words`` /
 ``--max-documents``, are written to ``<data dir>/hub/<corpus name>.jsonl`` (fields ``text`` and, where the
 corpus has one, ``id``); ``corpora=fetched`` (``conf/corpus/*_fetched.yaml``) reads them. Benchmarks: the files
 the offline lm-eval tasks read (``cpt_experiments/eval/tasks``), from the datasets the stock lm-eval tasks name
@@ -36,7 +36,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from cpt_experiments.atomic import atomic_path, atomic_write_text
-from cpt_experiments.data.corpus import CorpusSpec, hub_revision, is_hub_id, open_dataset
+from cpt_experiments.data.corpus import CorpusSpec
+from cpt_experiments.data.loader import hub_revision, is_hub_id, open_dataset
 from cpt_experiments.errors import CPTError, DataError
 from cpt_experiments.files import CONF_DIR, sha256_file
 

@@ -18,7 +18,9 @@ from typing import Any
 
 from cpt_experiments.atomic import atomic_dir, remove_unlocked_temps
 from cpt_experiments.config import plain_dict
-from cpt_experiments.data.corpus import CorpusSpec, source_fingerprint, split_documents
+from cpt_experiments.data.corpus import CorpusSpec
+from cpt_experiments.data.documents import source_fingerprint
+from cpt_experiments.data.splits import split_documents
 from cpt_experiments.errors import CacheError, ConfigError, config_error
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,9 @@ import yaml
 from conftest import compose
 
 from cpt_experiments.data import fetch as F
-from cpt_experiments.data.corpus import CorpusSpec, iter_documents, split_documents
+from cpt_experiments.data.corpus import CorpusSpec
+from cpt_experiments.data.documents import iter_documents
+from cpt_experiments.data.splits import split_documents
 from cpt_experiments.errors import DataError
 
 REPO = Path(__file__).resolve().parents[2]
