@@ -33,7 +33,8 @@ def _slice_spec(corpus: str, data_dir: Path, max_chars: int):
     """The shipped corpus config, capped to the documents that make up the first ``max_chars`` characters."""
     from omegaconf import OmegaConf
 
-    from cpt_experiments.data.corpus import CorpusSpec, iter_documents
+    from cpt_experiments.data.corpus import CorpusSpec
+    from cpt_experiments.data.documents import iter_documents
 
     spec = CorpusSpec.from_config(OmegaConf.load(CONF_DIR / "corpus" / f"{corpus}.yaml"), key=f"corpus.{corpus}")
     texts: list[str] = []

@@ -98,7 +98,8 @@ def _captured_lines() -> Iterator[list[int]]:
 
 def _heldout(suite: dict, data_dir: Path, out: Path) -> tuple[Path, list[str]]:
     """Render the suite's held-out tasks from the default corpora (first ``heldout_limit`` documents)."""
-    from cpt_experiments.data.corpus import CorpusSpec, split_documents
+    from cpt_experiments.data.corpus import CorpusSpec
+    from cpt_experiments.data.splits import split_documents
     from cpt_experiments.eval.heldout import TASK_PREFIX, render_heldout_tasks
 
     roles = [t.removeprefix(TASK_PREFIX) for t in suite["tasks"] if suite.get("heldout") and t.startswith(TASK_PREFIX)]

@@ -26,7 +26,9 @@ from typing import Any
 import numpy as np
 
 from cpt_experiments.atomic import atomic_dir, remove_unlocked_temps
-from cpt_experiments.data.corpus import SPLITS, CorpusSpec, source_fingerprint, split_documents
+from cpt_experiments.data.corpus import CorpusSpec
+from cpt_experiments.data.documents import source_fingerprint
+from cpt_experiments.data.splits import SPLITS, split_documents
 from cpt_experiments.data.tokenizer import tokenizer_hash, vocab_size_of
 from cpt_experiments.errors import CacheError, DataError, config_error
 from cpt_experiments.files import sha256_file
@@ -107,7 +109,7 @@ def _batches(docs: Iterable[tuple[str, str]], size: int) -> Iterator[list[str]]:
 
 def _empty_split(spec: CorpusSpec, split: str, data_dir: str | os.PathLike | None, cap: int | None) -> str:
     """Why ``split`` got no tokens; names the cause when every document has the same id (the split is by id)."""
-    from cpt_experiments.data.corpus import iter_documents
+    from cpt_experiments.data.documents import iter_documents
 
     keys = {key for key, _ in iter_documents(spec, data_dir)} if spec.id_field else set()
     if len(keys) == 1:

@@ -18,7 +18,9 @@ from typing import Any
 
 from cpt_experiments.atomic import atomic_dir, remove_unlocked_temps
 from cpt_experiments.config import plain_dict
-from cpt_experiments.data.corpus import CorpusSpec, source_fingerprint, split_documents
+from cpt_experiments.data.corpus import CorpusSpec
+from cpt_experiments.data.documents import source_fingerprint
+from cpt_experiments.data.splits import split_documents
 from cpt_experiments.errors import CacheError, ConfigError, config_error
 
 log = logging.getLogger(__name__)
@@ -68,18 +70,8 @@ def get_tokenizer(
         raise config_error("tokenizer.name_or_path", "only for kind: pretrained; a bpe tokenizer is trained")
     if corpus_spec is None:
         raise config_error("tokenizer.train_corpus", "a bpe tokenizer needs the corpus to train on")
-    vocab_size = _positive_int(cfg, "vocab_size")
-    if vocab_size < 257:
-        raise config_error("tokenizer.vocab_size", f"must be at least 257 (256 bytes + EOS), got {vocab_size}")
-    settings = {
-        "kind": "bpe",
-        "format_version": BPE_FORMAT_VERSION,
-        "vocab_size": vocab_size,
-        "min_frequency": _positive_int(cfg, "min_frequency", 2),
-        "train_max_chars": _positive_int(cfg, "train_max_chars", 20_000_000),
-        "corpus_spec": corpus_spec.spec_hash(exclude=("max_tokens", "max_validation_tokens")),
-        "source_fingerprint": source_fingerprint(corpus_spec, data_dir),
-    }
+    settings = _bpe_settings(cfg, corpus_spec, data_dir)
+    vocab_size = settings["vocab_size"]
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     dest = Path(cache_dir) / "tokenizers" / key
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +93,27 @@ def get_tokenizer(
             (tmp / _META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
         log.info("trained tokenizer (vocab %d) on %s -> %s", vocab_size, corpus_spec.name, dest)
         return load_tokenizer_dir(dest)
+
+
+def _bpe_settings(
+    cfg: Mapping[str, Any], corpus_spec: CorpusSpec, data_dir: str | os.PathLike | None
+) -> dict[str, Any]:
+    """The checked BPE trainer settings plus the corpus identity: what a trained tokenizer's cache key hashes.
+
+    ``vocab_size`` counts ids (at least 256 bytes + EOS), ``train_max_chars`` characters of train-split text.
+    """
+    vocab_size = _positive_int(cfg, "vocab_size")
+    if vocab_size < 257:
+        raise config_error("tokenizer.vocab_size", f"must be at least 257 (256 bytes + EOS), got {vocab_size}")
+    return {
+        "kind": "bpe",
+        "format_version": BPE_FORMAT_VERSION,
+        "vocab_size": vocab_size,
+        "min_frequency": _positive_int(cfg, "min_frequency", 2),
+        "train_max_chars": _positive_int(cfg, "train_max_chars", 20_000_000),
+        "corpus_spec": corpus_spec.spec_hash(exclude=("max_tokens", "max_validation_tokens")),
+        "source_fingerprint": source_fingerprint(corpus_spec, data_dir),
+    }
 
 
 def _capped_texts(docs: Iterable[tuple[str, str]], max_chars: int) -> Iterator[str]:

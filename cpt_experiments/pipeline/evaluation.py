@@ -22,7 +22,8 @@ import yaml
 from omegaconf import DictConfig
 
 from cpt_experiments.config import EvalSuiteConfig, EvaluateRoot, TrainRoot, typed
-from cpt_experiments.data.corpus import CorpusSpec, split_documents
+from cpt_experiments.data.corpus import CorpusSpec
+from cpt_experiments.data.splits import split_documents
 from cpt_experiments.errors import DataError, config_error
 from cpt_experiments.eval.harness import evaluate_model, load_checkpoint, task_manager_for
 from cpt_experiments.eval.heldout import TASK_PREFIX, heldout_task_name, render_heldout_tasks

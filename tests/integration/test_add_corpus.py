@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from cpt_experiments.data.corpus import CorpusSpec, resolve_path
+from cpt_experiments.data.corpus import CorpusSpec
+from cpt_experiments.data.documents import resolve_path
 from cpt_experiments.train import train
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from conftest import compose
 
-from cpt_experiments.data.corpus import CorpusSpec, source_fingerprint, split_documents
+from cpt_experiments.data.corpus import CorpusSpec
+from cpt_experiments.data.documents import source_fingerprint
+from cpt_experiments.data.splits import split_documents
 from cpt_experiments.data.token_cache import prepare_corpora
 from cpt_experiments.data.tokenizer import get_tokenizer, tokenizer_hash
 

@@ -10,13 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import compose
 
-from cpt_experiments.data.corpus import (
-    CorpusSpec,
-    document_split,
-    iter_documents,
-    source_fingerprint,
-    split_documents,
-)
+from cpt_experiments.data.corpus import CorpusSpec
+from cpt_experiments.data.documents import iter_documents, source_fingerprint
+from cpt_experiments.data.splits import document_split, split_documents
 from cpt_experiments.errors import ConfigError, DataError
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"

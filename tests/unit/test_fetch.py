@@ -14,8 +14,13 @@ import pytest
 import yaml
 from conftest import compose
 
+from cpt_experiments.data import download as D
 from cpt_experiments.data import fetch as F
-from cpt_experiments.data.corpus import CorpusSpec, iter_documents, split_documents
+from cpt_experiments.data import fetch_benchmarks as B
+from cpt_experiments.data import fetch_corpora as C
+from cpt_experiments.data.corpus import CorpusSpec
+from cpt_experiments.data.documents import iter_documents
+from cpt_experiments.data.splits import split_documents
 from cpt_experiments.errors import DataError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,7 +76,7 @@ def mirror(tmp_path: Path) -> Path:
         {"answer": "A", "id": "ARC-Easy/test/1", "instruction": "Frage?", "option_a": "a", "option_b": "b"},
         {"answer": "E", "id": "ARC-Easy/test/2", "instruction": "F?", "option_a": "a", "option_e": "e"},
     ]
-    for item in F.benchmark_items():
+    for item in B.benchmark_items():
         u = item.source.url
         if u and "m_ai2_arc" in u or u and "m_mmlu" in u:
             path = m / "raw.githubusercontent.com" / u.split("://", 1)[1].split("/", 1)[1]
@@ -99,8 +104,8 @@ BENCHMARK_FILES = [
 ]
 
 
-def all_items() -> list[F.Item]:
-    return F.corpus_items() + F.benchmark_items()
+def all_items() -> list[D.Item]:
+    return C.corpus_items() + B.benchmark_items()
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -110,7 +115,7 @@ def read_rows(path: Path) -> list[dict]:
 def test_fetch_from_mirror_writes_the_local_schema_and_a_manifest(tmp_path: Path, mirror: Path) -> None:
     data = tmp_path / "data"
     items = F.select(all_items(), ["corpora", *BENCHMARK_FILES])
-    status = F.fetch(data, items, F.Caps(max_words=None), mirror=mirror, progress=False)
+    status = D.fetch(data, items, D.Caps(max_words=None), mirror=mirror, progress=False)
     assert set(status.values()) == {"fetched"} and len(status) == 3 + len(BENCHMARK_FILES)
 
     # Benchmarks: the fields (and types) of the files the offline tasks read, i.e. of the test fixtures.
@@ -137,7 +142,7 @@ def test_fetch_from_mirror_writes_the_local_schema_and_a_manifest(tmp_path: Path
         assert len(list(iter_documents(spec, data))) in (30, 40, 60)
         assert next(split_documents(spec, data, "train"))
 
-    manifest = json.loads((data / F.MANIFEST).read_text())
+    manifest = json.loads((data / D.MANIFEST).read_text())
     for item in items:
         entry = manifest["files"][item.file]
         raw = (data / item.file).read_bytes()
@@ -151,62 +156,62 @@ def test_fetch_from_mirror_writes_the_local_schema_and_a_manifest(tmp_path: Path
 
 def test_corpus_caps_stop_at_words_or_documents(tmp_path: Path, mirror: Path) -> None:
     items = F.select(all_items(), ["hub/*"])
-    F.fetch(tmp_path / "w", items, F.Caps(max_words=120), mirror=mirror, progress=False)
+    D.fetch(tmp_path / "w", items, D.Caps(max_words=120), mirror=mirror, progress=False)
     # The cap is reached inside a document: it is kept whole, so the file ends at the first document at or past it.
     assert len(read_rows(tmp_path / "w/hub/pile.jsonl")) == 3  # 50 words each
     assert len(read_rows(tmp_path / "w/hub/slimpajama.jsonl")) == 2  # 100 words each
-    F.fetch(tmp_path / "d", items, F.Caps(max_documents=5, max_words=None), mirror=mirror, progress=False)
+    D.fetch(tmp_path / "d", items, D.Caps(max_documents=5, max_words=None), mirror=mirror, progress=False)
     assert [len(read_rows(tmp_path / "d" / it.file)) for it in items] == [5, 5, 5]
 
 
 def test_rerun_skips_matching_files_and_refetches_what_changed(tmp_path: Path, mirror: Path) -> None:
     data = tmp_path / "data"
     items = F.select(all_items(), ["hub/*", "benchmarks/piqa_validation.jsonl"])
-    caps = F.Caps(max_words=500)
-    F.fetch(data, items, caps, mirror=mirror, progress=False)
+    caps = D.Caps(max_words=500)
+    D.fetch(data, items, caps, mirror=mirror, progress=False)
     stamps = {it.file: (data / it.file).stat().st_mtime_ns for it in items}
 
-    assert set(F.fetch(data, items, caps, mirror=mirror, progress=False).values()) == {"up to date"}
+    assert set(D.fetch(data, items, caps, mirror=mirror, progress=False).values()) == {"up to date"}
     assert {it.file: (data / it.file).stat().st_mtime_ns for it in items} == stamps
 
     # Other caps: the corpora again, not the benchmark. A file whose bytes differ from its entry, or one without an
     # entry (killed between the rename and the manifest write), is fetched again.
-    status = F.fetch(data, items, F.Caps(max_words=1000), mirror=mirror, progress=False)
+    status = D.fetch(data, items, D.Caps(max_words=1000), mirror=mirror, progress=False)
     assert status["hub/pile.jsonl"] == "fetched" and status["benchmarks/piqa_validation.jsonl"] == "up to date"
     with open(data / "hub/pile.jsonl", "ab") as fh:
         fh.write(b"\n")
-    manifest = json.loads((data / F.MANIFEST).read_text())
+    manifest = json.loads((data / D.MANIFEST).read_text())
     del manifest["files"]["hub/slimpajama.jsonl"]
-    (data / F.MANIFEST).write_text(json.dumps(manifest))
-    status = F.fetch(data, items, F.Caps(max_words=1000), mirror=mirror, progress=False)
+    (data / D.MANIFEST).write_text(json.dumps(manifest))
+    status = D.fetch(data, items, D.Caps(max_words=1000), mirror=mirror, progress=False)
     assert status == {
         "hub/pile.jsonl": "fetched",
         "hub/slimpajama.jsonl": "fetched",
         "hub/fineweb2_de.jsonl": "up to date",
         "benchmarks/piqa_validation.jsonl": "up to date",
     }
-    assert F.fetch(data, items, F.Caps(max_words=1000), mirror=mirror, progress=False, force=True) == dict.fromkeys(
+    assert D.fetch(data, items, D.Caps(max_words=1000), mirror=mirror, progress=False, force=True) == dict.fromkeys(
         status, "fetched"
     )
 
 
 def test_interrupted_fetch_leaves_no_file_that_looks_complete(tmp_path: Path, mirror: Path) -> None:
     data = tmp_path / "data"
-    (pile,) = F.select(F.corpus_items(), ["hub/pile.jsonl"])
+    (pile,) = F.select(C.corpus_items(), ["hub/pile.jsonl"])
 
     def dies_midway(i, record):
         if i == 10:
             raise KeyboardInterrupt  # as Ctrl-C would, mid-stream
         return pile.row(i, record)
 
-    broken = F.Item(pile.file, pile.source, dies_midway, corpus=True)
+    broken = D.Item(pile.file, pile.source, dies_midway, corpus=True)
     with pytest.raises(KeyboardInterrupt):
-        F.fetch(data, [broken], mirror=mirror, progress=False)
-    assert not (data / pile.file).exists() and not (data / F.MANIFEST).exists()
+        D.fetch(data, [broken], mirror=mirror, progress=False)
+    assert not (data / pile.file).exists() and not (data / D.MANIFEST).exists()
     assert not list(data.rglob("*.tmp-*"))
     # kill -9 cannot clean up: its temporary sibling is ignored and the next run writes the real file.
     (data / "hub" / ".pile.jsonl.tmp-dead").write_text('{"text": "half"}\n')
-    assert F.fetch(data, [pile], mirror=mirror, progress=False) == {pile.file: "fetched"}
+    assert D.fetch(data, [pile], mirror=mirror, progress=False) == {pile.file: "fetched"}
     assert len(read_rows(data / pile.file)) == 40
 
 
@@ -236,18 +241,18 @@ def test_unreachable_sources_fail_fast_without_retries(monkeypatch) -> None:
         raise OSError("[Errno -2] Name or service not known")
 
     monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", no_network)
-    monkeypatch.setattr(F.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(D.urllib.request, "urlopen", no_network)
     with pytest.raises(DataError, match=r"^hub:org/unreachable-\w+: cannot reach the Hugging Face Hub .*fetch"):
-        F.check_reachable(F.Source(f"org/unreachable-{time.time_ns()}"))
+        D.check_reachable(D.Source(f"org/unreachable-{time.time_ns()}"))
     with pytest.raises(DataError, match=r"cannot reach raw.githubusercontent.com .*--mirror"):
-        F.check_reachable(F.Source("json", url=f"{F.OKAPI_MMLU}/de_val.json"))
+        D.check_reachable(D.Source("json", url=f"{B.OKAPI_MMLU}/de_val.json"))
     assert len(calls) == 2  # one request each, no retries
-    assert F.check_reachable(F.Source("json", url="/local/file.json")) is None
+    assert D.check_reachable(D.Source("json", url="/local/file.json")) is None
 
 
 def test_every_file_an_offline_task_reads_is_fetched() -> None:
     """A task added to cpt_experiments/eval/tasks must come with its source here."""
-    files = {it.file for it in F.benchmark_items()}
+    files = {it.file for it in B.benchmark_items()}
     for task in sorted(TASKS.glob("*.yaml")):
         text = task.read_text(encoding="utf-8")
         for name in re.findall(r"@CPT_BENCHMARK_DIR@/([^\"'\s]+)", text):
@@ -261,11 +266,11 @@ def test_every_file_an_offline_task_reads_is_fetched() -> None:
 def test_fetched_corpus_configs_match_what_fetch_writes() -> None:
     fetched = compose("+corpora=fetched", config_name=None).corpora
     hub = compose("+corpora=hub", config_name=None).corpora
-    by_file = {it.file: it for it in F.corpus_items()}
+    by_file = {it.file: it for it in C.corpus_items()}
     for role in ("en_old", "en_new", "de_new"):
         local = CorpusSpec.from_config(fetched[role], key=f"corpora.{role}")
         remote = CorpusSpec.from_config(hub[role], key=f"corpora.{role}")
-        assert local.path == F.fetched_file(remote) and local.path in by_file
+        assert local.path == C.fetched_file(remote) and local.path in by_file
         assert (local.lang, local.text_field, local.id_field) == (
             remote.lang,
             "text",
@@ -281,7 +286,7 @@ def test_bad_invocations_are_one_line_errors(tmp_path, monkeypatch, capsys) -> N
     assert "matches no file" in capsys.readouterr().err
     assert F.main(["--corpus", "wiki_en", "--list"]) == 2
     assert "not a hub corpus" in capsys.readouterr().err
-    (tmp_path / F.MANIFEST).write_text("[1, 2]")
+    (tmp_path / D.MANIFEST).write_text("[1, 2]")
     assert F.main(["--data-dir", str(tmp_path), "--only", "corpora"]) == 2
     assert "not a fetch manifest" in capsys.readouterr().err
 
@@ -301,7 +306,7 @@ def test_real_benchmark_files_round_trip_byte_for_byte(tmp_path: Path, real_benc
     """The shared benchmark files, served as the upstream sources, come back identical: the conversions write
     exactly the local schema (field order, types, JSON layout)."""
     mirror, names = tmp_path / "mirror", []
-    for item in F.benchmark_items():
+    for item in B.benchmark_items():
         name = item.file.removeprefix("benchmarks/")
         if name.startswith("multiblimp_de/"):
             continue  # upstream is a CSV with other columns; covered by the mirror test above
@@ -329,6 +334,6 @@ def test_real_benchmark_files_round_trip_byte_for_byte(tmp_path: Path, real_benc
         ]
         (repo / "README.md").write_text("---\n" + yaml.safe_dump({"configs": configs}) + "---\n", encoding="utf-8")
     data = tmp_path / "data"
-    F.fetch(data, [it for it, _ in names], mirror=mirror, progress=False)
+    D.fetch(data, [it for it, _ in names], mirror=mirror, progress=False)
     for item, local in names:
         assert (data / item.file).read_bytes() == local.read_bytes(), item.file

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from cpt_experiments.data import token_cache as tc
-from cpt_experiments.data.corpus import CorpusSpec, split_documents
+from cpt_experiments.data.corpus import CorpusSpec
+from cpt_experiments.data.splits import split_documents
 from cpt_experiments.data.token_cache import build_token_cache, prepare_corpora, token_dtype
 from cpt_experiments.data.tokenizer import tokenizer_hash, train_bpe
 from cpt_experiments.errors import CacheError, ConfigError, DataError

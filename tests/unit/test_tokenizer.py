@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from cpt_experiments.data import tokenizer as tokmod
-from cpt_experiments.data.corpus import CorpusSpec, document_split
+from cpt_experiments.data.corpus import CorpusSpec
+from cpt_experiments.data.splits import document_split
 from cpt_experiments.data.tokenizer import EOS_TOKEN, get_tokenizer, tokenizer_hash
 from cpt_experiments.errors import ConfigError
 

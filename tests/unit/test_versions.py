@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cpt_experiments.data.corpus import CorpusSpec, split_documents
+from cpt_experiments.data.corpus import CorpusSpec
+from cpt_experiments.data.splits import split_documents
 from cpt_experiments.errors import ConfigError
 
 
