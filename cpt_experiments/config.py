@@ -28,7 +28,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, OmegaConfBaseException
 
 from cpt_experiments.errors import config_error
-from cpt_experiments.files import CONF_DIR
+from cpt_experiments.files import CONF_DIR, SAMPLE_DATA_DIR
 from cpt_experiments.ranges import check_ranges
 
 # OmegaConf reads these annotations at runtime, so they use typing's Dict/List/Optional.
@@ -436,7 +436,6 @@ def plain_dict(cfg: Any, key: str) -> dict[str, Any]:
 
 
 SHARED_DATA_DIR = "../shared/data"  # our machines' corpora, relative to the launch directory
-SAMPLE_DATA_DIR = Path(__file__).resolve().parent / "data" / "sample"  # embedded sample (package data)
 
 
 _announced: set[str] = set()

@@ -1,4 +1,4 @@
-"""Where the checkout's files are, and a file's content hash: one definition for the whole package.
+"""Where the checkout's files are, whether a folder takes files, and a file's content hash: one definition each.
 
 ``REPO_ROOT`` is the checkout (or the editable install's source tree) that holds ``conf/`` and ``results/``.
 """
@@ -20,6 +20,17 @@ def _conf_dir() -> Path:
 
 
 CONF_DIR = _conf_dir()  # absolute, so `@hydra.main(config_path=str(CONF_DIR))` works from any directory
+SAMPLE_DATA_DIR = Path(__file__).resolve().parent / "data" / "sample"  # the embedded sample: read-only package data
+
+
+def probe_writable(directory: str | os.PathLike) -> None:
+    """Create ``directory`` if needed and write and remove an empty file in it; OSError if it takes none (so a
+    command fails before any work, not after hours of training)."""
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / f".write-test-{os.getpid()}"
+    probe.write_bytes(b"")
+    probe.unlink()
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -40,7 +40,7 @@ import torch
 from safetensors.torch import load_file
 
 from cpt_experiments.bench import gpu_axis
-from cpt_experiments.config import SAMPLE_DATA_DIR
+from cpt_experiments.files import SAMPLE_DATA_DIR
 
 NEEDED_MODULES = ("hydra", "omegaconf", "datasets", "pytorch_lightning", "transformers", "tokenizers", "pandas")
 LARGE_FILES = ("large/A_en_wikipedia_large.jsonl.gz", "large/C_de_bundestag_large.jsonl.gz")

@@ -33,8 +33,7 @@ from cpt_experiments.data.download import DEFAULT_MAX_WORDS, MANIFEST, Caps, Ite
 from cpt_experiments.data.fetch_benchmarks import benchmark_items
 from cpt_experiments.data.fetch_corpora import HUB_CORPORA, corpus_items
 from cpt_experiments.errors import CPTError, DataError
-
-SAMPLE_DIR = Path(__file__).resolve().parent / "sample"  # the embedded sample: read-only package data
+from cpt_experiments.files import SAMPLE_DATA_DIR as SAMPLE_DIR  # the embedded sample: read-only package data
 
 
 def select(items: list[Item], only: list[str] | None) -> list[Item]:

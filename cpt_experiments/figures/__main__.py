@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cpt_experiments.errors import DataError
 from cpt_experiments.figures import FIGURES, style
+from cpt_experiments.files import probe_writable
 from cpt_experiments.results import store
 
 log = logging.getLogger(__name__)
@@ -76,10 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        probe_writable(out_dir)
     except OSError as exc:
         print(f"error: --out {out_dir}: not writable ({exc.strerror or exc})", file=sys.stderr)
         return 2

@@ -204,8 +204,8 @@ def cell_curves(curves: pd.DataFrame, runs: pd.DataFrame, members: pd.DataFrame)
     keyed = stage_curves(curves, runs, prefer=members)
     parts = members.assign(key=groups.content_key(members))[["key", "cell", "seed"]]
     joined = keyed.merge(parts, on="key")
-    g = joined.groupby(["cell", "split", "metric", "tokens"], sort=True)["value"]
-    return pd.concat([g.mean(), g.std(ddof=1).rename("std"), g.count().rename("n")], axis=1).reset_index()
+    g = joined.groupby(["cell", "split", "metric", "tokens"], sort=True)
+    return groups.seed_stats(g, ["value"]).rename(columns={"value_std": "std", "value_n": "n"}).reset_index()
 
 
 def from_boundary(mean: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:

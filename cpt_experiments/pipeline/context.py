@@ -17,12 +17,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from cpt_experiments.config import SAMPLE_DATA_DIR, TrainRoot, typed
+from cpt_experiments.config import TrainRoot, typed
 from cpt_experiments.data.corpus import CorpusSpec
 from cpt_experiments.data.token_cache import TokenFile, build_token_cache, prepare_corpora
 from cpt_experiments.data.tokenizer import get_tokenizer, tokenizer_hash
 from cpt_experiments.errors import config_error
 from cpt_experiments.eval.domain_loss import ValSet, make_valset
+from cpt_experiments.files import SAMPLE_DATA_DIR
 from cpt_experiments.pipeline.stage_plan import Geometry
 from cpt_experiments.pipeline.stages import Stage
 from cpt_experiments.training.model import parameter_counts, resolve_vocab_size

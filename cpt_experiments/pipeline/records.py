@@ -25,7 +25,7 @@ import yaml
 from cpt_experiments.atomic import atomic_write_text
 from cpt_experiments.config import SPEED_ONLY_KEYS
 from cpt_experiments.errors import config_error
-from cpt_experiments.files import REPO_ROOT
+from cpt_experiments.files import REPO_ROOT, probe_writable
 from cpt_experiments.pipeline.context import RunContext
 from cpt_experiments.pipeline.stage_cache import StageDir
 from cpt_experiments.pipeline.stage_plan import StagePlan
@@ -139,14 +139,10 @@ def check_results_dir(results_dir: str | Path, allow_dirty: bool, root: Path | N
 def check_writable(*dirs: str | Path) -> None:
     """Each directory exists (or is created) and takes a file, before any work; one line naming the key."""
     for key, d in zip(("paths.output_dir", "paths.results_dir", "paths.stage_dir", "paths.cache_dir"), dirs):
-        path = Path(d)
         try:
-            path.mkdir(parents=True, exist_ok=True)
-            probe = path / f".write-test-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
+            probe_writable(d)
         except OSError as exc:
-            raise config_error(key, f"{path} is not writable ({exc.strerror or exc})") from None
+            raise config_error(key, f"{Path(d)} is not writable ({exc.strerror or exc})") from None
 
 
 @dataclass(frozen=True)

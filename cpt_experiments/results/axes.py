@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from cpt_experiments.errors import DataError
-from cpt_experiments.results import comparisons
+from cpt_experiments.results import comparisons, groups
 
 
 def _stage(experiment: str, variant: str, stage: str) -> comparisons.Selector:
@@ -86,5 +86,5 @@ def shift_continuum(fin: pd.DataFrame, experiment: str = "paper1_shift_continuum
     per_seed = pd.DataFrame(rows)
     grp = per_seed.groupby(["variant", "german_share"], sort=False)
     cols = ["shift_score", "forgetting", "adaptation"]
-    out = grp[cols].mean().join(grp[cols].std(ddof=1).add_suffix("_std")).assign(n=grp["seed"].nunique())
+    out = groups.seed_stats(grp, cols).drop(columns=[f"{c}_n" for c in cols]).assign(n=grp["seed"].nunique())
     return out.reset_index().sort_values("german_share").reset_index(drop=True)

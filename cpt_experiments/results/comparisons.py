@@ -177,7 +177,7 @@ def evals_table(evals: pd.DataFrame, runs: pd.DataFrame, tasks: tuple[str, ...] 
     rows = rows.sort_values(["experiment", "run_id"], kind="mergesort")
     rows = rows.drop_duplicates([*MODEL, "stage_hash", "task", "metric"], keep="first")
     g = rows.groupby([*MODEL, "task", "metric"], sort=True)
-    out = g["value"].agg(value="mean", value_std=lambda v: v.std(ddof=1) if len(v) > 1 else float("nan"))
+    out = groups.seed_stats(g, ["value"]).drop(columns="value_n")
     out["n"] = g["seed"].nunique()
     out["seeds"] = g["seed"].agg(groups.seed_list)
     return out.reset_index()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import pandas as pd
 
 from cpt_experiments.errors import DataError
-from cpt_experiments.results import metrics
+from cpt_experiments.results import groups, metrics
 
 
 def rises(
@@ -59,7 +59,7 @@ def rise_table(
     """``rises`` pooled per variant: peak_rise, final_rise, peak_tokens (mean), their ``_std`` and n."""
     per_seed = rises(curves, runs, experiment, stage=stage, metric=metric)
     g = per_seed.groupby("variant", sort=True)
-    out = g[["peak_rise", "final_rise", "peak_tokens"]].mean()
-    std = g[["peak_rise", "final_rise"]].std(ddof=1).add_suffix("_std")
-    out = out.join(std).assign(n=g["seed"].nunique(), domain=g["domain"].first())
+    stats = groups.seed_stats(g, ["peak_rise", "final_rise", "peak_tokens"])
+    out = stats[["peak_rise", "final_rise", "peak_tokens", "peak_rise_std", "final_rise_std"]]
+    out = out.assign(n=g["seed"].nunique(), domain=g["domain"].first())
     return out.reset_index()

@@ -209,6 +209,15 @@ def spread(values: pd.Series) -> tuple[float, float]:
     return float(values.mean()), float(values.std(ddof=1)) if values.notna().sum() > 1 else float("nan")
 
 
+def seed_stats(grouped, columns: Sequence[str]) -> pd.DataFrame:
+    """Per group of a ``DataFrame.groupby`` over one value per seed: the mean of each of ``columns``, ``<c>_std``
+    (ddof=1; NaN where fewer than two seeds have a value, so one seed never gets an error bar) and ``<c>_n``
+    (the seeds with a value). The one seed pooling of every table, claim and figure."""
+    cols = list(columns)
+    part = grouped[cols]
+    return part.mean().join(part.std(ddof=1).add_suffix("_std")).join(part.count().add_suffix("_n"))
+
+
 def seed_list(seeds: pd.Series) -> str:
     """The distinct seeds as "0,1,2" (the ``seeds`` column of every seed-pooled table)."""
     return ",".join(str(s) for s in sorted(seeds.dropna().unique()))
@@ -249,16 +258,13 @@ def aggregate(rows: pd.DataFrame, values: Sequence[str], *, by: Sequence[str] = 
     first = g.head(1).set_index(keys).drop(columns=list(values))
     vals = rows[[*keys, *values]].astype({v: "float64" for v in values})
     gv = vals.groupby(keys, sort=False, dropna=False)
-    if values:
-        mean, std = gv[list(values)].mean(), gv[list(values)].std(ddof=1)
-        counts = gv[list(values)].count().add_suffix("_n")
-    else:  # the cells alone (which stages, how many seeds)
-        mean = std = counts = pd.DataFrame(index=first.index)
+    # Without values: the cells alone (which stages, how many seeds).
+    stats = seed_stats(gv, values) if values else pd.DataFrame(index=first.index)
     seeds = g["seed"].agg(lambda s: ",".join(str(x) for x in sorted(s.dropna().unique())))
     variant = (
         g["variant"].agg(lambda s: next(iter(sorted(s.dropna().astype(str))), pd.NA)) if "variant" in rows else None
     )
-    out = first.join(mean).join(std.add_suffix("_std")).join(counts)
+    out = first.join(stats)
     out = out.assign(n=g["seed"].nunique(dropna=False), seeds=seeds)
     if variant is not None:
         out = out.assign(label_variant=variant)
