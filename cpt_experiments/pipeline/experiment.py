@@ -228,12 +228,12 @@ def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
             raise StageFailed(rid, name, exc, cfg_hash) from exc
         finally:
             finish_loggers(loggers, meta.hparams, final_val, "failed" if failed else "success")
-        done = outcome.summary
+        result = outcome.result
         before_flops = cumulative[stage.parent][1] if stage.parent else 0.0
-        cumulative[name] = (tokens_before + int(done["tokens"]), before_flops + float(done.get("flops", 0.0)))
+        cumulative[name] = (tokens_before + result.tokens, before_flops + result.flops)
         status = "done" if outcome.status == "trained" else "reused"
         parent_hash = xp.hashes[stage.parent] if stage.parent else None
-        row = records.run_row(info, stage, xp.stages, sd, plan, status, done, cumulative[name], parent_hash)
+        row = records.run_row(info, stage, xp.stages, sd, plan, status, result, cumulative[name], parent_hash)
         records.append_stage_rows(info, row, sd, final_val, tokens_before)
         summary.stages[name] = {
             "hash": xp.hashes[name],
@@ -242,9 +242,9 @@ def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
             "dir": str(sd.root),
             "checkpoint": str(sd.final_dir),
             "evaluate": stage.evaluate,
-            "tokens": int(done["tokens"]),
-            "steps": int(done["steps"]),
-            "wall_s": float(done.get("wall_s", 0.0)),
+            "tokens": result.tokens,
+            "steps": result.steps,
+            "wall_s": result.wall_s,
         }
     summary.lines = report.summary_lines(rid, summary.stages, root.paths.results_dir, cfg_hash)
     return summary
