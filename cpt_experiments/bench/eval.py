@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from omegaconf import OmegaConf
 
-    from cpt_experiments.eval.harness import load_checkpoint
+    from cpt_experiments.eval.checkpoint import load_checkpoint
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="[%(name)s][%(levelname)s] - %(message)s")
     torch.set_num_threads(args.threads)
