@@ -170,7 +170,7 @@ def _max_diff(rows: list[dict], ref: list[dict]) -> float:
     return max((abs(a[k] - b[k]) / max(1.0, abs(b[k])) for k in a), default=0.0)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m cpt_experiments.bench eval",
         description=__doc__,
@@ -186,49 +186,59 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--benchmark-dir", type=Path, default=None, help="default: <data-dir>/benchmarks")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--rounds", type=int, default=1, help="repeat every setting; the fastest round counts")
-    args = parser.parse_args(argv)
+    return parser
 
-    import torch
+
+def _suite(args: argparse.Namespace) -> dict:
+    """The suite file as a dict, with ``--limit`` / ``--heldout-limit`` applied."""
     from omegaconf import OmegaConf
 
-    from cpt_experiments.eval.harness import load_checkpoint
-
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="[%(name)s][%(levelname)s] - %(message)s")
-    torch.set_num_threads(args.threads)
-    data_dir = args.data_dir or _default_data_dir()
-    bench = args.benchmark_dir or data_dir / "benchmarks"
     suite = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "eval_suite" / f"{args.suite}.yaml"))
     if args.limit is not None:  # every benchmark task at this limit
         suite.update(limit=args.limit, task_limits={})
     if args.heldout_limit is not None:
         suite["heldout_limit"] = args.heldout_limit
+    return suite
+
+
+def _settings(args: argparse.Namespace, suite: dict) -> list[tuple[str, dict]]:
+    """(row name, ``evaluate_model`` keywords) of every setting to time; the first is the baseline."""
     ours = {"batch_size": suite.get("batch_size", 8), "batch_tokens": suite.get("batch_tokens")}
     settings = [] if args.no_default else [("lm-eval default", DEFAULT)]
     settings.append((f"suite {args.suite}", {**ours, "quiet": True, "cache_templates": True}))
     for value in filter(None, args.batch_tokens.split(",")):
         settings.append((f"batch_tokens={int(value)}", {**ours, "batch_tokens": int(value), "quiet": True}))
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            checkpoint = args.checkpoint or _random_checkpoint(data_dir, Path(tmp))
-            model, tokenizer = load_checkpoint(checkpoint)
-            heldout = _heldout(suite, data_dir, Path(tmp) / "heldout")
-            # Warm-up: the datasets cache of every file, the task index, lm-eval's imports.
-            run_suite(model, tokenizer, {**suite, "limit": 1, "task_limits": {}}, heldout, bench, **settings[-1][1])
-            results = []
-            for name, how in settings:
-                best = None
-                for _ in range(args.rounds):
-                    got = run_suite(model, tokenizer, suite, heldout, bench, **how)
-                    if best is None or got["heldout_s"] + got["bench_s"] < best["heldout_s"] + best["bench_s"]:
-                        best = got
-                results.append((name, best))
-        except CPTError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+    return settings
 
+
+def _time_settings(
+    args: argparse.Namespace, suite: dict, settings: list[tuple[str, dict]], data_dir: Path, bench: Path
+) -> list[tuple[str, dict]]:
+    """(row name, fastest of ``--rounds`` ``run_suite`` results) per setting, after one untimed warm-up."""
+    from cpt_experiments.eval.checkpoint import load_checkpoint
+
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = args.checkpoint or _random_checkpoint(data_dir, Path(tmp))
+        model, tokenizer = load_checkpoint(checkpoint)
+        heldout = _heldout(suite, data_dir, Path(tmp) / "heldout")
+        # Warm-up: the datasets cache of every file, the task index, lm-eval's imports.
+        run_suite(model, tokenizer, {**suite, "limit": 1, "task_limits": {}}, heldout, bench, **settings[-1][1])
+        results = []
+        for name, how in settings:
+            best = None
+            for _ in range(args.rounds):
+                got = run_suite(model, tokenizer, suite, heldout, bench, **how)
+                if best is None or got["heldout_s"] + got["bench_s"] < best["heldout_s"] + best["bench_s"]:
+                    best = got
+            results.append((name, best))
+    return results
+
+
+def _print_table(args: argparse.Namespace, suite: dict, results: list[tuple[str, dict]]) -> None:
+    """One row per setting: seconds, time in the model, tokens, lines printed, speed-up and score difference."""
     n_bench = sum(1 for r in results[0][1]["rows"] if r["metric"] in ("acc", "bits_per_byte"))
     print(
-        f"suite {args.suite} on {checkpoint if args.checkpoint else 'a random neox_d128'}: {len(suite['tasks'])} "
+        f"suite {args.suite} on {args.checkpoint or 'a random neox_d128'}: {len(suite['tasks'])} "
         f"tasks ({n_bench} task rows), limit {suite.get('limit')}, heldout_limit {suite.get('heldout_limit')}, "
         f"{args.threads} threads, best of {args.rounds}"
     )
@@ -246,4 +256,24 @@ def main(argv: list[str] | None = None) -> int:
         )
     print("model s: inside the model's forward (tokens: padded tokens it read); max |Δ|: largest score")
     print("difference from the first row (relative for values above 1); lines: printed to stdout and stderr.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Time every setting on one checkpoint and print the table; 2 after a one-line error."""
+    args = _parser().parse_args(argv)
+
+    import torch  # after parsing: --help needs neither torch nor lm-eval
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="[%(name)s][%(levelname)s] - %(message)s")
+    torch.set_num_threads(args.threads)
+    data_dir = args.data_dir or _default_data_dir()
+    bench = args.benchmark_dir or data_dir / "benchmarks"
+    suite = _suite(args)
+    settings = _settings(args, suite)
+    try:
+        results = _time_settings(args, suite, settings, data_dir, bench)
+    except CPTError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _print_table(args, suite, results)
     return 0

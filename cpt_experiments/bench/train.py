@@ -31,6 +31,7 @@ import tempfile
 import time
 import warnings
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +183,74 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+@dataclass
+class _Race:
+    """Both paths' timings over every round: seconds per timed step, best round (s), last loss, peak memory (GiB)."""
+
+    steps: dict[str, list[float]] = field(default_factory=lambda: {"lightning": [], "bare": []})
+    best: dict[str, float] = field(default_factory=lambda: {"lightning": float("inf"), "bare": float("inf")})
+    losses: dict[str, float] = field(default_factory=dict)
+    peak_mem: dict[str, float] = field(default_factory=lambda: {"lightning": 0.0, "bare": 0.0})
+
+
+def _initial_weights(cfg: dict, vocab: int, seq_len: int) -> tuple[dict[str, torch.Tensor], float, int]:
+    """(initial state both paths start from, model FLOPs per token, parameter count) of the seeded model."""
+    torch.manual_seed(0)
+    reference = build_model(cfg, vocab)
+    init_state = copy.deepcopy(reference.state_dict())
+    return init_state, model_flops_per_token(reference, seq_len), sum(p.numel() for p in reference.parameters())
+
+
+def _race(cfg: dict, init_state: dict, batches: list, args: argparse.Namespace, timed_tokens: int) -> _Race:
+    """Alternate the two paths for ``--rounds`` rounds (the order flips each round), printing each round's rate."""
+    cuda = args.device == "cuda"
+    race = _Race()
+    with tempfile.TemporaryDirectory() as log_dir:
+        for r in range(args.rounds):
+            for path in ("lightning", "bare") if r % 2 == 0 else ("bare", "lightning"):
+                if cuda:  # each path's peak memory is its own, not what the other left cached
+                    gc.collect()
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats()
+                if path == "lightning":
+                    step_s, race.losses[path] = run_lightning(cfg, init_state, batches, args, log_dir)
+                else:
+                    step_s, race.losses[path] = run_bare(cfg, init_state, batches, args)
+                if cuda:
+                    race.peak_mem[path] = max(race.peak_mem[path], torch.cuda.max_memory_allocated() / 2**30)
+                race.steps[path] += step_s
+                race.best[path] = min(race.best[path], sum(step_s))
+                print(
+                    f"  round {r + 1} {path:9s}: {timed_tokens / sum(step_s):9.0f} tokens/s  "
+                    f"(last loss {race.losses[path]:.4f})"
+                )
+    return race
+
+
+def _print_comparison(
+    race: _Race, rates: dict[str, float], median_rates: dict[str, float], fpt: float, peak: float, cuda: bool
+) -> float:
+    """Print each path's tokens/s (best round, median step), MFU and memory, then the ratio and loss gap.
+
+    Returns the Lightning / bare ratio of the best rounds (the target is >= 0.95).
+    """
+    for path, rate in rates.items():
+        memory = f"  peak memory {race.peak_mem[path]:.2f} GiB" if cuda else ""
+        print(
+            f"{path:9s}: {rate:9.0f} tokens/s (best round)  {median_rates[path]:9.0f} tokens/s (median step)  "
+            f"MFU {mfu(rate, fpt, peak):6.1%}{memory}"
+        )
+    ratio = rates["lightning"] / rates["bare"]
+    median_ratio = median_rates["lightning"] / median_rates["bare"]
+    verdict = "" if ratio >= 0.95 else "  BELOW TARGET"
+    print(f"lightning / bare = {ratio:.3f} best round, {median_ratio:.3f} median step  (target ≥ 0.95){verdict}")
+    loss_gap = race.losses["lightning"] - race.losses["bare"]
+    print(f"final-loss difference lightning − bare: {loss_gap:+.2e} (same init, data and LR: should be ~0)")
+    return ratio
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Time both paths; print tokens/s, MFU and the Lightning / bare ratio (and write ``--json``)."""
     args = _parse(argv)
     torch.set_num_threads(args.threads)
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
@@ -191,12 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_model_cfg(args.model)
     seq_len = cfg["seq_len"]
     args.vocab = cfg.get("vocab_size") or VOCAB
-    torch.manual_seed(0)
-    reference = build_model(cfg, args.vocab)
-    init_state = copy.deepcopy(reference.state_dict())
-    fpt = model_flops_per_token(reference, seq_len)
-    params = sum(p.numel() for p in reference.parameters())
-    del reference
+    init_state, fpt, params = _initial_weights(cfg, args.vocab, seq_len)
     batches = _batches(args.warmup + args.steps, args.micro_batch, seq_len, args.vocab)
     timed_tokens = args.steps * args.micro_batch * seq_len
 
@@ -209,51 +272,19 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.steps} timed steps after {args.warmup} warmup; {where}; precision {args.precision}; {_speed(args)}"
     )
     print(f"{str(peak_dtype).removeprefix('torch.')} matmul peak ({args.peak_size}³): {peak / 1e12:.3f} TFLOP/s")
-    steps: dict[str, list[float]] = {"lightning": [], "bare": []}
-    best = {"lightning": float("inf"), "bare": float("inf")}
-    losses: dict[str, float] = {}
-    peak_mem: dict[str, float] = {"lightning": 0.0, "bare": 0.0}
-    with tempfile.TemporaryDirectory() as log_dir:
-        for r in range(args.rounds):
-            for path in ("lightning", "bare") if r % 2 == 0 else ("bare", "lightning"):
-                if cuda:
-                    gc.collect()
-                    torch.cuda.empty_cache()
-                    torch.cuda.reset_peak_memory_stats()
-                if path == "lightning":
-                    step_s, losses[path] = run_lightning(cfg, init_state, batches, args, log_dir)
-                else:
-                    step_s, losses[path] = run_bare(cfg, init_state, batches, args)
-                if cuda:
-                    peak_mem[path] = max(peak_mem[path], torch.cuda.max_memory_allocated() / 2**30)
-                steps[path] += step_s
-                best[path] = min(best[path], sum(step_s))
-                print(
-                    f"  round {r + 1} {path:9s}: {timed_tokens / sum(step_s):9.0f} tokens/s  (last loss {losses[path]:.4f})"
-                )
-    rates = {path: timed_tokens / seconds for path, seconds in best.items()}
+    race = _race(cfg, init_state, batches, args, timed_tokens)
+    rates = {path: timed_tokens / seconds for path, seconds in race.best.items()}
     step_tokens = args.micro_batch * seq_len
-    median_rates = {path: step_tokens / statistics.median(s) for path, s in steps.items()}
-    for path, rate in rates.items():
-        memory = f"  peak memory {peak_mem[path]:.2f} GiB" if cuda else ""
-        print(
-            f"{path:9s}: {rate:9.0f} tokens/s (best round)  {median_rates[path]:9.0f} tokens/s (median step)  "
-            f"MFU {mfu(rate, fpt, peak):6.1%}{memory}"
-        )
-    ratio = rates["lightning"] / rates["bare"]
-    median_ratio = median_rates["lightning"] / median_rates["bare"]
-    verdict = "" if ratio >= 0.95 else "  BELOW TARGET"
-    print(f"lightning / bare = {ratio:.3f} best round, {median_ratio:.3f} median step  (target ≥ 0.95){verdict}")
-    loss_gap = losses["lightning"] - losses["bare"]
-    print(f"final-loss difference lightning − bare: {loss_gap:+.2e} (same init, data and LR: should be ~0)")
+    median_rates = {path: step_tokens / statistics.median(s) for path, s in race.steps.items()}
+    ratio = _print_comparison(race, rates, median_rates, fpt, peak, cuda)
     if args.json:
         result = {
             "model": args.model, "params": params, "flops_per_token": fpt, "device": where, "precision": args.precision,
             **_speed(args), "micro_batch": args.micro_batch, "seq_len": seq_len, "steps": args.steps,
             "matmul_peak_flops": peak, "peak_dtype": str(peak_dtype).removeprefix("torch."),
             "paths": {p: {"tokens_per_s": rates[p], "median_step_tokens_per_s": median_rates[p],
-                          "mfu": mfu(rates[p], fpt, peak), "peak_memory_gib": peak_mem[p] if cuda else None,
-                          "last_loss": losses[p]} for p in rates},
+                          "mfu": mfu(rates[p], fpt, peak), "peak_memory_gib": race.peak_mem[p] if cuda else None,
+                          "last_loss": race.losses[p]} for p in rates},
             "lightning_over_bare": ratio,
         }  # fmt: skip
         args.json.parent.mkdir(parents=True, exist_ok=True)

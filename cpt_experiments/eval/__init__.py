@@ -1,1 +1,2 @@
-"""Measuring models: per-domain validation loss, the lm-eval harness wrapper, held-out tasks, offline task YAMLs."""
+"""Measuring models: per-domain validation loss, the lm-eval harness wrapper (task resolution, checkpoint
+loading, the in-process run), held-out tasks, offline task YAMLs."""

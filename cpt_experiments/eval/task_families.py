@@ -130,7 +130,7 @@ def render_family(family: Family, benchmark_dir: Path) -> dict[str, str]:
     ``<family>_<subgroup_by>_<value>`` and the family group lists those groups (lm-eval
     aggregates a group over all its leaf tasks, so the family's score is the mean over members,
     not over subgroups). An empty glob renders nothing: the family is then unknown to lm-eval,
-    and ``harness`` reports the missing files when it is requested.
+    and ``task_resolution`` reports the missing files when it is requested.
     """
     files = member_files(family, benchmark_dir)
     out: dict[str, str] = {}

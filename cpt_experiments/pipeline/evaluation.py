@@ -25,8 +25,10 @@ from cpt_experiments.config import EvalSuiteConfig, EvaluateRoot, TrainRoot, typ
 from cpt_experiments.data.corpus import CorpusSpec
 from cpt_experiments.data.splits import split_documents
 from cpt_experiments.errors import DataError, config_error
-from cpt_experiments.eval.harness import evaluate_model, load_checkpoint, task_manager_for
+from cpt_experiments.eval.checkpoint import load_checkpoint
+from cpt_experiments.eval.harness import evaluate_model
 from cpt_experiments.eval.heldout import TASK_PREFIX, heldout_task_name, render_heldout_tasks
+from cpt_experiments.eval.task_resolution import task_manager_for
 from cpt_experiments.pipeline import records
 from cpt_experiments.results import store
 

@@ -29,9 +29,9 @@ from cpt_experiments.pipeline import records, report, tracking
 from cpt_experiments.pipeline.context import RunContext, override_warnings, prepare_run, typed_config
 from cpt_experiments.pipeline.evaluation import check_auto_suite, evaluate_marked_stages
 from cpt_experiments.pipeline.failures import StageFailed, write_summary
-from cpt_experiments.pipeline.stage_cache import stage_dir
-from cpt_experiments.pipeline.stage_plan import REPLAY_PREFIX, Geometry, PlanBuilder, steps_and_schedule
-from cpt_experiments.pipeline.stage_runner import StageJob, is_rank_zero, train_stage
+from cpt_experiments.pipeline.stage_cache import StageDir, stage_dir
+from cpt_experiments.pipeline.stage_plan import REPLAY_PREFIX, Geometry, PlanBuilder, StagePlan, steps_and_schedule
+from cpt_experiments.pipeline.stage_runner import StageJob, StageOutcome, is_rank_zero, train_stage
 from cpt_experiments.pipeline.stages import (
     Stage,
     chain_schedule_union,
@@ -179,11 +179,7 @@ def plan_experiment(cfg: TrainRoot) -> ExperimentPlan:
 def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
     """Train (or reuse) every stage of ``cfg.experiment``; append results rows; return a summary."""
     root, plain = typed_config(cfg)
-    commit = records.check_results_dir(root.paths.results_dir, root.allow_dirty_results)
-    p = root.paths
-    records.check_writable(p.output_dir, p.results_dir, p.stage_dir, p.cache_dir)
-    store.check_tables(p.results_dir)  # a corrupt table fails now, not after training
-    check_auto_suite(root)  # an unknown task fails now, not after every stage trained
+    commit = _check_before_planning(root)
     xp = plan_experiment(root)
     cfg_hash = records.run_hash(plain, xp.hashes)  # covers the corpora's content, unlike the config alone
     exp = root.experiment
@@ -192,15 +188,7 @@ def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
     provisional = store.run_id(exp.name, root.seed, records.config_hash(plain))  # see failures.handle_failure
     summary = RunSummary(rid, xp.ctx.roles, results_dir=root.paths.results_dir, config_hash=cfg_hash)
     if root.dry_run:  # the plan, measured throughput and estimated time; nothing is trained or written
-        todo = {name: xp.stages[name] for name in xp.todo}
-        steps = {name: xp.plans.stage_plan(name).steps for name in todo}
-        here = usable_here(root.trainer)  # a GPU config planned on a CPU machine: no throughput to measure
-        summary.lines = [f"dry run of {rid}", report.trainer_line(root)]
-        summary.lines += report.plan_lines(
-            todo, xp.hashes, steps, xp.ctx, report.measure_tokens_per_s(xp.ctx) if here else None
-        )
-        if not here:
-            summary.lines.append(f"no {root.trainer.accelerator} on this machine: throughput not measured")
+        summary.lines = _dry_run_lines(root, xp, rid)
         return summary
     info = records.RunInfo(
         Path(root.paths.results_dir), rid, cfg_hash, commit, exp.name, exp.variant, xp.ctx, provisional
@@ -210,47 +198,104 @@ def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
         records.write_config_snapshot(info, plain, xp.hashes)
     cumulative: dict[str, tuple[int, float]] = {}
     for name in xp.todo:
-        stage = xp.stages[name]
-        meta = tracking.stage_meta(rid, plain, stage, xp.hashes[name])
-        loggers: list[Any] = []
-        final_val, failed = None, False
-        try:
-            # Extra loggers only for a stage this run may train: a reused stage gets no new W&B/TensorBoard run.
-            sd = stage_dir(xp.ctx.cfg.paths.stage_dir, xp.hashes[name])
-            loggers = [] if sd.done_file.is_file() else stage_loggers(plain["logger"], meta)
-            outcome, sd, plan, tokens_before = _run_stage(xp, info, plain, name, loggers)
-            if not rank0:
-                continue
-            model = load_pretrained(sd.final_dir, model_cfg=xp.ctx.model_cfg, vocab_size=xp.ctx.vocab_size)
-            final_val = domain_losses(model, xp.ctx.valsets)
-        except Exception as exc:  # named by stage and run, recorded as a failed row by the entry point
-            failed = True
-            raise StageFailed(rid, name, exc, cfg_hash) from exc
-        finally:
-            finish_loggers(loggers, meta.hparams, final_val, "failed" if failed else "success")
-        done = outcome.summary
-        before_flops = cumulative[stage.parent][1] if stage.parent else 0.0
-        cumulative[name] = (tokens_before + int(done["tokens"]), before_flops + float(done.get("flops", 0.0)))
-        status = "done" if outcome.status == "trained" else "reused"
-        parent_hash = xp.hashes[stage.parent] if stage.parent else None
-        row = records.run_row(info, stage, xp.stages, sd, plan, status, done, cumulative[name], parent_hash)
-        records.append_stage_rows(info, row, sd, final_val, tokens_before)
-        summary.stages[name] = {
-            "hash": xp.hashes[name],
-            "status": status,
-            "final_val": final_val,
-            "dir": str(sd.root),
-            "checkpoint": str(sd.final_dir),
-            "evaluate": stage.evaluate,
-            "tokens": int(done["tokens"]),
-            "steps": int(done["steps"]),
-            "wall_s": float(done.get("wall_s", 0.0)),
-        }
+        done = _train_and_measure(xp, info, plain, name, rank0)
+        if done is not None:
+            summary.stages[name] = _record_stage(xp, info, name, done, cumulative)
     summary.lines = report.summary_lines(rid, summary.stages, root.paths.results_dir, cfg_hash)
     return summary
 
 
-def _run_stage(xp: ExperimentPlan, info: records.RunInfo, plain: Mapping[str, Any], name: str, loggers: list[Any]):
+def _check_before_planning(root: TrainRoot) -> str:
+    """Fail before any work on what would fail only after training; returns the git commit to record."""
+    commit = records.check_results_dir(root.paths.results_dir, root.allow_dirty_results)
+    p = root.paths
+    records.check_writable(p.output_dir, p.results_dir, p.stage_dir, p.cache_dir)
+    store.check_tables(p.results_dir)  # a corrupt table fails now, not after training
+    check_auto_suite(root)  # an unknown task fails now, not after every stage trained
+    return commit
+
+
+def _dry_run_lines(root: TrainRoot, xp: ExperimentPlan, rid: str) -> list[str]:
+    """What a dry run reports: the trainer, the stages to run with their steps, throughput and estimated time."""
+    todo = {name: xp.stages[name] for name in xp.todo}
+    steps = {name: xp.plans.stage_plan(name).steps for name in todo}
+    here = usable_here(root.trainer)  # a GPU config planned on a CPU machine: no throughput to measure
+    lines = [f"dry run of {rid}", report.trainer_line(root)]
+    lines += report.plan_lines(todo, xp.hashes, steps, xp.ctx, report.measure_tokens_per_s(xp.ctx) if here else None)
+    if not here:
+        lines.append(f"no {root.trainer.accelerator} on this machine: throughput not measured")
+    return lines
+
+
+@dataclass(frozen=True)
+class _DoneStage:
+    """A stage this run trained or reused, with its final loss per domain (measured on rank 0)."""
+
+    outcome: StageOutcome
+    sd: StageDir
+    plan: StagePlan
+    tokens_before: int  # tokens of its ancestors
+    final_val: dict[str, dict[str, float]]  # domain -> {"loss": nats/token, "bpb": bits/byte}
+
+
+def _train_and_measure(
+    xp: ExperimentPlan, info: records.RunInfo, plain: Mapping[str, Any], name: str, rank0: bool
+) -> _DoneStage | None:
+    """Train or reuse stage ``name`` and, on rank 0, measure its final losses (None on the other ranks).
+
+    Any failure is raised as StageFailed, named by stage and run (the entry point records a failed row).
+    """
+    meta = tracking.stage_meta(info.run_id, plain, xp.stages[name], xp.hashes[name])
+    loggers: list[Any] = []
+    final_val, failed = None, False
+    try:
+        # Extra loggers only for a stage this run may train: a reused stage gets no new W&B/TensorBoard run.
+        sd = stage_dir(xp.ctx.cfg.paths.stage_dir, xp.hashes[name])
+        loggers = [] if sd.done_file.is_file() else stage_loggers(plain["logger"], meta)
+        outcome, sd, plan, tokens_before = _run_stage(xp, info, plain, name, loggers)
+        if not rank0:
+            return None
+        model = load_pretrained(sd.final_dir, model_cfg=xp.ctx.model_cfg, vocab_size=xp.ctx.vocab_size)
+        final_val = domain_losses(model, xp.ctx.valsets)
+    except Exception as exc:
+        failed = True
+        raise StageFailed(info.run_id, name, exc, info.config_hash) from exc
+    finally:
+        finish_loggers(loggers, meta.hparams, final_val, "failed" if failed else "success")
+    return _DoneStage(outcome, sd, plan, tokens_before, final_val)
+
+
+def _record_stage(
+    xp: ExperimentPlan, info: records.RunInfo, name: str, done: _DoneStage, cumulative: dict[str, tuple[int, float]]
+) -> dict[str, Any]:
+    """Append the stage's ``runs`` and ``curves`` rows; returns its entry of ``RunSummary.stages``.
+
+    ``cumulative`` maps each stage recorded so far to (tokens, FLOPs) from the start of its lineage;
+    this stage's entry is added (its parent's is there: stages come in topological order).
+    """
+    stage, result = xp.stages[name], done.outcome.result
+    before_flops = cumulative[stage.parent][1] if stage.parent else 0.0
+    cumulative[name] = (done.tokens_before + result.tokens, before_flops + result.flops)
+    status = "done" if done.outcome.status == "trained" else "reused"
+    parent_hash = xp.hashes[stage.parent] if stage.parent else None
+    row = records.run_row(info, stage, xp.stages, done.sd, done.plan, status, result, cumulative[name], parent_hash)
+    records.append_stage_rows(info, row, done.sd, done.final_val, done.tokens_before)
+    return {
+        "hash": xp.hashes[name],
+        "status": status,
+        "final_val": done.final_val,
+        "dir": str(done.sd.root),
+        "checkpoint": str(done.sd.final_dir),
+        "evaluate": stage.evaluate,
+        "tokens": result.tokens,
+        "steps": result.steps,
+        "wall_s": result.wall_s,
+    }
+
+
+def _run_stage(
+    xp: ExperimentPlan, info: records.RunInfo, plain: Mapping[str, Any], name: str, loggers: list[Any]
+) -> tuple[StageOutcome, StageDir, StagePlan, int]:
     """Train or reuse one stage; returns (outcome, stage dir, plan, tokens of its ancestors)."""
     stage, ctx = xp.stages[name], xp.ctx
     plan = xp.plans.stage_plan(name)

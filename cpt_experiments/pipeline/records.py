@@ -27,7 +27,7 @@ from cpt_experiments.config import SPEED_ONLY_KEYS
 from cpt_experiments.errors import config_error
 from cpt_experiments.files import REPO_ROOT, probe_writable
 from cpt_experiments.pipeline.context import RunContext
-from cpt_experiments.pipeline.stage_cache import StageDir
+from cpt_experiments.pipeline.stage_cache import StageDir, StageResult
 from cpt_experiments.pipeline.stage_plan import StagePlan
 from cpt_experiments.pipeline.stages import Stage, canonical_json, lineage
 from cpt_experiments.results import store
@@ -203,7 +203,7 @@ def run_row(
     sd: StageDir,
     plan: StagePlan,
     status: str,
-    done: Mapping[str, Any],
+    result: StageResult,
     cumulative: tuple[int, float],
     parent_hash: str | None,
 ) -> dict[str, Any]:
@@ -232,9 +232,9 @@ def run_row(
         "params": ctx.params,
         "params_non_embedding": ctx.params_non_embedding,
         "tokenizer_hash": ctx.tokenizer_hash[:16],
-        "stage_tokens": int(done["tokens"]), "cumulative_tokens": cumulative[0],
-        "stage_flops": float(done.get("flops", 0.0)), "cumulative_flops": cumulative[1],
-        "steps": int(done["steps"]), "wall_s": float(done.get("wall_s", 0.0)),
+        "stage_tokens": result.tokens, "cumulative_tokens": cumulative[0],
+        "stage_flops": result.flops, "cumulative_flops": cumulative[1],
+        "steps": result.steps, "wall_s": result.wall_s,
         "config_hash": info.config_hash, "git_commit": info.git_commit, "dirty_allowed": cfg.allow_dirty_results,
         "checkpoint": output_relative(sd.final_dir, cfg.paths.output_dir), "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip

@@ -23,9 +23,9 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,53 @@ from cpt_experiments.files import sha256_file
 log = logging.getLogger(__name__)
 
 FINAL_SHA256 = "final_sha256"  # done.json key: {file name in final/: sha256 hex}
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """The summary of a finished stage, as ``done.json`` records it (less ``final_sha256``).
+
+    ``stage``/``hash``: the stage's name and content hash; ``steps``: optimizer steps; ``tokens``:
+    training tokens (steps x tokens per step); ``tokens_per_source`` (tokens), ``realised_fractions``
+    (share of the stage's windows) and ``epochs_per_source`` (passes over the source's windows), each
+    keyed by plan source name; ``wall_s``: seconds of training over every segment that led to these
+    weights (resumes included); ``segments``: those segments (``start``/``end`` step, ``wall_s``,
+    ``by`` run key); ``trained_by``: the run keys that trained at least one step; ``flops``: model
+    FLOPs of the stage's training tokens.
+    """
+
+    stage: str
+    hash: str
+    steps: int
+    tokens: int
+    tokens_per_source: dict[str, int]
+    realised_fractions: dict[str, float]
+    epochs_per_source: dict[str, float]
+    wall_s: float
+    segments: list[dict[str, Any]]
+    trained_by: list[str]
+    flops: float
+
+    @classmethod
+    def from_summary(cls, doc: Mapping[str, Any]) -> StageResult:
+        """From a ``done.json`` summary (``StageDir.summary``).
+
+        Records written before resume segments existed have no ``segments``/``trained_by`` (read as
+        empty); the optional keys default as their readers always defaulted them (0 s, 0 FLOPs).
+        """
+        return cls(
+            stage=doc["stage"], hash=doc["hash"], steps=int(doc["steps"]), tokens=int(doc["tokens"]),
+            tokens_per_source=dict(doc.get("tokens_per_source", {})),
+            realised_fractions=dict(doc.get("realised_fractions", {})),
+            epochs_per_source=dict(doc.get("epochs_per_source", {})),
+            wall_s=float(doc.get("wall_s", 0.0)), segments=list(doc.get("segments", [])),
+            trained_by=list(doc.get("trained_by", [])), flops=float(doc.get("flops", 0.0)),
+        )  # fmt: skip
+
+    def summary(self) -> dict[str, Any]:
+        """The ``done.json`` summary (the same keys and values ``mark_done`` always wrote)."""
+        # Shallow on purpose: the values go to json.dumps as they were computed (no deep copy, no casts).
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True)
@@ -113,6 +160,10 @@ class StageDir:
         doc = json.loads(self.done_file.read_text())
         doc.pop(FINAL_SHA256, None)
         return doc
+
+    def result(self) -> StageResult:
+        """The finished stage's summary, typed (``StageResult.from_summary`` of ``summary``)."""
+        return StageResult.from_summary(self.summary())
 
     def write_spec(self, spec: dict[str, Any]) -> None:
         atomic_write_text(self.spec_file, json.dumps(spec, indent=2, sort_keys=True, default=str))

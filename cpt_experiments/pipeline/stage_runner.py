@@ -32,7 +32,7 @@ import torch.distributed as dist
 from cpt_experiments.atomic import atomic_path
 from cpt_experiments.pipeline import records
 from cpt_experiments.pipeline.context import RunContext
-from cpt_experiments.pipeline.stage_cache import StageDir, locked
+from cpt_experiments.pipeline.stage_cache import StageDir, StageResult, locked
 from cpt_experiments.pipeline.stage_plan import StagePlan
 from cpt_experiments.pipeline.stages import Stage
 from cpt_experiments.training.callbacks.checkpoint import ResumeCheckpoint, checkpoint_problem, load_plain
@@ -79,7 +79,7 @@ class StageOutcome:
     """
 
     status: str  # "trained" | "reused"
-    summary: dict[str, Any]
+    result: StageResult  # the stage's done.json summary
 
 
 # ---- ranks ------------------------------------------------------------------------------------
@@ -127,21 +127,20 @@ def _run_key(job: StageJob) -> str | None:
     return records.config_hash(config) if isinstance(config, dict) else None
 
 
-def _status(summary: dict[str, Any], run_key: str | None, steps_here: int) -> str:
-    return (
-        "trained" if steps_here > 0 or (run_key is not None and run_key in summary.get("trained_by", [])) else "reused"
-    )
+def _status(result: StageResult, run_key: str | None, steps_here: int) -> str:
+    """``trained`` if this run trained a step of the stage (now, or in an interrupted earlier try), else ``reused``."""
+    return "trained" if steps_here > 0 or (run_key is not None and run_key in result.trained_by) else "reused"
 
 
-def _finished(job: StageJob) -> dict[str, Any] | None:
-    """Rank 0, under the lock: the stage's summary if it is finished and intact, else None (after repair)."""
+def _finished(job: StageJob) -> StageResult | None:
+    """Rank 0, under the lock: the stage's record if it is finished and intact, else None (after repair)."""
     sd = job.sd
     sd.clean_stale_temps()
     if not sd.done_file.is_file():
         return None
     problem = sd.done_problem()
     if problem is None:
-        return sd.summary()
+        return sd.result()
     log.warning("stage %s (%s): %s; finishing it again", job.stage.name, job.stage_hash, problem)
     sd.unmark_done()
     return None
@@ -182,9 +181,9 @@ def train_stage(job: StageJob) -> StageOutcome:
     with locked(job.sd) if rank0 else nullcontext(job.sd) as sd:
         finished = _finished(job) if rank0 else None
         if _agree(finished is not None if rank0 else sd.done_file.is_file()):
-            summary = finished if finished is not None else sd.summary()
+            result = finished if finished is not None else sd.result()
             log.info("stage %s (%s): reused from %s", job.stage.name, job.stage_hash, sd.root)
-            return StageOutcome(_status(summary, run_key, 0), summary)
+            return StageOutcome(_status(result, run_key, 0), result)
         if rank0:
             sd.write_spec(job.spec)
         resuming = _agree(_resumable(job) if rank0 else sd.last_ckpt.is_file())
@@ -192,43 +191,16 @@ def train_stage(job: StageJob) -> StageOutcome:
 
 
 def _train(job: StageJob, run_key: str | None, resuming: bool, rank0: bool) -> StageOutcome:
-    ctx, cfg, plan, sd = job.ctx, job.ctx.cfg, job.plan, job.sd
+    """Train the stage (from its start, or resuming ``last.ckpt``); rank 0 exports it and marks it done."""
+    cfg, plan, sd = job.ctx.cfg, job.plan, job.sd
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    init_state, opt_state = _init_weights(job, resuming)
-    module = CausalLMModule(
-        model_cfg=ctx.model_cfg,
-        optim_cfg=ctx.optim_cfg,
-        vocab_size=ctx.vocab_size,
-        train_source_names=list(plan.mixture.names),
-        init_state_dict=init_state,
-        init_optimizer_state=opt_state,
-        global_batch_tokens=ctx.geometry.tokens_per_step,
-        tokens_before=job.tokens_before,
-        attention=cfg.train.attention,
-        compile=cfg.train.compile,
-        gradient_checkpointing=cfg.train.gradient_checkpointing,
-    )
-    dm = CPTDataModule(
-        job.train_sources,
-        plan.mixture,
-        ctx.geometry.seq_len,
-        micro_batch(cfg.train, cfg.trainer),
-        accumulate=accumulation(cfg.train, cfg.trainer),
-        num_workers=cfg.train.num_workers,
-    )
+    # Built in this order after the seed: the module's random init draws from the seeded generator.
+    module = _module(job, resuming)
+    dm = _datamodule(job)
     checkpoint = ResumeCheckpoint(sd.last_ckpt, cfg.train.checkpoint_every_n_steps, run_key=run_key)
-    callbacks = [
-        LRScheduleCallback(plan.schedule),
-        # Validation before the checkpoint at the same step, so its row is flushed with it.
-        DomainValidation(ctx.valsets, cfg.train.val_every_n_steps, cfg.train.micro_batch, cfg.train.val_early_steps),
-        checkpoint,
-        # A diverged stage stops within a few steps instead of being cached as done.
-        FiniteLoss(every_n_steps=cfg.train.log_every_n_steps),
-        ProgressLine(job.stage.name, plan.steps, ctx.geometry.tokens_per_step),
-    ]
     # A fresh CSV version per (re)start; collection keeps the latest value of each step.
     csv_log = UpdateStepCSVLogger(save_dir=str(sd.root), name="logs")
-    trainer = build_trainer(cfg, plan.steps, callbacks, [csv_log, *job.extra_loggers])
+    trainer = build_trainer(cfg, plan.steps, _callbacks(job, checkpoint), [csv_log, *job.extra_loggers])
     csv_log.trainer = trainer
     log.info(
         "stage %s (%s): %s %d steps", job.stage.name, job.stage_hash, "resuming" if resuming else "training", plan.steps
@@ -237,29 +209,87 @@ def _train(job: StageJob, run_key: str | None, resuming: bool, rank0: bool) -> S
     if trainer.global_step < plan.steps:
         raise RuntimeError(f"stage {job.stage.name}: training stopped at step {trainer.global_step} of {plan.steps}")
     if rank0:
-        segments = checkpoint.segments(trainer.global_step)
-        module.export_hf(sd.final_dir, ctx.tokenizer)
-        # Optimizer moments travel with the final weights for children with `optimizer: keep`.
-        with atomic_path(sd.final_dir / "optimizer.pt") as tmp, open(tmp, "wb") as fh:
-            torch.save(trainer.optimizers[0].state_dict(), fh)
-        mixture, seq_len = plan.mixture, ctx.geometry.seq_len
-        summary = {
-            "stage": job.stage.name,
-            "hash": job.stage_hash,
-            "steps": plan.steps,
-            "tokens": plan.steps * ctx.geometry.tokens_per_step,
-            # Exact by construction of the plan (the module's live counters log the same numbers).
-            "tokens_per_source": {k: v * seq_len for k, v in mixture.counts(0, len(mixture)).items()},
-            "realised_fractions": mixture.realised_fractions(0, len(mixture)),
-            "epochs_per_source": mixture.epochs_per_source(),
-            # Seconds of training over every segment that led to these weights (resumes included;
-            # work lost after a segment's last checkpoint is not).
-            "wall_s": sum(s["wall_s"] for s in segments),
-            "segments": segments,
-            "trained_by": ResumeCheckpoint.trained_by(segments),
-            "flops": module.flops_per_token * plan.steps * ctx.geometry.tokens_per_step,
-        }
-        sd.mark_done(summary)
+        _export(job, module, trainer.optimizers[0], checkpoint.segments(trainer.global_step))
     _barrier()  # the other ranks read the record rank 0 just wrote
-    summary = sd.summary()
-    return StageOutcome(_status(summary, run_key, trainer.global_step - checkpoint.start_step), summary)
+    result = sd.result()
+    return StageOutcome(_status(result, run_key, trainer.global_step - checkpoint.start_step), result)
+
+
+def _module(job: StageJob, resuming: bool) -> CausalLMModule:
+    """The stage's Lightning module, from its initial weights (``_init_weights``)."""
+    ctx, cfg = job.ctx, job.ctx.cfg
+    init_state, opt_state = _init_weights(job, resuming)
+    return CausalLMModule(
+        model_cfg=ctx.model_cfg,
+        optim_cfg=ctx.optim_cfg,
+        vocab_size=ctx.vocab_size,
+        train_source_names=list(job.plan.mixture.names),
+        init_state_dict=init_state,
+        init_optimizer_state=opt_state,
+        global_batch_tokens=ctx.geometry.tokens_per_step,
+        tokens_before=job.tokens_before,
+        attention=cfg.train.attention,
+        compile=cfg.train.compile,
+        gradient_checkpointing=cfg.train.gradient_checkpointing,
+    )
+
+
+def _datamodule(job: StageJob) -> CPTDataModule:
+    """The stage's batches: its plan's mixture over its token arrays, in windows of ``seq_len`` tokens."""
+    cfg = job.ctx.cfg
+    return CPTDataModule(
+        job.train_sources,
+        job.plan.mixture,
+        job.ctx.geometry.seq_len,
+        micro_batch(cfg.train, cfg.trainer),
+        accumulate=accumulation(cfg.train, cfg.trainer),
+        num_workers=cfg.train.num_workers,
+    )
+
+
+def _callbacks(job: StageJob, checkpoint: ResumeCheckpoint) -> list[pl.Callback]:
+    """The stage's callbacks, in the order they must run (see the comments)."""
+    ctx, train = job.ctx, job.ctx.cfg.train
+    return [
+        LRScheduleCallback(job.plan.schedule),
+        # Validation before the checkpoint at the same step, so its row is flushed with it.
+        DomainValidation(ctx.valsets, train.val_every_n_steps, train.micro_batch, train.val_early_steps),
+        checkpoint,
+        # A diverged stage stops within a few steps instead of being cached as done.
+        FiniteLoss(every_n_steps=train.log_every_n_steps),
+        ProgressLine(job.stage.name, job.plan.steps, ctx.geometry.tokens_per_step),
+    ]
+
+
+def _export(
+    job: StageJob, module: CausalLMModule, optimizer: torch.optim.Optimizer, segments: list[dict[str, Any]]
+) -> None:
+    """Rank 0: write ``final/`` (HF model and tokenizer, optimizer moments), then ``done.json``."""
+    sd = job.sd
+    module.export_hf(sd.final_dir, job.ctx.tokenizer)
+    # Optimizer moments travel with the final weights for children with `optimizer: keep`.
+    with atomic_path(sd.final_dir / "optimizer.pt") as tmp, open(tmp, "wb") as fh:
+        torch.save(optimizer.state_dict(), fh)
+    sd.mark_done(_result(job, module.flops_per_token, segments).summary())
+
+
+def _result(job: StageJob, flops_per_token: float, segments: list[dict[str, Any]]) -> StageResult:
+    """The record of a stage trained to its last step over ``segments`` (``flops_per_token``: model FLOPs)."""
+    plan, tokens_per_step, seq_len = job.plan, job.ctx.geometry.tokens_per_step, job.ctx.geometry.seq_len
+    mixture = plan.mixture
+    return StageResult(
+        stage=job.stage.name,
+        hash=job.stage_hash,
+        steps=plan.steps,
+        tokens=plan.steps * tokens_per_step,
+        # Exact by construction of the plan (the module's live counters log the same numbers).
+        tokens_per_source={k: v * seq_len for k, v in mixture.counts(0, len(mixture)).items()},
+        realised_fractions=mixture.realised_fractions(0, len(mixture)),
+        epochs_per_source=mixture.epochs_per_source(),
+        # Seconds of training over every segment that led to these weights (resumes included;
+        # work lost after a segment's last checkpoint is not).
+        wall_s=sum(s["wall_s"] for s in segments),
+        segments=segments,
+        trained_by=ResumeCheckpoint.trained_by(segments),
+        flops=flops_per_token * plan.steps * tokens_per_step,
+    )

@@ -14,14 +14,9 @@ import yaml
 from test_eval_harness import tiny_model_and_tokenizer
 
 from cpt_experiments.errors import ConfigError, DataError
-from cpt_experiments.eval.harness import (
-    PLACEHOLDER,
-    TASK_TEMPLATE_DIR,
-    evaluate_model,
-    local_task_files,
-    render_offline_tasks,
-)
+from cpt_experiments.eval.harness import evaluate_model
 from cpt_experiments.eval.task_families import load_yaml, member_files, parse_family
+from cpt_experiments.eval.task_resolution import PLACEHOLDER, TASK_TEMPLATE_DIR, local_task_files, render_offline_tasks
 
 REPO = Path(__file__).resolve().parents[2]
 SUITE_DIR = REPO / "conf" / "eval_suite"
@@ -248,7 +243,7 @@ def test_few_shot_uses_each_tasks_pool(benchmark_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_stock_and_local_tasks_share_one_manager(benchmark_dir: Path) -> None:
-    from cpt_experiments.eval.harness import get_task_manager
+    from cpt_experiments.eval.task_resolution import get_task_manager
 
     rendered = render_offline_tasks(benchmark_dir)
     manager = get_task_manager(["hellaswag", "arc_de", "cpt_piqa"], [rendered], offline=False)

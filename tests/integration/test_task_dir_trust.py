@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from test_eval_harness import tiny_model_and_tokenizer
 
-from cpt_experiments.eval.harness import evaluate_model, render_offline_tasks
+from cpt_experiments.eval.harness import evaluate_model
 from cpt_experiments.eval.heldout import render_heldout_tasks
 from cpt_experiments.eval.task_dir import MANIFEST, render_task_dir, task_root
+from cpt_experiments.eval.task_resolution import render_offline_tasks
 
 
 def _plant(path: Path, marker: Path) -> None:

@@ -176,18 +176,18 @@ def test_entry_point_table_lists_every_runnable_module_and_its_console_script() 
 
 
 def _callbacks_built() -> list[str]:
-    """Class names in the ``callbacks = [...]`` list of ``stage_runner._train`` (a name resolves to its assignment)."""
+    """Class names in the list ``stage_runner._callbacks`` returns (a name resolves to its assignment in ``_train``)."""
     tree = ast.parse(MODULES["cpt_experiments.pipeline.stage_runner"].read_text())
-    (train,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_train"]
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
     assigned = {
         t.id: n.value
-        for n in ast.walk(train)
+        for n in ast.walk(functions["_train"])
         if isinstance(n, ast.Assign)
         for t in n.targets
         if isinstance(t, ast.Name)
     }
-    items = assigned["callbacks"].elts
-    return [ast.unparse((assigned[e.id] if isinstance(e, ast.Name) else e).func) for e in items]
+    (returned,) = [n.value for n in ast.walk(functions["_callbacks"]) if isinstance(n, ast.Return)]
+    return [ast.unparse((assigned[e.id] if isinstance(e, ast.Name) else e).func) for e in returned.elts]
 
 
 def test_architecture_names_the_callbacks_the_runner_builds() -> None:
@@ -195,7 +195,7 @@ def test_architecture_names_the_callbacks_the_runner_builds() -> None:
     assert match, "ARCHITECTURE.md no longer lists a stage's callbacks ('and <n> callbacks: ... Export')"
     count, listed = match.group(1), re.findall(r"`(\w+)`", match.group(2))
     built = _callbacks_built()
-    assert listed == built, f"ARCHITECTURE.md lists {listed}, stage_runner._train builds {built}"
+    assert listed == built, f"ARCHITECTURE.md lists {listed}, stage_runner._callbacks builds {built}"
     assert count == ["one", "two", "three", "four", "five", "six", "seven", "eight"][len(built) - 1]
 
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from cpt_experiments.errors import DataError
-from cpt_experiments.eval.harness import TASK_TEMPLATE_DIR
 from cpt_experiments.eval.task_families import FunctionRef, load_yaml, parse_family, render_family, slug
+from cpt_experiments.eval.task_resolution import TASK_TEMPLATE_DIR
 
 FAMILY = """\
 family: cpt_pairs

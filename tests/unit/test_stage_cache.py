@@ -10,7 +10,7 @@ import time
 import pytest
 
 from cpt_experiments.errors import CacheError
-from cpt_experiments.pipeline.stage_cache import FINAL_SHA256, locked, stage_dir
+from cpt_experiments.pipeline.stage_cache import FINAL_SHA256, StageResult, locked, stage_dir
 
 
 def finished(tmp_path):
@@ -91,3 +91,22 @@ def test_records_are_group_readable_under_a_group_umask(tmp_path):
         os.umask(old)
     for path in (sd.done_file, sd.spec_file):
         assert stat.S_IMODE(path.stat().st_mode) == 0o664
+
+
+def test_stage_result_reads_the_record_and_writes_it_back_unchanged(tmp_path):
+    sd = stage_dir(tmp_path / "stages", "abc123")
+    sd.final_dir.mkdir(parents=True)
+    (sd.final_dir / "config.json").write_text("{}")
+    summary = {
+        "stage": "pretrain", "hash": "abc123", "steps": 4, "tokens": 64, "tokens_per_source": {"en": 64},
+        "realised_fractions": {"en": 1.0}, "epochs_per_source": {"en": 0.5}, "wall_s": 1.5,
+        "segments": [{"start": 0, "end": 4, "wall_s": 1.5, "by": "run-a"}], "trained_by": ["run-a"], "flops": 1e9,
+    }  # fmt: skip
+    sd.mark_done(summary)
+    assert sd.result() == StageResult(**summary)
+    assert sd.result().summary() == sd.summary() == summary
+
+
+def test_stage_result_of_an_early_record_defaults_what_it_lacks(tmp_path):
+    result = StageResult.from_summary({"stage": "pretrain", "hash": "abc123", "steps": 4, "tokens": 64})
+    assert (result.wall_s, result.flops, result.segments, result.trained_by) == (0.0, 0.0, [], [])

@@ -25,8 +25,9 @@ def _fake_train(job: runner.StageJob, run_key: str | None, resuming: bool, rank0
     time.sleep(0.5)  # long enough that the other process reaches the lock while this one holds it
     job.sd.final_dir.mkdir(parents=True)
     (job.sd.final_dir / "config.json").write_text("{}")
-    job.sd.mark_done({"stage": job.stage.name, "steps": 1, "trained_by": [run_key]})
-    return runner.StageOutcome("trained", job.sd.summary())
+    record = {"stage": job.stage.name, "hash": job.stage_hash, "steps": 1, "tokens": 16, "trained_by": [run_key]}
+    job.sd.mark_done(record)
+    return runner.StageOutcome("trained", job.sd.result())
 
 
 def _job(root: Path, run_key: str) -> runner.StageJob:
