@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from filelock import FileLock
 
@@ -64,6 +64,9 @@ class StageResult:
     segments: list[dict[str, Any]]
     trained_by: list[str]
     flops: float
+
+    #: Keys every ``done.json`` ever written holds (``StageDir.done_problem`` refuses a marker without one).
+    REQUIRED: ClassVar[tuple[str, ...]] = ("stage", "hash", "steps", "tokens")
 
     @classmethod
     def from_summary(cls, doc: Mapping[str, Any]) -> StageResult:
@@ -142,9 +145,13 @@ class StageDir:
         only checked for the model's presence).
         """
         try:
-            recorded = json.loads(self.done_file.read_text()).get(FINAL_SHA256) or {}
+            doc = json.loads(self.done_file.read_text())
+            recorded = doc.get(FINAL_SHA256) or {}
         except (OSError, ValueError, AttributeError) as exc:
             return f"{self.done_file}: unreadable stage marker ({type(exc).__name__})"
+        lacking = [k for k in StageResult.REQUIRED if k not in doc]
+        if lacking:  # a hand-edited or foreign marker: train the stage again rather than fail on reading it
+            return f"{self.done_file}: stage marker lacks {lacking[0]!r}"
         if not (self.final_dir / "config.json").is_file():
             return f"{self.final_dir}: stage marked done but its final model is missing"
         for name, expected in sorted(recorded.items()):

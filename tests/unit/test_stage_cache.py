@@ -18,7 +18,7 @@ def finished(tmp_path):
     sd.final_dir.mkdir(parents=True)
     (sd.final_dir / "config.json").write_text("{}")
     (sd.final_dir / "model.safetensors").write_bytes(b"weights" * 100)
-    sd.mark_done({"steps": 4, "tokens": 64, "wall_s": 1.5})
+    sd.mark_done({"stage": "pretrain", "hash": "abc123", "steps": 4, "tokens": 64, "wall_s": 1.5})
     return sd
 
 
@@ -26,7 +26,7 @@ def test_done_record_holds_checksums_of_final_but_the_summary_does_not(tmp_path)
     sd = finished(tmp_path)
     doc = json.loads(sd.done_file.read_text())
     assert set(doc[FINAL_SHA256]) == {"config.json", "model.safetensors"}
-    assert sd.summary() == {"steps": 4, "tokens": 64, "wall_s": 1.5}
+    assert sd.summary() == {"stage": "pretrain", "hash": "abc123", "steps": 4, "tokens": 64, "wall_s": 1.5}
     assert sd.done_problem() is None and sd.is_done()
 
 
@@ -56,8 +56,14 @@ def test_unreadable_marker_is_a_problem_not_a_traceback(tmp_path):
 
 def test_stages_finished_before_checksums_existed_are_still_reused(tmp_path):
     sd = finished(tmp_path)
-    sd.done_file.write_text(json.dumps({"steps": 4, "tokens": 64}))
+    sd.done_file.write_text(json.dumps({"stage": "pretrain", "hash": "abc123", "steps": 4, "tokens": 64}))
     assert sd.done_problem() is None and sd.is_done()
+
+
+def test_a_marker_without_a_required_key_is_a_problem_not_a_key_error(tmp_path):
+    sd = finished(tmp_path)
+    sd.done_file.write_text(json.dumps({"stage": "pretrain", "hash": "abc123", "steps": 4}))  # hand-edited
+    assert sd.done_problem() == f"{sd.done_file}: stage marker lacks 'tokens'"
 
 
 def test_unmark_done_forgets_the_stage(tmp_path):
