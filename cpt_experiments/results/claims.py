@@ -10,7 +10,6 @@ judgement and live in results/cpu/paper1/README.md, next to these numbers.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,13 +70,11 @@ def _stage(experiment: str, variant: str, stage: str) -> comparisons.Selector:
 
 
 def _rewarm_variants(fin: pd.DataFrame, shift: str) -> dict[float, str]:
-    """η_max -> variant of the paper1_rewarm re-warm runs of one shift ("weak-rewarm-0.002")."""
-    out = {}
-    for v in fin.loc[fin["experiment"] == "paper1_rewarm", "variant"].unique():
-        m = re.fullmatch(rf"{shift}-rewarm-([0-9.e+-]+)", str(v))
-        if m:
-            out[float(m.group(1))] = str(v)
-    return out
+    """η_max -> variant of the paper1_rewarm re-warm runs of one shift, from the recorded columns: the continual
+    stages whose schedule re-warms (not the constant-η_min one) and the peak LR the run recorded (``eta_max``)."""
+    part = fin[(fin["experiment"] == "paper1_rewarm") & (fin["shift"] == shift) & (fin["role"] == "continual")]
+    part = part[part["schedule"] != "constant"].drop_duplicates("variant")
+    return {float(eta): str(v) for eta, v in zip(part["eta_max"], part["variant"])}
 
 
 def _pct(ratio: float) -> str:

@@ -33,7 +33,7 @@ Selector = Mapping[str, object]
 
 def finals(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, seed, domain): ``MODEL``, role, shift, replay_ratio, seed, stage_hash, cell,
-    domain, ``kind`` (old | new | other: the domain's part in the stage's shift), loss, bpb and ``COST``;
+    schedule and eta_max (as recorded), domain, ``kind`` (old | new | other: the domain's part in the stage's shift), loss, bpb and ``COST``;
     plus domain ``AVG`` (kind ``avg``) = the mean of the old and new values, where a stage has both.
 
     Raises DataError when no finished stage has a validation value.
@@ -55,7 +55,8 @@ def finals(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     info["key"] = groups.content_key(info)
     info["variant"] = info["variant"].fillna("")
     cols = [*MODEL, "run_id", "role", "shift", "replay_ratio", "seed", "stage_hash", "cell", "key",
-            "old_domain", "new_domain", "model", "params", "params_non_embedding", *(c for c in COST if c in info.columns)]  # fmt: skip
+            "old_domain", "new_domain", "model", "params", "params_non_embedding", "schedule", "eta_max",
+            *(c for c in COST if c in info.columns)]  # fmt: skip
     out = info[[c for c in cols if c in info.columns]].merge(by_key, on="key")
     if out.empty:
         raise DataError("curves: no final validation value for any finished stage in runs.csv")
