@@ -15,7 +15,6 @@ Schedules and stages are further validated by ``schedules.build_schedule`` and
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import os
 from collections.abc import Mapping
@@ -25,10 +24,11 @@ from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import InterpolationResolutionError, OmegaConfBaseException
+from omegaconf.errors import OmegaConfBaseException
 
+from cpt_experiments.data_dir import default_data_dir
 from cpt_experiments.errors import config_error
-from cpt_experiments.files import CONF_DIR, SAMPLE_DATA_DIR
+from cpt_experiments.files import CONF_DIR
 from cpt_experiments.ranges import check_ranges
 
 # OmegaConf reads these annotations at runtime, so they use typing's Dict/List/Optional.
@@ -433,48 +433,6 @@ def plain_dict(cfg: Any, key: str) -> dict[str, Any]:
     if not isinstance(cfg, Mapping):
         raise config_error(key, f"must be a mapping, got {type(cfg).__name__}")
     return dict(cfg)
-
-
-SHARED_DATA_DIR = "../shared/data"  # our machines' corpora, relative to the launch directory
-
-
-_announced: set[str] = set()
-
-
-def default_data_dir(scale: Optional[str] = None, corpora: Any = None) -> str:
-    """``paths.data_dir`` unless set: ``$CPT_DATA_DIR``, else ``../shared/data`` if it exists, else the sample
-    that ships with the package (resolver ``cpt_data_dir``, ``conf/paths/default.yaml``).
-
-    The sample holds a few hundred documents per corpus: enough for ``scale=smoke`` only, so another scale
-    that reads a local corpus fails here, before any work, with the fix. Logs the choice once per process.
-    """
-    env = os.environ.get("CPT_DATA_DIR")
-    if env:
-        chosen, why = env, "from CPT_DATA_DIR"
-    elif Path(SHARED_DATA_DIR).is_dir():
-        chosen, why = SHARED_DATA_DIR, "CPT_DATA_DIR unset; ../shared/data exists"
-    else:
-        if scale not in (None, "smoke") and any(map(_reads_data_dir, (corpora or {}).values())):
-            # OmegaConf's own error type passes through unwrapped, so typed() reports one `paths.data_dir: ...`
-            # line (any other exception gets a "... raised while resolving interpolation" prefix).
-            raise InterpolationResolutionError(
-                f"scale={scale} needs corpora, but CPT_DATA_DIR is unset, {SHARED_DATA_DIR} does not exist and "
-                "the embedded sample serves scale=smoke only: fetch them with `python -m cpt_experiments.data.fetch "
-                "--data-dir DIR` and add corpora=fetched paths.data_dir=DIR, or set CPT_DATA_DIR=DIR (or "
-                "paths.data_dir=DIR) for a folder with A_en_wikipedia.jsonl, B_en_web_mix.jsonl, C_de_bundestag.jsonl"
-            )
-        chosen, why = str(SAMPLE_DATA_DIR), "embedded sample for scale=smoke; CPT_DATA_DIR unset, no ../shared/data"
-    if chosen not in _announced:
-        _announced.add(chosen)
-        logging.getLogger(__name__).info("paths.data_dir = %s (%s)", chosen, why)
-    return chosen
-
-
-def _reads_data_dir(corpus: Any) -> bool:
-    """A local corpus whose ``path`` is relative and that has no ``data_dir`` of its own reads ``paths.data_dir``."""
-    if not hasattr(corpus, "get") or corpus.get("source") != "local" or corpus.get("data_dir"):
-        return False
-    return not Path(str(corpus.get("path") or "")).expanduser().is_absolute()
 
 
 def yaml_problem(conf_dir: Path = CONF_DIR) -> Optional[str]:
