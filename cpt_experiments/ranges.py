@@ -1,4 +1,4 @@
-"""The declared range of every numeric field of the typed config schemas (``config.py``), checked before any work.
+"""The declared range of every numeric field of the typed config schemas (``config/``), checked before any work.
 
 ``RANGES`` maps a schema class name to its numeric fields: each is a ``Range`` (finite, bounds, integer or
 not, whether null is allowed); a list or dict field's range applies to each element. ``check_ranges``

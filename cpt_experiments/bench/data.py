@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cpt_experiments.config import default_data_dir
+from cpt_experiments.data_dir import default_data_dir
 from cpt_experiments.errors import CPTError
 from cpt_experiments.files import CONF_DIR
 
@@ -25,7 +25,7 @@ TARGET_X = 50.0
 
 
 def _default_data_dir() -> Path:
-    """The suite's own choice (``config.default_data_dir``): $CPT_DATA_DIR, ../shared/data, else the embedded sample."""
+    """The suite's own choice (``data_dir.default_data_dir``): $CPT_DATA_DIR, ../shared/data, else the embedded sample."""
     return Path(default_data_dir())
 
 

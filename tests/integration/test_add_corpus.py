@@ -67,7 +67,7 @@ def test_corpus_path_is_absolute_or_relative_to_its_own_or_the_run_data_dir(tmp_
 
 @pytest.mark.parametrize("path", ["/data/mine.jsonl", "mine.jsonl"])
 def test_scale_cpu_needs_paths_data_dir_only_for_relative_paths(path: str, monkeypatch) -> None:
-    from cpt_experiments.config import _reads_data_dir
+    from cpt_experiments.data_dir import _reads_data_dir
 
     assert _reads_data_dir({"source": "local", "path": path}) == (not path.startswith("/"))
     assert not _reads_data_dir({"source": "local", "path": path, "data_dir": "/data"})

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import compose
 
-from cpt_experiments import config
+from cpt_experiments import data_dir as policy
 from cpt_experiments.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,8 +27,8 @@ def fresh_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No CPT_DATA_DIR, no ../shared/data (whatever this machine has), the data-dir choice not yet logged."""
     monkeypatch.delenv("CPT_DATA_DIR", raising=False)
     monkeypatch.delenv("CPT_BENCHMARK_DIR", raising=False)
-    monkeypatch.setattr(config, "SHARED_DATA_DIR", str(tmp_path / "no" / "shared" / "data"))
-    monkeypatch.setattr(config, "_announced", set())
+    monkeypatch.setattr(policy, "SHARED_DATA_DIR", str(tmp_path / "no" / "shared" / "data"))
+    monkeypatch.setattr(policy, "_announced", set())
     monkeypatch.chdir(tmp_path)  # and no relative ../shared/data from the launch directory either
     return tmp_path
 
@@ -48,11 +48,11 @@ def test_smoke_quickstart_runs_on_the_embedded_sample(fresh_machine: Path, caplo
 
     cfg = compose_train(fresh_machine, "experiment=quickstart", "scale=smoke")
     assert typed_config(cfg)[0].paths.data_dir == str(SAMPLE)
-    config._announced.clear()
-    with caplog.at_level(logging.INFO, logger="cpt_experiments.config"):
+    policy._announced.clear()
+    with caplog.at_level(logging.INFO, logger="cpt_experiments.data_dir"):
         summary = train(cfg)
     assert summary.trained() == ["pretrain", "de_replay0", "de_replay25", "union"]
-    used = [r.getMessage() for r in caplog.records if r.name == "cpt_experiments.config"]
+    used = [r.getMessage() for r in caplog.records if r.name == "cpt_experiments.data_dir"]
     assert used == [
         f"paths.data_dir = {SAMPLE} (embedded sample for scale=smoke; CPT_DATA_DIR unset, no ../shared/data)"
     ]
@@ -88,15 +88,15 @@ def test_hub_corpora_and_explicit_dirs_do_not_need_the_sample(fresh_machine: Pat
 
 
 def test_data_dir_default_order(fresh_machine: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert config.default_data_dir("smoke") == str(SAMPLE)
+    assert policy.default_data_dir("smoke") == str(SAMPLE)
     shared = fresh_machine / "shared" / "data"
     shared.mkdir(parents=True)
-    monkeypatch.setattr(config, "SHARED_DATA_DIR", str(shared))
-    assert config.default_data_dir("cpu") == str(shared)
+    monkeypatch.setattr(policy, "SHARED_DATA_DIR", str(shared))
+    assert policy.default_data_dir("cpu") == str(shared)
     monkeypatch.setenv("CPT_DATA_DIR", "/somewhere/else")
-    assert config.default_data_dir("cpu") == "/somewhere/else"
+    assert policy.default_data_dir("cpu") == "/somewhere/else"
     monkeypatch.setenv("CPT_DATA_DIR", "")  # empty counts as unset
-    assert config.default_data_dir("cpu") == str(shared)
+    assert policy.default_data_dir("cpu") == str(shared)
 
 
 def test_sample_is_what_its_readme_says_and_ships_as_package_data() -> None:

@@ -22,7 +22,9 @@ from cpt_experiments.ranges import RANGES
 REPO = Path(__file__).resolve().parents[2]
 PROBES = {int: [-1, 0, 2**62], float: [math.nan, math.inf, -math.inf, -1.0, 0.0, 1e300]}
 PROBES[int] += [math.nan, math.inf, -math.inf]  # an int field given a float: a type error naming the key
-SCHEMAS = [c for c in vars(config).values() if dataclasses.is_dataclass(c) and c.__module__ == config.__name__]
+SCHEMAS = [
+    c for c in vars(config).values() if dataclasses.is_dataclass(c) and c.__module__.startswith(f"{config.__name__}.")
+]
 
 
 def _numeric(tp: typing.Any) -> tuple[type, str] | None:

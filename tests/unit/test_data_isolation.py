@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cpt_experiments.config import default_data_dir
+from cpt_experiments.data_dir import default_data_dir
 
 
 def test_data_discovery_points_at_the_synthetic_folder(data_dir: Path) -> None:

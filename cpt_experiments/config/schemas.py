@@ -1,35 +1,17 @@
-"""Typed config schemas (Hydra structured configs) for both entry points.
-
-The YAML files in ``conf/`` hold the values; these dataclasses hold the shape: every key and its
-type, and a default only where no YAML file sets one (``MISSING`` otherwise). ``register()`` puts the two root schemas in Hydra's ConfigStore, and
-``conf/train.yaml`` / ``conf/evaluate.yaml`` extend them, so Hydra rejects an unknown key
-(``+replay.ratoi=0.1``) or a value of the wrong type (``replay.ratio=lots``) while composing, before
-any work starts. Every numeric field's range is declared in ``ranges.RANGES`` (a new numeric field declares its
-range there) and checked by ``ranges.check_ranges`` when the pipeline turns the composed config
-into objects; cross-field rules that types cannot express then run in ``__post_init__``
-(``OmegaConf.to_object``). Both name the key they reject.
-Schedules and stages are further validated by ``schedules.build_schedule`` and
-``pipeline.stages``, which know the stage length and the graph.
-"""
+"""The run-level schemas: paths, batch geometry, budgets, optimizer, model, Trainer, evaluation and the two
+roots (``TrainRoot``, ``EvaluateRoot``); the stage graph is in ``config.stages``."""
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import InterpolationResolutionError, OmegaConfBaseException
+from omegaconf import MISSING
 
+from cpt_experiments.config.stages import ExperimentConfig, ReplayConfig, ScheduleConfig, ShiftConfig
 from cpt_experiments.errors import config_error
-from cpt_experiments.files import CONF_DIR, SAMPLE_DATA_DIR
-from cpt_experiments.ranges import check_ranges
 
 # OmegaConf reads these annotations at runtime, so they use typing's Dict/List/Optional.
 
@@ -152,108 +134,6 @@ class LRConfig:
     eta_max: float = MISSING
     eta_min: float = MISSING
     eta_const: float = MISSING  # infinite schedules' constant phase: 0.55 x eta_max (paper 1, Table 14)
-
-
-@dataclass
-class ScheduleConfig:
-    """One LR schedule: ``name`` picks the function, the other keys are its parameters (null = unused).
-
-    Which keys a schedule takes is checked by ``schedules.build_schedule``; fractions are of the stage.
-    """
-
-    name: str = MISSING
-    lr: Optional[float] = None
-    max_lr: Optional[float] = None
-    min_lr: Optional[float] = None
-    const_lr: Optional[float] = None
-    warmup_frac: Optional[float] = None
-    cooldown_frac: Optional[float] = None
-    anneal_frac: Optional[float] = None
-    decay_frac: Optional[float] = None
-    cooldown_shape: Optional[str] = None
-    decay_shape: Optional[str] = None
-    shape: Optional[str] = None
-    alpha: Optional[float] = None
-    num_repeats: Optional[int] = None
-    step_fracs: Optional[List[float]] = None
-    step_factors: Optional[List[float]] = None
-    cycle_fracs: Optional[List[float]] = None  # cosine_cycles: each cycle's share of the stage's steps
-
-
-@dataclass
-class ReplayConfig:
-    """Replay of old data inside a stage; normalised and range-checked by ``data.replay.Replay``."""
-
-    ratio: float = 0.0  # share of the stage's tokens drawn from `sources`, in [0, 1)
-    mode: str = "seen"  # seen: windows an ancestor trained on; fresh: windows no ancestor read
-    sources: Dict[str, float] = field(default_factory=dict)  # corpus role -> weight (sums to 1)
-    reshuffle: bool = False  # seen mode: permute instead of the original order
-
-
-@dataclass
-class StageConfig:
-    """One node of an experiment's stage graph (see ``pipeline.stages``)."""
-
-    data: Dict[str, float] = MISSING  # corpus role -> weight of the new data (sums to 1)
-    tokens: int = MISSING  # the stage's total token budget (replay included)
-    schedule: ScheduleConfig = MISSING
-    parent: Optional[str] = None  # start from this stage's final weights
-    init_from: Optional[str] = None  # or from a hub id / local Hugging Face folder
-    optimizer: str = "reset"  # reset | keep (the parent's AdamW moments)
-    replay: ReplayConfig = field(default_factory=ReplayConfig)
-    role: Optional[str] = None  # pretrain | continual | union | branch | main | ptfs | cpt; default by parent
-    version: Optional[int] = None  # paper 2: the release this stage belongs to
-    allow_repeat: bool = False  # let a source repeat windows when it is smaller than its quota
-    evaluate: bool = False  # run the evaluation suite on it when evaluation.auto
-    windows: str = "all"  # all | unseen: the data roles draw only windows no ancestor read (as data or replay)
-
-
-@dataclass
-class UnionConfig:
-    """The derived union baseline: from scratch on all the data of the chain ending at ``leaf``."""
-
-    leaf: str = MISSING
-    schedule: ScheduleConfig = MISSING  # usually the pre-training schedule (from scratch)
-    name: str = "union"
-    allow_repeat: bool = False
-    # Also derive this stage (beyond paper 1): the union's data and exact windows under the chain's own LR path
-    # (a cosine per chain stage, restarted at each boundary), so CPT − union splits into data order + schedule.
-    chain_schedule: Optional[str] = None
-
-
-@dataclass
-class ExperimentConfig:
-    """A stage graph; ``params`` holds a preset's own knobs (e.g. ``params.cooldown_shape``).
-
-    ``stages`` maps a stage name to a ``StageConfig``. It is typed as ``Any`` for Hydra (whose
-    ``+experiment.stages.<new>={...}`` cannot assign a mapping into a dict of dataclasses) and
-    checked against ``StageConfig`` here, when the config becomes objects.
-    """
-
-    name: str = MISSING
-    stages: Dict[str, Any] = MISSING
-    variant: Optional[str] = None  # legend label of the ablation cell
-    union: Optional[UnionConfig] = None
-    params: Dict[str, Any] = field(default_factory=dict)
-    only: Optional[List[str]] = None  # train (or reuse) and record only these stages and their ancestors; null = all
-
-    def __post_init__(self) -> None:
-        if not self.stages:
-            raise config_error("experiment.stages", "an experiment needs at least one stage")
-        self.stages = {
-            name: stage
-            if isinstance(stage, StageConfig)
-            else typed(StageConfig, stage, key=f"experiment.stages.{name}")[0]
-            for name, stage in self.stages.items()
-        }
-
-
-@dataclass
-class ShiftConfig:
-    """Paper 1's distribution shift of the continual stage: a label and the new-data mixture."""
-
-    name: str = MISSING  # none | weak | strong (a label; rows record the shift measured from the corpora)
-    data: Dict[str, float] = MISSING
 
 
 @dataclass
@@ -391,134 +271,3 @@ class EvaluateRoot:
     stages: Optional[List[str]] = None  # ...or only these
     device: str = "cpu"
     seed: int = 0
-
-
-def typed(schema: type, cfg: Any, key: str = "") -> tuple[Any, dict[str, Any]]:
-    """``cfg`` merged into ``schema``: (the dataclass instance, the resolved plain dict).
-
-    Merging rejects unknown keys and wrong types; instantiating runs the range checks. Every
-    error is one ``ConfigError`` line naming the key (prefixed with ``key``, where ``cfg`` sits).
-    """
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
-        plain = OmegaConf.to_container(merged, resolve=True, throw_on_missing=True)
-        check_ranges(schema, plain, f"{key}." if key else "")  # every numeric field's range (cpt_experiments.ranges)
-        obj = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as exc:
-        where = ".".join(k for k in (key, str(getattr(exc, "full_key", None) or "")) if k) or "config"
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise config_error(where, msg) from None
-    _reject_unknown(obj, plain, f"{key}." if key else "")
-    return obj, plain
-
-
-def _reject_unknown(obj: Any, plain: Any, prefix: str) -> None:
-    """Hydra's ``+key=value`` adds keys even to a typed node, and ``to_object`` drops them silently;
-    a typo such as ``+replay.ratoi=0.1`` must fail instead of training with the default."""
-    if dataclasses.is_dataclass(obj) and isinstance(plain, dict):
-        known = {f.name for f in dataclasses.fields(obj)}
-        for key in plain:
-            if key not in known:
-                raise config_error(f"{prefix}{key}", f"unknown key (known: {', '.join(sorted(known))})")
-            _reject_unknown(getattr(obj, key), plain[key], f"{prefix}{key}.")
-    elif isinstance(obj, dict) and isinstance(plain, dict):
-        for key, value in obj.items():
-            _reject_unknown(value, plain.get(key), f"{prefix}{key}.")
-
-
-def plain_dict(cfg: Any, key: str) -> dict[str, Any]:
-    """``cfg`` as a plain dict: an OmegaConf node resolved, any mapping copied; ConfigError naming ``key`` otherwise."""
-    if isinstance(cfg, DictConfig):
-        cfg = OmegaConf.to_container(cfg, resolve=True)
-    if not isinstance(cfg, Mapping):
-        raise config_error(key, f"must be a mapping, got {type(cfg).__name__}")
-    return dict(cfg)
-
-
-SHARED_DATA_DIR = "../shared/data"  # our machines' corpora, relative to the launch directory
-
-
-_announced: set[str] = set()
-
-
-def default_data_dir(scale: Optional[str] = None, corpora: Any = None) -> str:
-    """``paths.data_dir`` unless set: ``$CPT_DATA_DIR``, else ``../shared/data`` if it exists, else the sample
-    that ships with the package (resolver ``cpt_data_dir``, ``conf/paths/default.yaml``).
-
-    The sample holds a few hundred documents per corpus: enough for ``scale=smoke`` only, so another scale
-    that reads a local corpus fails here, before any work, with the fix. Logs the choice once per process.
-    """
-    env = os.environ.get("CPT_DATA_DIR")
-    if env:
-        chosen, why = env, "from CPT_DATA_DIR"
-    elif Path(SHARED_DATA_DIR).is_dir():
-        chosen, why = SHARED_DATA_DIR, "CPT_DATA_DIR unset; ../shared/data exists"
-    else:
-        if scale not in (None, "smoke") and any(map(_reads_data_dir, (corpora or {}).values())):
-            # OmegaConf's own error type passes through unwrapped, so typed() reports one `paths.data_dir: ...`
-            # line (any other exception gets a "... raised while resolving interpolation" prefix).
-            raise InterpolationResolutionError(
-                f"scale={scale} needs corpora, but CPT_DATA_DIR is unset, {SHARED_DATA_DIR} does not exist and "
-                "the embedded sample serves scale=smoke only: fetch them with `python -m cpt_experiments.data.fetch "
-                "--data-dir DIR` and add corpora=fetched paths.data_dir=DIR, or set CPT_DATA_DIR=DIR (or "
-                "paths.data_dir=DIR) for a folder with A_en_wikipedia.jsonl, B_en_web_mix.jsonl, C_de_bundestag.jsonl"
-            )
-        chosen, why = str(SAMPLE_DATA_DIR), "embedded sample for scale=smoke; CPT_DATA_DIR unset, no ../shared/data"
-    if chosen not in _announced:
-        _announced.add(chosen)
-        logging.getLogger(__name__).info("paths.data_dir = %s (%s)", chosen, why)
-    return chosen
-
-
-def _reads_data_dir(corpus: Any) -> bool:
-    """A local corpus whose ``path`` is relative and that has no ``data_dir`` of its own reads ``paths.data_dir``."""
-    if not hasattr(corpus, "get") or corpus.get("source") != "local" or corpus.get("data_dir"):
-        return False
-    return not Path(str(corpus.get("path") or "")).expanduser().is_absolute()
-
-
-def yaml_problem(conf_dir: Path = CONF_DIR) -> Optional[str]:
-    """The first config file under ``conf_dir`` that is not valid YAML (syntax, a duplicate key), as one
-    line naming the file and line; None if all load. Hydra would report it as a YAML traceback."""
-    for path in sorted(conf_dir.rglob("*.yaml")):
-        try:
-            OmegaConf.load(path)
-        except Exception as exc:  # noqa: BLE001 - yaml's and OmegaConf's errors alike
-            mark = getattr(exc, "problem_mark", None)
-            problem = getattr(exc, "problem", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            return f"{path}{f', line {mark.line + 1}' if mark else ''}: invalid YAML: {problem}"
-    return None
-
-
-def register() -> None:
-    """Store the root schemas as ``train_schema`` and ``evaluate_schema`` and register the ``cpt_data_dir``
-    and ``cpt_pid`` resolvers (idempotent)."""
-    cs = ConfigStore.instance()
-    cs.store(name="train_schema", node=TrainRoot)
-    cs.store(name="evaluate_schema", node=EvaluateRoot)
-    OmegaConf.register_new_resolver("cpt_data_dir", default_data_dir, replace=True)
-    # Run directories carry the process id: two runs started in the same second must not share one.
-    # Cached (like Hydra's `now`): a multirun copies the launching process's resolver cache into every
-    # member's config, so joblib workers see the launcher's pid and the sweep keeps one directory.
-    OmegaConf.register_new_resolver("cpt_pid", os.getpid, replace=True, use_cache=True)
-    # Budgets that are differences of others (e.g. a split's main path = split − anneal): ${cpt_minus:a,b}.
-    OmegaConf.register_new_resolver("cpt_minus", _minus, replace=True)
-    # Budgets that are multiples of others (e.g. the budget axis: k x the cpu budgets): ${cpt_times:a,k}.
-    OmegaConf.register_new_resolver("cpt_times", _times, replace=True)
-
-
-def _minus(a: int, b: int) -> int:
-    """``a - b`` for integer budgets (resolver ``cpt_minus``); anything else is an error naming both values."""
-    if any(isinstance(v, bool) or not isinstance(v, int) for v in (a, b)):
-        raise ValueError(f"cpt_minus needs two integers, got {a!r} and {b!r}")
-    return a - b
-
-
-def _times(a: int, k: int) -> int:
-    """``a * k`` for an integer budget and a positive integer multiplier (resolver ``cpt_times``)."""
-    if any(isinstance(v, bool) or not isinstance(v, int) for v in (a, k)) or k < 1:
-        raise ValueError(f"cpt_times needs an integer budget and an integer multiplier >= 1, got {a!r} and {k!r}")
-    return a * k
-
-
-register()
