@@ -8,7 +8,7 @@ For every ``runs`` row of a results directory:
   (with the union baseline) -> budgets and schedules -> tokenizer (trained as training trains it, or
   reused from ``cache_dir``) -> each role's train token cache key (``data.token_cache.cache_key``: the
   corpus spec, the sha256 of the source file and the tokenizer hash, which is what a training run's
-  cache manifest records) -> ``experiment.stage_hashes``. Nothing is trained and no corpus is tokenized.
+  cache manifest records) -> ``planning.stage_hashes``. Nothing is trained and no corpus is tokenized.
 
 ``failed`` rows (``pipeline.failures``) trained nothing and record no snapshot or commit: they are
 skipped. Rows whose corpora are not in ``data_dir`` are reported as *unchecked* with the reason,
@@ -35,7 +35,7 @@ from cpt_experiments.data.tokenizer import tokenizer_hash
 from cpt_experiments.errors import CPTError, DataError
 from cpt_experiments.files import CONF_DIR, REPO_ROOT
 from cpt_experiments.pipeline.context import roles_of, run_tokenizer, typed_config
-from cpt_experiments.pipeline.experiment import build_stages, stage_hashes
+from cpt_experiments.pipeline.planning import build_stages, stage_hashes
 from cpt_experiments.pipeline.records import NOT_IDENTITY
 from cpt_experiments.pipeline.stage_plan import Geometry, steps_and_schedule
 from cpt_experiments.pipeline.stages import canonical_json

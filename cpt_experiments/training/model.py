@@ -145,7 +145,7 @@ def neox_config(model_cfg: Mapping[str, Any], vocab_size: int) -> PretrainedConf
     """Validate ``model_cfg`` and translate it to a ``GPTNeoXConfig`` (``vocab_size`` = tokenizer's).
 
     An ``arch: llama`` config is handed to :func:`llama_config`, so callers that only check the
-    shape before any work (``pipeline.experiment``) check the right architecture.
+    shape before any work (``pipeline.planning``) check the right architecture.
     """
     if arch_of(model_cfg) != "gpt_neox":
         return hf_config(model_cfg, vocab_size)

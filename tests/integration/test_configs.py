@@ -14,7 +14,7 @@ from hydra.errors import ConfigCompositionException
 from cpt_experiments.config import EvaluateRoot, typed
 from cpt_experiments.errors import ConfigError
 from cpt_experiments.pipeline.context import typed_config
-from cpt_experiments.pipeline.experiment import build_stages
+from cpt_experiments.pipeline.planning import build_stages
 from cpt_experiments.pipeline.stage_plan import Geometry
 from cpt_experiments.schedules import build_schedule
 from cpt_experiments.train import train

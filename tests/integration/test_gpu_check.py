@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 
 from cpt_experiments.bench import gpu_axis, gpu_check
 from cpt_experiments.pipeline.context import typed_config
-from cpt_experiments.pipeline.experiment import build_stages
+from cpt_experiments.pipeline.planning import build_stages
 from cpt_experiments.pipeline.stage_plan import Geometry, steps_and_schedule
 from cpt_experiments.training.trainer import check_trainer
 

@@ -13,7 +13,7 @@ from conftest import compose
 
 from cpt_experiments.data.replay import consumed_windows
 from cpt_experiments.pipeline.context import typed_config
-from cpt_experiments.pipeline.experiment import build_stages, plan_experiment
+from cpt_experiments.pipeline.planning import build_stages, plan_experiment
 from cpt_experiments.pipeline.stages import lineage
 from cpt_experiments.results import store
 from cpt_experiments.train import train

@@ -10,7 +10,7 @@ import pytest
 from conftest import compose
 
 from cpt_experiments.pipeline.context import typed_config
-from cpt_experiments.pipeline.experiment import build_stages, plan_experiment
+from cpt_experiments.pipeline.planning import build_stages, plan_experiment
 from cpt_experiments.pipeline.stage_plan import Geometry
 from cpt_experiments.results import ledger, store
 from cpt_experiments.schedules.build import build_schedule, schedule_preview
@@ -130,7 +130,7 @@ def test_strategy_runs_end_to_end(tmp_path, data_dir, cache, preset) -> None:
 
 def test_the_x4_version_budget_scales_every_version_of_the_trained_regime() -> None:
     from cpt_experiments.pipeline.context import typed_config
-    from cpt_experiments.pipeline.experiment import build_stages
+    from cpt_experiments.pipeline.planning import build_stages
 
     one = compose("experiment=paper2/ptfs", "scale=cpu")
     four = compose("experiment=paper2/ptfs", "scale=cpu", "model=llama_d64", "budget=paper2_x4")

@@ -20,7 +20,7 @@ from cpt_experiments.data.corpus import CorpusSpec
 from cpt_experiments.data.token_cache import cache_key
 from cpt_experiments.data.tokenizer import get_tokenizer, tokenizer_hash
 from cpt_experiments.pipeline.context import prepare_run, typed_config
-from cpt_experiments.pipeline.experiment import build_stages, hash_stages, stage_hashes
+from cpt_experiments.pipeline.planning import build_stages, hash_stages, stage_hashes
 from cpt_experiments.pipeline.records import config_hash
 
 REPO = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ from cpt_experiments import verify
 from cpt_experiments.pipeline import records
 from cpt_experiments.pipeline.audit import Auditor, audit, check_figures
 from cpt_experiments.pipeline.context import typed_config
-from cpt_experiments.pipeline.experiment import plan_experiment
+from cpt_experiments.pipeline.planning import plan_experiment
 from cpt_experiments.results import store
 
 FIXTURE_RESULTS = Path(__file__).resolve().parents[1] / "fixtures" / "results"
