@@ -39,7 +39,7 @@ class PathsConfig:
 #: ``train.attention`` values: the ``attn_implementation`` of ``transformers`` that both architectures support.
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
 #: Keys that change how fast a stage trains, not what it computes (rounding aside). They are outside the stage-hash
-#: context (``pipeline.experiment.hash_stages``) and ``pipeline.records.config_hash`` leaves them out, so adding
+#: context (``pipeline.planning.hash_stages``) and ``pipeline.records.config_hash`` leaves them out, so adding
 #: them changed no hash of an earlier run. Precision is not among them: ``trainer.precision`` changes the
 #: arithmetic (bf16 products) and is part of every stage hash.
 SPEED_ONLY_KEYS = ("train.attention", "train.compile", "train.gradient_checkpointing")
