@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cpt_experiments.data.mixing import MixturePlan, SourceSpec
+from cpt_experiments.data.mixing import MixturePlan
+from cpt_experiments.data.mixture_sources import SourceSpec
 from cpt_experiments.data.replay import replay_weights
 from cpt_experiments.data.windows import TokenWindows
 from cpt_experiments.training.datamodule import CPTDataModule

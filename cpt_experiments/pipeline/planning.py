@@ -23,7 +23,7 @@ from cpt_experiments.pipeline.stages import (
     stage_hash,
     union_baseline,
 )
-from cpt_experiments.training.model import hf_config
+from cpt_experiments.training.architectures import hf_config
 from cpt_experiments.training.trainer import check_trainer
 
 

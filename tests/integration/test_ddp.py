@@ -21,7 +21,8 @@ import torch
 from safetensors.torch import load_file
 
 import cpt_experiments.pipeline.stage_runner as runner
-from cpt_experiments.data.mixing import MixturePlan, SourceSpec
+from cpt_experiments.data.mixing import MixturePlan
+from cpt_experiments.data.mixture_sources import SourceSpec
 from cpt_experiments.data.replay import Replay
 from cpt_experiments.results import store
 from cpt_experiments.training.datamodule import CPTDataModule

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cpt_experiments.data.mixing import MixturePlan, SourceSpec
+from cpt_experiments.data.mixing import MixturePlan
+from cpt_experiments.data.mixture_sources import SourceSpec
 from cpt_experiments.data.replay import Replay, consumed_windows, fresh_replay_source, seen_replay_source
 from cpt_experiments.errors import ConfigError
 
