@@ -10,13 +10,12 @@ slices: :mod:`cpt_experiments.data.splits`.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cpt_experiments.config import plain_dict
 from cpt_experiments.errors import config_error
+from cpt_experiments.hashing import content_hash
 
 SOURCES = ("local", "hub")
 FORMATS = {"jsonl": "json", "text": "text", "parquet": "parquet"}  # our name -> datasets builder name
@@ -166,4 +165,5 @@ class CorpusSpec:
         if "max_tokens" in drop:
             drop |= set(TRAIN_ONLY_FIELDS)
         d = {k: v for k, v in self.to_dict().items() if k not in drop}
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+        # compact=False: the layout the recorded token-cache keys (and so the stage hashes) rest on.
+        return content_hash(d, compact=False)

@@ -8,7 +8,6 @@ Face format, keyed by the trainer settings and the source fingerprint; the same 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ from cpt_experiments.data.corpus import CorpusSpec
 from cpt_experiments.data.documents import source_fingerprint
 from cpt_experiments.data.splits import split_documents
 from cpt_experiments.errors import CacheError, ConfigError, config_error
+from cpt_experiments.hashing import content_hash
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,9 @@ def get_tokenizer(
         raise config_error("tokenizer.train_corpus", "a bpe tokenizer needs the corpus to train on")
     settings = _bpe_settings(cfg, corpus_spec, data_dir)
     vocab_size = settings["vocab_size"]
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    # A cache folder name (16 hex digits keep paths short). compact=False keeps the folders of trained tokenizers:
+    # a retrain costs minutes at paper scale, and its hash feeds every stage hash.
+    key = content_hash(settings, 16, compact=False)
     dest = Path(cache_dir) / "tokenizers" / key
     dest.parent.mkdir(parents=True, exist_ok=True)
     remove_unlocked_temps(dest.parent)  # what tokenizer trainings killed earlier left behind
@@ -200,7 +202,8 @@ def tokenizer_hash(tokenizer: Any) -> str:
         raise ConfigError(f"tokenizer: {type(tokenizer).__name__} is not a fast tokenizer") from exc
     state.pop("truncation", None)
     state.pop("padding", None)
-    return hashlib.sha256(json.dumps(state, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+    # compact=False, ensure_ascii=False: the bytes the recorded tokenizer hashes (part of every stage hash) hash.
+    return content_hash(state, compact=False, ensure_ascii=False)
 
 
 def vocab_size_of(tokenizer: Any) -> int:
