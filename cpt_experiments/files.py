@@ -30,4 +30,3 @@ def probe_writable(directory: str | os.PathLike) -> None:
     probe = path / f".write-test-{os.getpid()}"
     probe.write_bytes(b"")
     probe.unlink()
-

@@ -38,9 +38,7 @@ def text_hash(text: str, length: int = DEFAULT_LENGTH) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
 
-def content_hash(
-    obj: Any, length: int = DEFAULT_LENGTH, *, compact: bool = True, ensure_ascii: bool = True
-) -> str:
+def content_hash(obj: Any, length: int = DEFAULT_LENGTH, *, compact: bool = True, ensure_ascii: bool = True) -> str:
     """sha256 (hex, first ``length`` digits) of ``canonical_json(obj, compact=..., ensure_ascii=...)``."""
     return text_hash(canonical_json(obj, compact=compact, ensure_ascii=ensure_ascii), length)
 

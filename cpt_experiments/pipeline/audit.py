@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +83,8 @@ class Auditor:
         return {"paths": paths, "evaluation": {"auto": False, "suite": self._suite}, **rest}
 
     def _tokenizer(self, root: TrainRoot) -> tuple[Any, str]:
-        train_role = root.tokenizer.get("train_corpus")
-        key = canonical_json([dict(root.tokenizer), root.corpora.get(train_role) if train_role else None])
+        corpus = root.corpora.get(root.tokenizer.train_corpus or "")
+        key = canonical_json([asdict(root.tokenizer), asdict(corpus) if corpus is not None else None])
         if key not in self._tokenizers:
             try:
                 tok = run_tokenizer(root)

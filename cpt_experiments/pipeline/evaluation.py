@@ -147,12 +147,14 @@ def heldout_tasks(
     unknown = [r for r in roles if r not in corpora]
     if unknown:
         raise config_error("eval_suite.tasks", f"held-out task for unknown corpus role {unknown[0]!r}")
-    # A cache folder name (16 hex digits keep paths short), recorded nowhere and part of no stage hash: the
-    # canonical layout replaced json.dumps' spaced one in issue 21, so each folder was rendered once more.
-    out = Path(cache_dir) / "heldout_tasks" / content_hash([data_dir, n_docs, {r: corpora[r] for r in roles}], 16)
+    specs = {r: CorpusSpec.from_config(corpora[r], key=f"corpora.{r}") for r in roles}
+    # A cache folder name (16 hex digits keep paths short), recorded nowhere and part of no stage hash. Since
+    # issue 21 it hashes the specs (defaults filled, whether the corpora came typed or as a snapshot's mappings) in
+    # the canonical layout, so each folder was rendered once more.
+    material = [data_dir, n_docs, {r: spec.to_dict() for r, spec in specs.items()}]
+    out = Path(cache_dir) / "heldout_tasks" / content_hash(material, 16)
     docs: dict[str, list[str]] = {}
-    for role in roles:
-        spec = CorpusSpec.from_config(corpora[role], key=f"corpora.{role}")
+    for role, spec in specs.items():
         texts = []
         for _, text in split_documents(spec, data_dir, "validation"):
             texts.append(text)

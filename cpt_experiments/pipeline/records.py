@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from cpt_experiments.atomic import atomic_write_text
-from cpt_experiments.config import SPEED_ONLY_KEYS
+from cpt_experiments.config import SPEED_ONLY_KEYS, CorpusConfig
 from cpt_experiments.errors import config_error
 from cpt_experiments.files import REPO_ROOT, probe_writable
 from cpt_experiments.hashing import content_hash
@@ -187,13 +187,13 @@ def domains_of(stage: Stage, stages: Mapping[str, Stage]) -> tuple[list[str], li
     return old, [r for r in stage.data if r not in old]
 
 
-def shift_of(old: list[str], new: list[str], corpora: Mapping[str, Any]) -> str:
+def shift_of(old: list[str], new: list[str], corpora: Mapping[str, CorpusConfig]) -> str:
     """Paper 1's shift strength: ``strong`` if a new corpus is in another language than the old
     data (English -> German), ``weak`` if it shares the language, ``none`` without new data."""
     if not new:
         return "none"
-    old_langs = {corpora[r].get("lang") for r in old}
-    return "strong" if any(corpora[r].get("lang") not in old_langs for r in new) else "weak"
+    old_langs = {corpora[r].lang for r in old}
+    return "strong" if any(corpora[r].lang not in old_langs for r in new) else "weak"
 
 
 def run_row(
