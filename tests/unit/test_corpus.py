@@ -375,3 +375,17 @@ def test_a_bad_corpus_of_a_run_names_its_role() -> None:
     cfg.corpora.en_new.max_tokens = "lots"
     with pytest.raises(ConfigError, match=r"^corpora\.en_new\.max_tokens: "):
         typed(TrainRoot, cfg)
+
+
+def test_heldout_task_folder_is_the_same_for_typed_and_composed_corpora(data_dir: Path, tmp_path: Path) -> None:
+    """``pipeline.evaluation.heldout_tasks`` gets typed corpora from ``train`` and a snapshot's mappings from
+    ``evaluate``: the same corpora name the same folder (its key hashes the specs)."""
+    from cpt_experiments.config import typed
+    from cpt_experiments.config.schemas import TrainRoot
+    from cpt_experiments.pipeline.evaluation import heldout_tasks
+
+    cfg = compose("experiment=quickstart", "scale=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}")
+    root, plain = typed(TrainRoot, cfg)
+    typed_out, names = heldout_tasks(str(data_dir), root.corpora, ["en_old"], 3, str(tmp_path))
+    plain_out, _ = heldout_tasks(str(data_dir), plain["corpora"], ["en_old"], 3, str(tmp_path))
+    assert typed_out == plain_out and names == ["cpt_heldout_en_old"]
