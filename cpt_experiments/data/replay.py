@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from cpt_experiments.config import ReplayConfig
 from cpt_experiments.data.mixing import MixturePlan, SourceSpec
 from cpt_experiments.errors import config_error
 
@@ -56,26 +57,16 @@ class Replay:
     reshuffle: bool = False
 
     @classmethod
-    def from_config(cls, raw: Mapping[str, Any] | None, key: str = "replay") -> Replay:
-        """Validate ``{ratio, sources, mode, reshuffle}``; errors name ``<key>.<field>``."""
-        raw = raw or {}
-        unknown = sorted(set(raw) - {"ratio", "sources", "mode", "reshuffle"})
-        if unknown:
-            raise config_error(f"{key}.{unknown[0]}", "unknown replay key (known: mode, ratio, reshuffle, sources)")
-        value = raw.get("ratio", 0.0)
-        try:
-            ratio = float(value)
-        except (TypeError, ValueError):
-            raise config_error(f"{key}.ratio", f"must be a number in [0, 1), got {value!r}") from None
-        if not math.isfinite(ratio) or not 0.0 <= ratio < 1.0:
-            raise config_error(f"{key}.ratio", f"must be in [0, 1), got {value!r}")
-        mode = str(raw.get("mode", "seen"))
-        if mode not in REPLAY_MODES:
-            raise config_error(f"{key}.mode", f"unknown replay mode {mode!r} (known: {', '.join(REPLAY_MODES)})")
-        if ratio == 0.0:
+    def from_config(cls, cfg: ReplayConfig, key: str = "replay") -> Replay:
+        """Replay of a stage from its typed node (``config.ReplayConfig``: types and defaults); checks the ratio's
+        range, the mode and the sources' mixture. Errors name ``<key>.<field>``."""
+        if not math.isfinite(cfg.ratio) or not 0.0 <= cfg.ratio < 1.0:
+            raise config_error(f"{key}.ratio", f"must be in [0, 1), got {cfg.ratio!r}")
+        if cfg.mode not in REPLAY_MODES:
+            raise config_error(f"{key}.mode", f"unknown replay mode {cfg.mode!r} (known: {', '.join(REPLAY_MODES)})")
+        if cfg.ratio == 0.0:
             return cls()
-        sources = mixture_weights(raw.get("sources"), f"{key}.sources")
-        return cls(ratio, sources, mode, bool(raw.get("reshuffle", False)))
+        return cls(cfg.ratio, mixture_weights(cfg.sources, f"{key}.sources"), cfg.mode, cfg.reshuffle)
 
     @property
     def active(self) -> bool:

@@ -88,10 +88,10 @@ class ScheduleSpec:
     def spec(self) -> dict[str, Any]:
         """The mapping the stage hash covers: ``name`` and every parameter the config set (lists as lists)."""
         out: dict[str, Any] = {"name": self.NAME}
-        for name in self.params():
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = list(value) if isinstance(value, tuple) else value
+        for f in dataclasses.fields(self):  # field order, so loggers show the keys alike in every run
+            value = getattr(self, f.name)
+            if f.name != "key" and value is not None:
+                out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 
     def build(self, total_steps: int) -> Schedule:

@@ -67,7 +67,7 @@ def test_branch_family_and_fraction_select_schedule_and_length(family: str) -> N
                  "experiment.params.branch=f45")
     )  # fmt: skip
     stages = build_stages(root.experiment)
-    assert stages["branch_v3"].schedule["shape"] == family
+    assert stages["branch_v3"].schedule.shape == family
     assert stages["branch_v3"].tokens == root.budget.version_branch_tokens["f45"]
     assert stages["branch_v3"].tokens / root.budget.version_tokens == pytest.approx(0.45)
     assert stages["branch_v3"].parent == "main_v3" and stages["main_v4"].parent == "main_v3"
