@@ -60,7 +60,9 @@ class Stage:
         schedule = parse_schedule(cfg.schedule, f"{key}.schedule")
         replay = Replay.from_config(cfg.replay, f"{key}.replay")
         if cfg.optimizer not in OPTIMIZER_POLICIES:
-            raise config_error(f"{key}.optimizer", f"must be one of {', '.join(OPTIMIZER_POLICIES)}, got {cfg.optimizer!r}")
+            raise config_error(
+                f"{key}.optimizer", f"must be one of {', '.join(OPTIMIZER_POLICIES)}, got {cfg.optimizer!r}"
+            )
         parent, init_from = cfg.parent or None, cfg.init_from or None
         if parent and init_from:
             raise config_error(f"{key}.init_from", "a stage starts either from its parent or from init_from, not both")
@@ -72,7 +74,9 @@ class Stage:
         if cfg.windows not in WINDOW_POLICIES:
             raise config_error(f"{key}.windows", f"must be one of {', '.join(WINDOW_POLICIES)}, got {cfg.windows!r}")
         if cfg.windows == "unseen" and not parent:
-            raise config_error(f"{key}.windows", "'unseen' needs a parent stage: without ancestors every window is unseen")
+            raise config_error(
+                f"{key}.windows", "'unseen' needs a parent stage: without ancestors every window is unseen"
+            )
         return cls(
             name=name, data=data, tokens=cfg.tokens, schedule=schedule, parent=parent, init_from=init_from,
             optimizer=cfg.optimizer, replay=replay, role=role, version=cfg.version, allow_repeat=cfg.allow_repeat,
@@ -171,8 +175,10 @@ def chain_schedule_union(stages: Mapping[str, Stage], leaf: str, union: Stage, n
     first = chain[0].schedule
     for s in chain:
         sched = s.schedule
-        if not isinstance(sched, WarmupCosine) or not isinstance(first, WarmupCosine) or (
-            (sched.max_lr, sched.min_lr, sched.warmup_frac) != (first.max_lr, first.min_lr, first.warmup_frac)
+        if (
+            not isinstance(sched, WarmupCosine)
+            or not isinstance(first, WarmupCosine)
+            or ((sched.max_lr, sched.min_lr, sched.warmup_frac) != (first.max_lr, first.min_lr, first.warmup_frac))
         ):
             raise config_error(
                 "experiment.union.chain_schedule",

@@ -66,7 +66,9 @@ def parse_schedule(cfg: ScheduleInput, key: str = "schedule") -> ScheduleSpec:
     allowed = cls.params()
     unknown = sorted(set(raw) - allowed)
     if unknown:
-        raise config_error(f"{key}.{unknown[0]}", f"unknown key for '{name}'; expected {', '.join(sorted({'name', *allowed}))}")
+        raise config_error(
+            f"{key}.{unknown[0]}", f"unknown key for '{name}'; expected {', '.join(sorted({'name', *allowed}))}"
+        )
     for f in dataclasses.fields(cls):
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if required and f.name not in raw:

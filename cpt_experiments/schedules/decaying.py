@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import ClassVar
 
 from cpt_experiments.schedules import shapes
 from cpt_experiments.schedules.specs import Schedule, ScheduleSpec
@@ -47,7 +47,9 @@ class _Decaying(ScheduleSpec):
     def _multistep(self) -> shapes.DecayShape:
         fracs, factors = self._floats("step_fracs"), self._floats("step_factors")
         if len(fracs) != len(factors):
-            raise self._fail("step_factors", f"needs one factor per entry of step_fracs ({len(fracs)}), got {len(factors)}")
+            raise self._fail(
+                "step_factors", f"needs one factor per entry of step_fracs ({len(fracs)}), got {len(factors)}"
+            )
         if any(not 0 <= f < 1 for f in fracs) or any(b <= a for a, b in zip(fracs, fracs[1:])):
             raise self._fail("step_fracs", f"must be strictly increasing in [0, 1), got {list(fracs)!r}")
         if any(not 0 < f <= 1 for f in factors) or any(b > a for a, b in zip(factors, factors[1:])):
@@ -99,11 +101,14 @@ class Infinite(_Decaying):
         super().__post_init__()
         min_lr, max_lr, const_lr = float(self.min_lr), float(self.max_lr), self._lr("const_lr")
         if not (min_lr <= const_lr <= max_lr and const_lr > 0):
-            raise self._fail("const_lr", f"must be > 0 and in [min_lr, max_lr] = [{min_lr!r}, {max_lr!r}], got {const_lr!r}")
+            raise self._fail(
+                "const_lr", f"must be > 0 and in [min_lr, max_lr] = [{min_lr!r}, {max_lr!r}], got {const_lr!r}"
+            )
         total = self._frac("warmup_frac") + self._frac("cooldown_frac") + self._frac("anneal_frac")
         if total > 1.0 + 1e-12:
             raise self._fail(
-                "cooldown_frac", f"warmup_frac + cooldown_frac + anneal_frac = {total:g} exceeds the stage (must be <= 1)"
+                "cooldown_frac",
+                f"warmup_frac + cooldown_frac + anneal_frac = {total:g} exceeds the stage (must be <= 1)",
             )
         shape = self._choice("cooldown_shape", _COOLDOWN_SHAPES)
         if self.alpha is not None or shape == "inverse_sqrt":
@@ -225,7 +230,9 @@ class CosineCycles(_Decaying):
         fracs = [float(f) for f in self.cycle_fracs]
         starts = tuple(round(sum(fracs[:i]) * total) for i in range(len(fracs)))
         if any(b <= a for a, b in zip(starts, (*starts[1:], total))):
-            raise self._fail("cycle_fracs", f"every cycle needs at least one of the stage's {total} steps, got {fracs!r}")
+            raise self._fail(
+                "cycle_fracs", f"every cycle needs at least one of the stage's {total} steps, got {fracs!r}"
+            )
         return functools.partial(
             shapes.cosine_cycles, max_lr=float(self.max_lr), min_lr=float(self.min_lr),
             warmup_frac=float(self.warmup_frac), cycle_starts=starts, total_steps=total,

@@ -128,7 +128,9 @@ class WarmupConstant(ScheduleSpec):
         self._frac("warmup_frac")
 
     def _bind(self, total: int) -> Schedule:
-        return functools.partial(shapes.warmup_constant, max_lr=float(self.max_lr), warmup_steps=float(self.warmup_frac) * total)
+        return functools.partial(
+            shapes.warmup_constant, max_lr=float(self.max_lr), warmup_steps=float(self.warmup_frac) * total
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

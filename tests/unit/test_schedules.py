@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from cpt_experiments.errors import ConfigError
 from cpt_experiments.config import ScheduleConfig
+from cpt_experiments.errors import ConfigError
 from cpt_experiments.schedules import SCHEDULES, SPECS, build_schedule, parse_schedule, schedule_preview
 
 PRESETS = sorted((Path(__file__).resolve().parents[2] / "conf" / "schedule").glob("*.yaml"))
@@ -449,7 +449,9 @@ def test_an_unknown_key_is_rejected_once_at_parse_naming_it() -> None:
     with pytest.raises(ConfigError, match=r"^stages\.x\.schedule\.warmup_frac: "):
         parse_schedule({"name": "warmup_cosine", **UNIT, "warmup_frac": 1.0}, "stages.x.schedule")
     # Checks that need the stage length keep the parse-time key.
-    spec = parse_schedule({"name": "repeated_cosine", **UNIT, "warmup_frac": 0.0, "num_repeats": 5}, "stages.x.schedule")
+    spec = parse_schedule(
+        {"name": "repeated_cosine", **UNIT, "warmup_frac": 0.0, "num_repeats": 5}, "stages.x.schedule"
+    )
     with pytest.raises(ConfigError, match=r"^stages\.x\.schedule\.num_repeats: .*total_steps=4"):
         spec.build(4)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cpt_experiments.errors import ConfigError
 from cpt_experiments.config import StageConfig
 from cpt_experiments.config.convert import typed
+from cpt_experiments.errors import ConfigError
 from cpt_experiments.pipeline.stages import (
     Stage,
     chain_schedule_union,
