@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cpt_experiments.data.mixing import MixturePlan, SourceSpec
-from cpt_experiments.data.replay import replay_weights
+from cpt_experiments.data.mixing import MixturePlan
+from cpt_experiments.data.mixture_sources import SourceSpec
+from cpt_experiments.data.replay import Replay
 from cpt_experiments.data.windows import TokenWindows
 from cpt_experiments.training.datamodule import CPTDataModule
 
@@ -33,7 +34,7 @@ def bench_mixing(seconds: float = 3.0, *, num_tokens: int = 10_000_000) -> dict[
     with tempfile.TemporaryDirectory() as tmp:
         arrays = {n: _synthetic_memmap(Path(tmp) / f"{n}.bin", num_tokens, i) for i, n in enumerate("ABC")}
         sizes = {n: len(TokenWindows(a, seq_len)) for n, a in arrays.items()}
-        w = replay_weights({"B": 0.7, "C": 0.3}, {"A": 1.0}, 0.05)
+        w = Replay(ratio=0.05, sources={"A": 1.0}).mix({"B": 0.7, "C": 0.3})
         num_windows = int(min(sizes[n] / w[n] for n in w)) // micro * micro
         plan = MixturePlan(
             [SourceSpec(n, sizes[n], w[n]) for n in ("B", "C", "A")], num_windows, seed=0, batch_windows=micro

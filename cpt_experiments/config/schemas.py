@@ -163,7 +163,7 @@ class ModelConfig:
     """A decoder shape (``training.model``): GPT-NeoX or LLaMA; the weights are always a stage's business."""
 
     name: str = MISSING
-    arch: str = "gpt_neox"  # gpt_neox | llama (paper 2's LLaMA-1.2B); checked by training.model
+    arch: str = "gpt_neox"  # gpt_neox | llama (paper 2's LLaMA-1.2B); checked by training.architectures
     d_model: int = MISSING
     n_layers: int = MISSING
     n_heads: int = MISSING

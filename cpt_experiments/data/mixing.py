@@ -4,56 +4,23 @@ Why exact quotas: Paper 1 applies replay per batch (GPT-NeoX blends every 1104-s
 paper 1, §4.2), and mixtures that only hold "on average" drift visibly. Here every block of
 ``block_batches * batch_windows`` consecutive positions holds a fixed count per source. The plan is a pure function
 of its arguments; position ``p`` is resolved in O(block + sources) without materialising the stage.
-Pure numpy, no torch.
+The sources and their checks are ``data.mixture_sources``, block sizes and quotas ``data.mixture_quotas``, the
+plan's digest ``data.mixture_fingerprint``. Pure numpy, no torch.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import math
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 
+from cpt_experiments.data.mixture_fingerprint import plan_fingerprint
+from cpt_experiments.data.mixture_quotas import choose_block, largest_remainder
+from cpt_experiments.data.mixture_sources import SourceSpec, validate_sources
 from cpt_experiments.errors import config_error
 
 log = logging.getLogger(__name__)
-
-Order = Union[str, np.ndarray]
-MAX_BLOCK_BATCHES = 1000
-_INT_TOL = 1e-9  # weights * block within this of an integer count as an exact quota (float rounding only)
-
-
-@dataclass(frozen=True, eq=False)
-class SourceSpec:
-    """One training source. ``num_windows``: windows in the underlying token array. ``weight``: share of windows
-    (= tokens) in [0, 1]. ``order``: ``"shuffle"`` (seeded permutation, reshuffled per epoch), ``"sequential"``,
-    or an explicit int array of window indices read cyclically (e.g. the windows a parent stage consumed)."""
-
-    name: str
-    num_windows: int
-    weight: float
-    order: Order = "shuffle"
-
-    @property
-    def available(self) -> int:
-        """Distinct draws before the source repeats: ``len(order)`` for an explicit order, else ``num_windows``."""
-        return len(self.order) if isinstance(self.order, np.ndarray) else int(self.num_windows)
-
-
-def _largest_remainder(weights: np.ndarray, total: int) -> np.ndarray:
-    """Integer counts summing to ``total`` with ``|count - w*total| < 1``; ties go to the lower source index."""
-    exact = weights * total
-    counts = np.floor(exact).astype(np.int64)
-    short = total - int(counts.sum())
-    if short > 0:
-        order = np.argsort(-(exact - counts), kind="stable")
-        counts[order[:short]] += 1
-    return counts
 
 
 class MixturePlan:
@@ -82,102 +49,18 @@ class MixturePlan:
         self.seed = int(seed)
         self.batch_windows = int(batch_windows)
         self.allow_repeat = bool(allow_repeat)
-        self._validate_inputs(num_windows, seed, batch_windows)
+        validate_sources(self.sources, num_windows, seed, batch_windows)
         self.names = [s.name for s in self.sources]
         w = np.array([float(s.weight) for s in self.sources], dtype=np.float64)
         self.weights = w / w.sum()
-        self.block_batches, self._exact = self._choose_block(block_batches)
+        self.block_batches, self._exact = choose_block(self.weights, self.names, self.batch_windows, block_batches)
         self.block_windows = self.block_batches * self.batch_windows
         self._quota = np.rint(self.weights * self.block_windows).astype(np.int64) if self._exact else None
         self._blocks: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._perms: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self._check_supply()
 
-    # ---- validation -------------------------------------------------------------------------------------------
-    def _validate_inputs(self, num_windows: int, seed: int, batch_windows: int) -> None:
-        if not self.sources:
-            raise config_error("mixing.sources", "at least one source is required")
-        names = [s.name for s in self.sources]
-        if len(set(names)) != len(names) or not all(names):
-            raise config_error("mixing.sources", f"source names must be unique and non-empty, got {names}")
-        if int(seed) != seed or seed < 0:
-            raise config_error("mixing.seed", f"must be a non-negative integer, got {seed!r}")
-        if int(batch_windows) != batch_windows or batch_windows < 1:
-            raise config_error("mixing.batch_windows", f"must be a positive integer, got {batch_windows!r}")
-        if num_windows < batch_windows:
-            raise config_error(
-                "mixing.num_windows", f"budget of {num_windows} windows is smaller than one batch ({batch_windows})"
-            )
-        if num_windows % batch_windows:
-            lo = num_windows // batch_windows * batch_windows
-            raise config_error(
-                "mixing.num_windows",
-                f"{num_windows} is not a multiple of the batch ({batch_windows} windows); use {lo} or {lo + batch_windows}",
-            )
-        for s in self.sources:
-            if not math.isfinite(s.weight) or s.weight < 0:
-                raise config_error(f"mixing.weights.{s.name}", f"must be a finite number >= 0, got {s.weight!r}")
-            self._validate_order(s)
-        total = sum(float(s.weight) for s in self.sources)
-        if abs(total - 1.0) > 1e-6:
-            raise config_error("mixing.weights", f"must sum to 1 (tolerance 1e-6), got {total:.9g}")
-
-    @staticmethod
-    def _validate_order(s: SourceSpec) -> None:
-        key = f"mixing.sources.{s.name}"
-        if isinstance(s.order, np.ndarray):
-            o = s.order
-            if o.ndim != 1 or not np.issubdtype(o.dtype, np.integer):
-                raise config_error(f"{key}.order", "an explicit order must be a 1-D integer array of window indices")
-            if o.size and (o.min() < 0 or o.max() >= s.num_windows):
-                raise config_error(f"{key}.order", f"window indices must lie in [0, {s.num_windows})")
-        elif s.order not in ("shuffle", "sequential"):
-            raise config_error(f"{key}.order", f"must be 'shuffle', 'sequential' or an index array, got {s.order!r}")
-        if s.weight > 0 and s.available < 1:
-            raise config_error(f"{key}.num_windows", "a source with positive weight has no windows")
-
-    def _choose_block(self, block_batches: int | None) -> tuple[int, bool]:
-        """Smallest block (in batches) with integer quotas, else the smallest where every source gets >= 1 window."""
-        g = self.batch_windows
-        if block_batches is not None:
-            if int(block_batches) != block_batches or block_batches < 1:
-                raise config_error("mixing.block_batches", f"must be a positive integer or null, got {block_batches!r}")
-            k = int(block_batches)
-            exact = self._is_integral(k * g)
-            if not exact:
-                self._require_monotone(k, "mixing.block_batches")
-            return k, exact
-        for k in range(1, MAX_BLOCK_BATCHES + 1):
-            if self._is_integral(k * g):
-                return k, True
-        positive = self.weights[self.weights > 0]
-        k = max(1, math.ceil(1.0 / (positive.min() * g) - 1e-12))
-        self._require_monotone(k, "mixing.weights")
-        return k, False
-
-    def _is_integral(self, block: int) -> bool:
-        x = self.weights * block
-        # a positive weight must get a positive quota: never round a small source away
-        return bool(np.all(np.abs(x - np.rint(x)) < _INT_TOL) and np.all(np.rint(x)[self.weights > 0] >= 1))
-
-    def _require_monotone(self, k: int, key: str) -> None:
-        # Cumulative largest-remainder counts can shrink between boundaries (Alabama paradox) unless every source
-        # expects >= 1 window per block; refuse rather than emit negative quotas.
-        per_block = self.weights * k * self.batch_windows
-        bad = [(n, p) for n, p in zip(self.names, per_block) if 0 < p < 1]
-        if bad or k > MAX_BLOCK_BATCHES:
-            smallest = int(np.argmin(np.where(self.weights > 0, self.weights, np.inf)))
-            name, p = bad[0] if bad else (self.names[smallest], float(per_block[smallest]))
-            if bad:
-                raise config_error(
-                    key, f"source {name!r} gets {p:.3g} windows per block of {k} batches; use a larger block"
-                )
-            raise config_error(
-                key,
-                f"source {name!r} needs a block of {k} > {MAX_BLOCK_BATCHES} batches to get one window; "
-                "raise its weight or drop it",
-            )
-
+    # ---- supply ------------------------------------------------------------------------------------------------
     def _check_supply(self) -> None:
         needed = self.counts(0, self.num_windows)
         for s in self.sources:
@@ -197,7 +80,7 @@ class MixturePlan:
         """Windows per source in positions ``[0, block_id * block_windows)``."""
         if self._exact:
             return self._quota * block_id
-        return _largest_remainder(self.weights, block_id * self.block_windows)
+        return largest_remainder(self.weights, block_id * self.block_windows)
 
     def block(self, block_id: int) -> tuple[np.ndarray, np.ndarray]:
         """``(source, draw)`` per position of block ``block_id``: int64 arrays of length ``block_windows``.
@@ -304,21 +187,11 @@ class MixturePlan:
 
     def fingerprint(self) -> str:
         """SHA-256 (hex, 16 chars) of everything that determines the stream; equal plans give equal streams."""
-        h = hashlib.sha256()
-        meta = {
-            "v": 1,
-            "num_windows": self.num_windows,
-            "seed": self.seed,
-            "batch_windows": self.batch_windows,
-            "block_batches": self.block_batches,
-            "allow_repeat": self.allow_repeat,
-            "sources": [
-                [s.name, int(s.num_windows), repr(float(s.weight)), s.order if isinstance(s.order, str) else "array"]
-                for s in self.sources
-            ],
-        }
-        h.update(json.dumps(meta, sort_keys=True).encode())
-        for s in self.sources:
-            if isinstance(s.order, np.ndarray):
-                h.update(np.ascontiguousarray(s.order, dtype=np.int64).tobytes())
-        return h.hexdigest()[:16]
+        return plan_fingerprint(
+            self.sources,
+            num_windows=self.num_windows,
+            seed=self.seed,
+            batch_windows=self.batch_windows,
+            block_batches=self.block_batches,
+            allow_repeat=self.allow_repeat,
+        )

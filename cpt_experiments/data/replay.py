@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from cpt_experiments.config import ReplayConfig
-from cpt_experiments.data.mixing import MixturePlan, SourceSpec
+from cpt_experiments.data.mixing import MixturePlan
+from cpt_experiments.data.mixture_sources import SourceSpec
 from cpt_experiments.errors import config_error
 
 REPLAY_MODES = ("seen", "fresh")

@@ -24,7 +24,8 @@ import yaml
 
 from cpt_experiments.errors import ConfigError, DataError
 from cpt_experiments.results import store
-from cpt_experiments.training.model import build_model, model_flops_per_token, parameter_counts, resolve_vocab_size
+from cpt_experiments.training.architectures import resolve_vocab_size
+from cpt_experiments.training.model import build_model, model_flops_per_token, parameter_counts
 
 
 def _snapshot_model(results_dir: Path, config_hash: str) -> tuple[int, int, float]:

@@ -26,7 +26,8 @@ from cpt_experiments.eval.domain_loss import ValSet, make_valset
 from cpt_experiments.files import SAMPLE_DATA_DIR
 from cpt_experiments.pipeline.stage_plan import Geometry
 from cpt_experiments.pipeline.stages import Stage
-from cpt_experiments.training.model import parameter_counts, resolve_vocab_size
+from cpt_experiments.training.architectures import resolve_vocab_size
+from cpt_experiments.training.model import parameter_counts
 
 log = logging.getLogger(__name__)
 

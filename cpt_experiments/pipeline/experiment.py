@@ -33,7 +33,7 @@ from cpt_experiments.pipeline.stage_cache import StageDir, stage_dir
 from cpt_experiments.pipeline.stage_plan import REPLAY_PREFIX, StagePlan
 from cpt_experiments.pipeline.stage_runner import StageJob, StageOutcome, is_rank_zero, train_stage
 from cpt_experiments.pipeline.stages import lineage
-from cpt_experiments.results import store
+from cpt_experiments.results import schema, store
 from cpt_experiments.training.loggers import finish as finish_loggers
 from cpt_experiments.training.loggers import stage_loggers
 from cpt_experiments.training.model import load_pretrained
@@ -72,8 +72,8 @@ def run_experiment(cfg: DictConfig | Mapping[str, Any]) -> RunSummary:
     cfg_hash = records.run_hash(plain, xp.hashes)  # covers the corpora's content, unlike the config alone
     exp = root.experiment
     assert exp is not None
-    rid = store.run_id(exp.name, root.seed, cfg_hash)
-    provisional = store.run_id(exp.name, root.seed, records.config_hash(plain))  # see failures.handle_failure
+    rid = schema.run_id(exp.name, root.seed, cfg_hash)
+    provisional = schema.run_id(exp.name, root.seed, records.config_hash(plain))  # see failures.handle_failure
     summary = RunSummary(rid, xp.ctx.roles, results_dir=root.paths.results_dir, config_hash=cfg_hash)
     if root.dry_run:  # the plan, measured throughput and estimated time; nothing is trained or written
         summary.lines = _dry_run_lines(root, xp, rid)

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from cpt_experiments.atomic import atomic_write_text
 from cpt_experiments.errors import CPTError
 from cpt_experiments.pipeline import records
-from cpt_experiments.results import store
+from cpt_experiments.results import failed_rows, store
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def _record_failed_stage(cfg: DictConfig, exc: StageFailed, reason: str) -> None
     experiment, seed, cfg_hash = _identity(cfg)
     row = {
         "run_id": exc.run_id, "experiment": experiment, "stage": exc.stage, "status": "failed",
-        "reason": reason, "attempt": store.attempt_id(exc.stage, reason), "seed": seed,
+        "reason": reason, "attempt": failed_rows.attempt_id(exc.stage, reason), "seed": seed,
         "config_hash": getattr(exc, "config_hash", None) or cfg_hash,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip

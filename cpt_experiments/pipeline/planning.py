@@ -24,7 +24,7 @@ from cpt_experiments.pipeline.stages import (
     union_baseline,
 )
 from cpt_experiments.schedules import parse_schedule
-from cpt_experiments.training.model import hf_config
+from cpt_experiments.training.architectures import hf_config
 from cpt_experiments.training.trainer import check_trainer
 
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cpt_experiments.data.mixing import MixturePlan, SourceSpec
+from cpt_experiments.data.mixing import MixturePlan
+from cpt_experiments.data.mixture_sources import SourceSpec
 from cpt_experiments.data.replay import fresh_replay_source, seen_replay_source
 from cpt_experiments.data.windows import TokenWindows
 from cpt_experiments.errors import ConfigError, config_error

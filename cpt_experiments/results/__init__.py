@@ -1,1 +1,1 @@
-"""Results tables (store), their collection from stage logs, and the metrics computed from them."""
+"""Results tables (schema, store), their collection from stage logs, and the metrics computed from them."""

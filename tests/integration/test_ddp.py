@@ -22,7 +22,8 @@ from safetensors.torch import load_file
 
 import cpt_experiments.pipeline.stage_runner as runner
 from cpt_experiments.config import ReplayConfig
-from cpt_experiments.data.mixing import MixturePlan, SourceSpec
+from cpt_experiments.data.mixing import MixturePlan
+from cpt_experiments.data.mixture_sources import SourceSpec
 from cpt_experiments.data.replay import Replay
 from cpt_experiments.results import store
 from cpt_experiments.training.datamodule import CPTDataModule

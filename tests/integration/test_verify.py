@@ -20,7 +20,7 @@ from cpt_experiments.pipeline import records
 from cpt_experiments.pipeline.audit import Auditor, audit, check_figures
 from cpt_experiments.pipeline.context import typed_config
 from cpt_experiments.pipeline.planning import plan_experiment
-from cpt_experiments.results import store
+from cpt_experiments.results import schema, store
 
 FIXTURE_RESULTS = Path(__file__).resolve().parents[1] / "fixtures" / "results"
 
@@ -40,7 +40,7 @@ def recorded(tmp_path_factory, data_dir):
     )
     xp = plan_experiment(root)
     cfg_hash = records.config_hash(plain)
-    rid = store.run_id("quickstart", root.seed, cfg_hash)
+    rid = schema.run_id("quickstart", root.seed, cfg_hash)
     results = tmp / "results"
     info = records.RunInfo(results, rid, cfg_hash, sha, "quickstart", None, xp.ctx)
     records.write_config_snapshot(info, plain, xp.hashes)

@@ -12,7 +12,8 @@ import pytorch_lightning as pl
 import torch
 
 from cpt_experiments.config import ReplayConfig
-from cpt_experiments.data.mixing import MixturePlan, SourceSpec
+from cpt_experiments.data.mixing import MixturePlan
+from cpt_experiments.data.mixture_sources import SourceSpec
 from cpt_experiments.data.replay import Replay
 from cpt_experiments.data.sampler import PlanBatchSampler
 from cpt_experiments.errors import ConfigError

@@ -27,7 +27,7 @@ from cpt_experiments.figures import (
     union_baseline,
 )
 from cpt_experiments.figures.__main__ import main
-from cpt_experiments.results import metrics, releases, store
+from cpt_experiments.results import metrics, releases, schema, store
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "results"
 #: Paper 2: real smoke-scale runs (ptfs and cpt_rewarm and ps-cosine-f20 with seeds 0 and 1; cpt_undecayed,
@@ -54,7 +54,7 @@ def _copy_fixture(
 ) -> Path:
     out = tmp_path / "results"
     out.mkdir()
-    for table in store.TABLES:
+    for table in schema.TABLES:
         if table in drop_tables or not (source / f"{table}.csv").exists():
             continue
         df = store.load(source, table)
@@ -125,7 +125,7 @@ def test_missing_data_raises_named_error(tmp_path: Path, name, drop_roles, drop_
 
 def test_replay_sweep_needs_two_ratios(tmp_path: Path) -> None:
     results_dir = tmp_path / "r"
-    for table in store.TABLES:
+    for table in schema.TABLES:
         shutil.copy(FIXTURE / f"{table}.csv", results_dir.mkdir(exist_ok=True) or results_dir / f"{table}.csv")
     runs = store.load(results_dir, "runs")
     keep = runs[~((runs["role"] == "continual") & (runs["replay_ratio"].fillna(0) != 0.05))]

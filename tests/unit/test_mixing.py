@@ -7,7 +7,8 @@ import pytest
 
 from cpt_experiments.config import ReplayConfig
 from cpt_experiments.config.convert import typed
-from cpt_experiments.data.mixing import MixturePlan, SourceSpec
+from cpt_experiments.data.mixing import MixturePlan
+from cpt_experiments.data.mixture_sources import SourceSpec
 from cpt_experiments.data.replay import Replay, consumed_windows, fresh_replay_source, seen_replay_source
 from cpt_experiments.errors import ConfigError
 

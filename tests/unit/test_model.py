@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from cpt_experiments.errors import ConfigError
+from cpt_experiments.training.architectures import resolve_vocab_size
 from cpt_experiments.training.flops import flops_per_token, mfu
 from cpt_experiments.training.model import (
     build_model,
@@ -19,7 +20,6 @@ from cpt_experiments.training.model import (
     main,
     model_flops_per_token,
     parameter_counts,
-    resolve_vocab_size,
 )
 
 NEOX_TOKENIZER_VOCAB = 50277  # GPT-NeoX-20B tokenizer

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from cpt_experiments.errors import ConfigError, DataError
-from cpt_experiments.results import store
+from cpt_experiments.results import schema, store
 
 
 def _run_rows(rid: str = "rewarm-s0-abcdef1", tokens: int = 8000) -> list[dict]:
@@ -29,16 +29,16 @@ def _curve_rows(rid: str, stage: str, value: float) -> list[dict]:
 
 
 def test_run_id_is_deterministic() -> None:
-    assert store.run_id("rewarm_weak", 2, "0123456789abcdef") == "rewarm_weak-s2-0123456"
+    assert schema.run_id("rewarm_weak", 2, "0123456789abcdef") == "rewarm_weak-s2-0123456"
 
 
 def test_schema_round_trip_keeps_values_and_dtypes(tmp_path: Path) -> None:
     store.append(tmp_path, "runs", _run_rows())
     df = store.load(tmp_path, "runs")
-    assert list(df.columns) == list(store.SCHEMAS["runs"])
+    assert list(df.columns) == list(schema.SCHEMAS["runs"])
     assert {c: str(t) for c, t in df.dtypes.items()} == {
         c: {"string": "string", "Int64": "Int64", "float64": "float64", "boolean": "boolean"}[t]
-        for c, t in store.SCHEMAS["runs"].items()
+        for c, t in schema.SCHEMAS["runs"].items()
     }
     row = df.set_index("stage").loc["continual"]
     assert row["replay_ratio"] == 0.05 and row["stage_tokens"] == 8000 and row["stage_flops"] == 1.5e12
@@ -140,15 +140,15 @@ def test_fixture_tables_are_schema_valid_and_match_generator(tmp_path: Path) -> 
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
     gen.write(tmp_path)
-    for table in store.TABLES:
+    for table in schema.TABLES:
         assert (tmp_path / f"{table}.csv").read_bytes() == (fixture / f"{table}.csv").read_bytes(), table
 
 
 def test_readme_documents_every_column() -> None:
     readme = (Path(__file__).resolve().parents[2] / "results" / "README.md").read_text()
-    for table, schema in store.SCHEMAS.items():
+    for table, columns in schema.SCHEMAS.items():
         section = readme.split(f"## `{table}.csv`")[1].split("\n## ")[0]
-        for col, dtype in schema.items():
+        for col, dtype in columns.items():
             assert f"| `{col}` | {dtype} |" in section, f"{table}.{col} undocumented in results/README.md"
 
 

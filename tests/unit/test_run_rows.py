@@ -8,7 +8,7 @@ import pytest
 
 from cpt_experiments.errors import DataError
 from cpt_experiments.pipeline import records
-from cpt_experiments.results import store
+from cpt_experiments.results import failed_rows, store
 
 
 def _done(run_id: str, stage: str, stage_hash: str, status: str = "done") -> dict:
@@ -16,7 +16,7 @@ def _done(run_id: str, stage: str, stage_hash: str, status: str = "done") -> dic
 
 
 def _failed(run_id: str, stage: str, reason: str) -> dict:
-    attempt = store.attempt_id(stage, reason)
+    attempt = failed_rows.attempt_id(stage, reason)
     return {
         "run_id": run_id,
         "experiment": "x",
