@@ -79,7 +79,8 @@ def parse_schedule(cfg: ScheduleInput, key: str = "schedule") -> ScheduleSpec:
 def build_schedule(spec: ScheduleSpec | ScheduleInput, total_steps: int, *, key: str = "schedule") -> Schedule:
     """``f(step) -> absolute LR`` for a stage of ``total_steps`` optimizer steps (a picklable partial).
 
-    ``spec`` is a typed schedule or a mapping for ``parse_schedule`` (``key`` names it in errors).
+    ``spec`` is a typed schedule (whose errors name the key it was parsed with) or a mapping for
+    ``parse_schedule`` (``key`` names it in errors).
     """
     typed = spec if isinstance(spec, ScheduleSpec) else parse_schedule(spec, key)
     return typed.build(total_steps)
