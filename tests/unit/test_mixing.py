@@ -147,9 +147,9 @@ def test_too_small_source_raises_and_allow_repeat_reports_epochs() -> None:
             ),
             "mixing.block_batches",
         ),
-        (lambda: Replay.from_config(ReplayConfig(ratio=1.0, sources={"A": 1.0})), "replay.ratio"),
-        (lambda: Replay.from_config(ReplayConfig(ratio=-0.1, sources={"A": 1.0})), "replay.ratio"),
-        (lambda: typed(ReplayConfig, {"ratio": "lots"}, key="replay"), "replay.ratio"),  # the type: the schema
+        (lambda: typed(ReplayConfig, {"ratio": 1.0, "sources": {"A": 1.0}}, key="replay"), "replay.ratio"),
+        (lambda: typed(ReplayConfig, {"ratio": -0.1, "sources": {"A": 1.0}}, key="replay"), "replay.ratio"),
+        (lambda: typed(ReplayConfig, {"ratio": "lots"}, key="replay"), "replay.ratio"),  # type and range: the schema
         (lambda: Replay.from_config(ReplayConfig(ratio=0.1, sources={"A": 0.5})), "replay.sources"),
         (lambda: Replay.from_config(ReplayConfig(ratio=0.1, sources={"A": 1.0}, mode="old")), "replay.mode"),
         (lambda: MixturePlan([SourceSpec("B", 99, 1.0)], 4, seed=0, batch_windows=8), "mixing.num_windows"),
