@@ -1,11 +1,10 @@
-"""Where the checkout's files are, whether a folder takes files, and a file's content hash: one definition each.
+"""Where the checkout's files are and whether a folder takes files: one definition each (file hashes: ``hashing``).
 
 ``REPO_ROOT`` is the checkout (or the editable install's source tree) that holds ``conf/`` and ``results/``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -31,12 +30,3 @@ def probe_writable(directory: str | os.PathLike) -> None:
     probe = path / f".write-test-{os.getpid()}"
     probe.write_bytes(b"")
     probe.unlink()
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes, read in 4 MiB chunks (about 1 GB/s)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

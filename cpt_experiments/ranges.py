@@ -114,6 +114,16 @@ RANGES: dict[str, dict[str, Range]] = {
         "task_limits": real(0.0, 1e9, lo_open=True, null=True), "batch_size": count(2**16),
         "batch_tokens": count(2**30, null=True), "heldout_limit": count(10**9, null=True),
     },
+    "CorpusConfig": {
+        "max_documents": count(10**12, lo=0, null=True), "max_tokens": count(TOKENS, lo=0, null=True),
+        "max_validation_tokens": count(TOKENS, lo=0, null=True), "validation_fraction": real(0.0, 1.0, hi_open=True),
+        "slice_index": count(10**6, null=True), "slice_count": count(10**6, null=True),
+        "slice_fractions": real(0.0, 1e9, lo_open=True),
+    },
+    "TokenizerConfig": {
+        "vocab_size": count(2**24, null=True), "min_frequency": count(10**9, null=True),
+        "train_max_chars": count(10**15, null=True),
+    },
     "TrainRoot": {"seed": Range(0, 2**32, hi_open=True, integer=True)},
     "EvaluateRoot": {"seed": Range(0, 2**32, hi_open=True, integer=True)},
 }  # fmt: skip

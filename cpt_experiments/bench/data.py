@@ -55,7 +55,7 @@ def bench_tokenization(data_dir: Path, corpus: str, max_mb: float, vocab_size: i
     from cpt_experiments.data.tokenizer import get_tokenizer
 
     spec, texts = _slice_spec(corpus, data_dir, int(max_mb * 1e6))
-    tok_cfg = {"kind": "bpe", "vocab_size": vocab_size, "train_max_chars": 4_000_000}
+    tok_cfg = {"kind": "bpe", "vocab_size": vocab_size, "min_frequency": 2, "train_max_chars": 4_000_000}
     t0 = time.perf_counter()
     tokenizer = get_tokenizer(tok_cfg, spec, data_dir, cache_dir)
     tokenizer_s = time.perf_counter() - t0

@@ -64,7 +64,7 @@ def _random_checkpoint(data_dir: Path, out: Path) -> Path:
     from cpt_experiments.training.model import build_model, load_model_cfg
 
     spec = CorpusSpec.from_config(OmegaConf.load(CONF_DIR / "corpus" / "wiki_en.yaml"), key="corpus.wiki_en")
-    tok_cfg = {"kind": "bpe", "vocab_size": 4096, "train_max_chars": 4_000_000}
+    tok_cfg = {"kind": "bpe", "vocab_size": 4096, "min_frequency": 2, "train_max_chars": 4_000_000}
     tokenizer = get_tokenizer(tok_cfg, spec, data_dir, out / "cache")
     torch.manual_seed(0)
     model = build_model(load_model_cfg("neox_d128"), len(tokenizer))

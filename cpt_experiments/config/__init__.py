@@ -1,7 +1,7 @@
 """Typed config schemas (Hydra structured configs) for both entry points.
 
 A package: ``schemas`` (paths, batch, model, optimizer, evaluation and the two roots), ``stages`` (the
-stage graph, its schedules and replay), ``convert`` (``typed``, ``plain_dict``, ``yaml_problem``) and
+stage graph, its schedules and replay), ``data`` (a corpus, its hub source, the tokenizer), ``convert`` (``typed``, ``plain_dict``, ``yaml_problem``) and
 ``resolvers`` (``register``); the names below are re-exported so ``from cpt_experiments.config import X`` works.
 
 The YAML files in ``conf/`` hold the values; these dataclasses hold the shape: every key and its
@@ -17,6 +17,7 @@ Schedules and stages are further validated by ``schedules.parse_schedule`` (one 
 """
 
 from cpt_experiments.config.convert import plain_dict, typed, yaml_problem
+from cpt_experiments.config.data import CorpusConfig, HubConfig, TokenizerConfig
 from cpt_experiments.config.resolvers import register
 from cpt_experiments.config.schemas import (
     ATTENTION_IMPLEMENTATIONS,
@@ -44,10 +45,10 @@ from cpt_experiments.config.stages import (
 from cpt_experiments.files import CONF_DIR
 
 __all__ = [
-    "ATTENTION_IMPLEMENTATIONS", "CONF_DIR", "SPEED_ONLY_KEYS", "BudgetConfig", "EvalSuiteConfig", "EvaluateRoot",
-    "EvaluationConfig", "ExperimentConfig", "LRConfig", "ModelConfig", "OptimConfig", "PathsConfig",
-    "ReplayConfig", "ScheduleConfig", "ShiftConfig", "StageConfig", "TrainConfig", "TrainRoot", "TrainerConfig",
-    "UnionConfig", "plain_dict", "register", "typed", "yaml_problem",
+    "ATTENTION_IMPLEMENTATIONS", "CONF_DIR", "SPEED_ONLY_KEYS", "BudgetConfig", "CorpusConfig", "EvalSuiteConfig",
+    "EvaluateRoot", "EvaluationConfig", "ExperimentConfig", "HubConfig", "LRConfig", "ModelConfig", "OptimConfig",
+    "PathsConfig", "ReplayConfig", "ScheduleConfig", "ShiftConfig", "StageConfig", "TokenizerConfig", "TrainConfig",
+    "TrainRoot", "TrainerConfig", "UnionConfig", "plain_dict", "register", "typed", "yaml_problem",
 ]  # fmt: skip
 
 register()

@@ -10,6 +10,8 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
+from cpt_experiments.config.convert import typed
+from cpt_experiments.config.data import CorpusConfig, TokenizerConfig
 from cpt_experiments.config.stages import ExperimentConfig, ReplayConfig, ScheduleConfig, ShiftConfig
 from cpt_experiments.errors import config_error
 
@@ -234,8 +236,10 @@ class TrainRoot:
     allow_dirty_results: bool = False  # write into results/ from a tree with uncommitted changes
     dry_run: bool = False  # print the stage plan (cached or to train, tokens, steps, est. time) and stop
     paths: PathsConfig = MISSING
-    corpora: Dict[str, Any] = MISSING  # role -> corpus (validated by data.corpus.CorpusSpec)
-    tokenizer: Dict[str, Any] = MISSING  # validated by data.tokenizer.get_tokenizer
+    # role -> corpus, and the tokenizer: mappings as composed (the config hash hashes them so), typed once in
+    # __post_init__ into config.data's CorpusConfig / TokenizerConfig, which is all the code downstream sees.
+    corpora: Dict[str, Any] = MISSING
+    tokenizer: Dict[str, Any] = MISSING
     model: ModelConfig = MISSING
     optim: OptimConfig = MISSING
     train: TrainConfig = MISSING
@@ -257,6 +261,13 @@ class TrainRoot:
     def __post_init__(self) -> None:
         if not 0 <= self.seed < 2**32:  # numpy and Lightning seed with 32 bits
             raise config_error("seed", f"must be in [0, 2**32), got {self.seed}")
+        self.corpora = {role: _typed_node(CorpusConfig, c, f"corpora.{role}") for role, c in self.corpora.items()}
+        self.tokenizer = _typed_node(TokenizerConfig, self.tokenizer, "tokenizer")  # type: ignore[assignment]
+
+
+def _typed_node(schema: type, node: Any, key: str) -> Any:
+    """``node`` as a ``schema`` instance (an instance already is one), checked as ``config.typed`` checks."""
+    return node if isinstance(node, schema) else typed(schema, node, key)[0]
 
 
 @dataclass

@@ -8,8 +8,6 @@ sample). :func:`source_fingerprint` (file bytes, or the Hub coordinates) keys th
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -19,7 +17,7 @@ from typing import Any
 from cpt_experiments.data.corpus import FORMATS, CorpusSpec
 from cpt_experiments.data.loader import one_line, open_dataset
 from cpt_experiments.errors import DataError, config_error
-from cpt_experiments.files import sha256_file
+from cpt_experiments.hashing import content_hash, sha256_file
 
 DATA_FIX = (
     "point CPT_DATA_DIR=DIR or paths.data_dir=DIR at the folder that holds it, or fetch the hub stand-ins "
@@ -163,7 +161,9 @@ def source_fingerprint(spec: CorpusSpec, data_dir: str | os.PathLike | None) -> 
     if spec.source == "hub":
         assert spec.hub is not None
         ident = {"path": spec.hub.path, "name": spec.hub.name, "split": spec.hub.split, "revision": spec.hub.revision}
-        return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+        # compact=False: the layout this fingerprint was first recorded with; it feeds every token-cache key and
+        # so every stage hash of a hub corpus.
+        return content_hash(ident, compact=False)
     path = resolve_path(spec, data_dir).resolve()
     try:
         st = path.stat()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 import logging
 import urllib.request
@@ -23,7 +22,7 @@ from urllib.parse import urlparse
 from cpt_experiments.atomic import atomic_path, atomic_write_text
 from cpt_experiments.data.loader import hub_revision, is_hub_id, open_dataset
 from cpt_experiments.errors import CPTError, DataError
-from cpt_experiments.files import sha256_file
+from cpt_experiments.hashing import HashingWriter, sha256_file
 
 log = logging.getLogger("cpt_experiments.data.fetch")  # its lines keep the name of the command that prints them
 
@@ -144,7 +143,6 @@ def fetch_item(item: Item, data_dir: Path, caps: Caps, mirror: Path | None, prog
     caps = caps if item.corpus else Caps(None, None)  # benchmarks are fetched whole
     unit, total = ("word", caps.max_words) if caps.max_words else ("row", caps.max_documents)
     rows = words = 0
-    digest = hashlib.sha256()
     with (
         atomic_path(data_dir / item.file) as tmp,
         open(tmp, "wb") as fh,
@@ -153,14 +151,14 @@ def fetch_item(item: Item, data_dir: Path, caps: Caps, mirror: Path | None, prog
             total=total, unit=unit, unit_scale=True, desc=item.file, disable=None if progress else True, leave=False
         ) as bar,
     ):
+        out = HashingWriter(fh)  # the manifest's sha256, without reading the file back
         try:
             for index, record in enumerate(records):
                 row = item.row(index, record)
                 if row is None:
                     continue
                 line = (json.dumps(row, ensure_ascii=False, default=str) + "\n").encode("utf-8")
-                fh.write(line)
-                digest.update(line)
+                out.write(line)
                 rows += 1
                 n_words = len(row["text"].split()) if item.corpus else 0
                 words += n_words
@@ -183,7 +181,7 @@ def fetch_item(item: Item, data_dir: Path, caps: Caps, mirror: Path | None, prog
         "read_from": source.label() if mirror else None,
         "rows": rows,
         "bytes": size,
-        "sha256": digest.hexdigest(),
+        "sha256": out.hexdigest(),
         "fetched_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     if item.corpus:

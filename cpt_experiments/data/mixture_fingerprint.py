@@ -6,11 +6,11 @@ fingerprint.
 from __future__ import annotations
 
 import hashlib
-import json
 
 import numpy as np
 
 from cpt_experiments.data.mixture_sources import SourceSpec
+from cpt_experiments.hashing import canonical_json
 
 
 def plan_fingerprint(
@@ -36,7 +36,7 @@ def plan_fingerprint(
             for s in sources
         ],
     }
-    h.update(json.dumps(meta, sort_keys=True).encode())
+    h.update(canonical_json(meta, compact=False).encode())  # compact=False: the layout of the stored fingerprints
     for s in sources:
         if isinstance(s.order, np.ndarray):
             h.update(np.ascontiguousarray(s.order, dtype=np.int64).tobytes())

@@ -28,6 +28,7 @@ SPLITS = ("train", "validation")
 
 def _split_u(doc_key: str, spec: CorpusSpec) -> float:
     """The document's position in [0, 1): the first 8 bytes of ``sha256(split_salt + doc_key)`` over 2**64."""
+    # Raw digest bytes to a number, once per document (not a content hash: hashing.text_hash would add a hex round trip).
     digest = hashlib.sha256((spec.split_salt + doc_key).encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64
 

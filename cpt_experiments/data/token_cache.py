@@ -14,7 +14,6 @@ counts make token budgets exact; the cut document is still in its own split, so 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -31,7 +30,7 @@ from cpt_experiments.data.documents import source_fingerprint
 from cpt_experiments.data.splits import SPLITS, split_documents
 from cpt_experiments.data.tokenizer import tokenizer_hash, vocab_size_of
 from cpt_experiments.errors import CacheError, DataError, config_error
-from cpt_experiments.files import sha256_file
+from cpt_experiments.hashing import HashingWriter, content_hash, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +71,8 @@ def cache_key(spec: CorpusSpec, split: str, tokenizer: Any, data_dir: str | os.P
         "source_fingerprint": source_fingerprint(spec, data_dir),
         "tokenizer_hash": tokenizer_hash(tokenizer),
     }
-    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+    # compact=False: the layout the recorded keys were made with; the train key is part of every stage hash.
+    return content_hash(material, compact=False)
 
 
 def cache_path(spec: CorpusSpec, split: str, key: str, cache_dir: str | os.PathLike) -> Path:
@@ -135,14 +135,14 @@ def _write_tokens(
     if eos is None:
         raise config_error("tokenizer", "has no eos_token; documents need a separator")
     cap = _split_cap(spec, split)
-    digest = hashlib.sha256()
     num_tokens = num_documents = 0
     truncated = False
     # disable=None: a bar on a terminal only; a log file (non-TTY) gets none
     bar = tqdm(
         total=cap, unit="tok", desc=f"tokenize {spec.name}/{split}", disable=None if progress else True, leave=False
     )
-    with open(out, "wb") as fh:
+    with open(out, "wb") as raw:
+        fh = HashingWriter(raw)  # the manifest's tokens_sha256 in the same pass
         for texts in _batches(split_documents(spec, data_dir, split), BATCH_DOCS):
             for ids in encode_documents(tokenizer, texts):
                 ids.append(eos)
@@ -151,7 +151,6 @@ def _write_tokens(
                     ids = ids[: cap - num_tokens]
                 chunk = np.asarray(ids, dtype=dtype).tobytes()
                 fh.write(chunk)
-                digest.update(chunk)
                 num_tokens += len(ids)
                 num_documents += 1
                 bar.update(len(ids))
@@ -169,7 +168,7 @@ def _write_tokens(
         "dtype": dtype.name,
         "vocab_size": vocab_size,
         "eos_token_id": eos,
-        "tokens_sha256": digest.hexdigest(),
+        "tokens_sha256": fh.hexdigest(),
     }
 
 

@@ -8,7 +8,6 @@ Face format, keyed by the trainer settings and the source fingerprint; the same 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -17,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from cpt_experiments.atomic import atomic_dir, remove_unlocked_temps
-from cpt_experiments.config import plain_dict
+from cpt_experiments.config import TokenizerConfig, plain_dict, typed
 from cpt_experiments.data.corpus import CorpusSpec
 from cpt_experiments.data.documents import source_fingerprint
 from cpt_experiments.data.splits import split_documents
 from cpt_experiments.errors import CacheError, ConfigError, config_error
+from cpt_experiments.hashing import content_hash
 
 log = logging.getLogger(__name__)
 
@@ -29,50 +29,50 @@ EOS_TOKEN = "<|endoftext|>"
 KINDS = ("bpe", "pretrained")
 BPE_FORMAT_VERSION = 1  # bump when the trainer recipe below changes, so old folders are not reused
 _META_FILE = "cpt_tokenizer.json"
-_BPE_KEYS = {"kind", "vocab_size", "min_frequency", "train_corpus", "train_max_chars"}
-_PRETRAINED_KEYS = {"kind", "name_or_path"}
-
-
-def _positive_int(cfg: Mapping[str, Any], key: str, default: int | None = None) -> int:
-    value = cfg.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise config_error(f"tokenizer.{key}", f"must be a positive integer, got {value!r}")
-    return value
+_BPE_KEYS = ("vocab_size", "min_frequency", "train_corpus", "train_max_chars")  # the trainer's (and its corpus's)
 
 
 def get_tokenizer(
-    tok_cfg: Mapping[str, Any] | Any,
+    tok_cfg: TokenizerConfig | Mapping[str, Any] | Any,
     corpus_spec: CorpusSpec | None,
     data_dir: str | os.PathLike | None,
     cache_dir: str | os.PathLike,
 ) -> Any:
-    """Return a ``PreTrainedTokenizerFast`` for ``tok_cfg`` (``conf/tokenizer/*.yaml``).
+    """Return a ``PreTrainedTokenizerFast`` for ``tok_cfg`` (a ``config.TokenizerConfig``; a mapping or OmegaConf
+    node is typed first, ``config.typed``).
 
     ``kind: bpe`` trains on the train split of ``corpus_spec`` (or reuses the cached result);
     ``kind: pretrained`` loads ``name_or_path`` with ``AutoTokenizer`` (``corpus_spec`` is ignored).
     """
-    from filelock import FileLock
-
-    cfg = plain_dict(tok_cfg, "tokenizer")
-    kind = cfg.get("kind")
-    if kind not in KINDS:
-        raise config_error("tokenizer.kind", f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
-    unknown = sorted(set(cfg) - _BPE_KEYS - _PRETRAINED_KEYS)
-    if unknown:
-        raise config_error(f"tokenizer.{unknown[0]}", f"unknown key (known: {sorted(_BPE_KEYS | _PRETRAINED_KEYS)})")
-    if kind == "pretrained":
+    cfg = (
+        tok_cfg
+        if isinstance(tok_cfg, TokenizerConfig)
+        else typed(TokenizerConfig, plain_dict(tok_cfg, "tokenizer"), "tokenizer")[0]
+    )
+    if cfg.kind not in KINDS:
+        raise config_error("tokenizer.kind", f"unknown kind {cfg.kind!r}; one of {', '.join(KINDS)}")
+    if cfg.kind == "pretrained":
         # Scale presets set tokenizer.vocab_size etc. for the BPE default; with a pretrained tokenizer they are moot.
-        ignored = sorted(set(cfg) - _PRETRAINED_KEYS)
+        ignored = [k for k in _BPE_KEYS if getattr(cfg, k) is not None]
         if ignored:
             log.warning("pretrained tokenizer: ignoring BPE training keys %s", ", ".join(ignored))
-        return load_pretrained(cfg.get("name_or_path"))
-    if "name_or_path" in cfg:
+        return load_pretrained(cfg.name_or_path)
+    if cfg.name_or_path is not None:
         raise config_error("tokenizer.name_or_path", "only for kind: pretrained; a bpe tokenizer is trained")
     if corpus_spec is None:
         raise config_error("tokenizer.train_corpus", "a bpe tokenizer needs the corpus to train on")
-    settings = _bpe_settings(cfg, corpus_spec, data_dir)
-    vocab_size = settings["vocab_size"]
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return _trained_bpe(_bpe_settings(cfg, corpus_spec, data_dir), corpus_spec, data_dir, cache_dir)
+
+
+def _trained_bpe(
+    settings: dict[str, Any], corpus_spec: CorpusSpec, data_dir: str | os.PathLike | None, cache_dir: str | os.PathLike
+) -> Any:
+    """The BPE tokenizer of ``settings`` from ``<cache_dir>/tokenizers/<key>/``, trained there first if absent."""
+    from filelock import FileLock
+
+    # A cache folder name (16 hex digits keep paths short). compact=False keeps the folders of trained tokenizers:
+    # a retrain costs minutes at paper scale, and its hash feeds every stage hash.
+    key = content_hash(settings, 16, compact=False)
     dest = Path(cache_dir) / "tokenizers" / key
     dest.parent.mkdir(parents=True, exist_ok=True)
     remove_unlocked_temps(dest.parent)  # what tokenizer trainings killed earlier left behind
@@ -86,31 +86,32 @@ def get_tokenizer(
             except CacheError as exc:
                 log.warning("rebuilding tokenizer: %s", exc)
         texts = _capped_texts(split_documents(corpus_spec, data_dir, "train"), settings["train_max_chars"])
-        tok = train_bpe(texts, vocab_size=vocab_size, min_frequency=settings["min_frequency"])
+        tok = train_bpe(texts, vocab_size=settings["vocab_size"], min_frequency=settings["min_frequency"])
         with atomic_dir(dest) as tmp:
             tok.save_pretrained(str(tmp))
             meta = {**settings, "corpus": corpus_spec.name, "tokenizer_hash": tokenizer_hash(tok)}
             (tmp / _META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
-        log.info("trained tokenizer (vocab %d) on %s -> %s", vocab_size, corpus_spec.name, dest)
+        log.info("trained tokenizer (vocab %d) on %s -> %s", settings["vocab_size"], corpus_spec.name, dest)
         return load_tokenizer_dir(dest)
 
 
-def _bpe_settings(
-    cfg: Mapping[str, Any], corpus_spec: CorpusSpec, data_dir: str | os.PathLike | None
-) -> dict[str, Any]:
-    """The checked BPE trainer settings plus the corpus identity: what a trained tokenizer's cache key hashes.
+def _bpe_settings(cfg: TokenizerConfig, corpus_spec: CorpusSpec, data_dir: str | os.PathLike | None) -> dict[str, Any]:
+    """The BPE trainer settings plus the corpus identity: what a trained tokenizer's cache key hashes.
 
     ``vocab_size`` counts ids (at least 256 bytes + EOS), ``train_max_chars`` characters of train-split text.
+    Types and ranges are the schema's; the settings have no defaults here (``conf/tokenizer/bpe.yaml`` has them).
     """
-    vocab_size = _positive_int(cfg, "vocab_size")
-    if vocab_size < 257:
-        raise config_error("tokenizer.vocab_size", f"must be at least 257 (256 bytes + EOS), got {vocab_size}")
+    for name in ("vocab_size", "min_frequency", "train_max_chars"):
+        if getattr(cfg, name) is None:
+            raise config_error(f"tokenizer.{name}", "missing; a bpe tokenizer needs it (conf/tokenizer/bpe.yaml)")
+    if cfg.vocab_size < 257:
+        raise config_error("tokenizer.vocab_size", f"must be at least 257 (256 bytes + EOS), got {cfg.vocab_size}")
     return {
         "kind": "bpe",
         "format_version": BPE_FORMAT_VERSION,
-        "vocab_size": vocab_size,
-        "min_frequency": _positive_int(cfg, "min_frequency", 2),
-        "train_max_chars": _positive_int(cfg, "train_max_chars", 20_000_000),
+        "vocab_size": cfg.vocab_size,
+        "min_frequency": cfg.min_frequency,
+        "train_max_chars": cfg.train_max_chars,
         "corpus_spec": corpus_spec.spec_hash(exclude=("max_tokens", "max_validation_tokens")),
         "source_fingerprint": source_fingerprint(corpus_spec, data_dir),
     }
@@ -200,7 +201,8 @@ def tokenizer_hash(tokenizer: Any) -> str:
         raise ConfigError(f"tokenizer: {type(tokenizer).__name__} is not a fast tokenizer") from exc
     state.pop("truncation", None)
     state.pop("padding", None)
-    return hashlib.sha256(json.dumps(state, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+    # compact=False, ensure_ascii=False: the bytes the recorded tokenizer hashes (part of every stage hash) hash.
+    return content_hash(state, compact=False, ensure_ascii=False)
 
 
 def vocab_size_of(tokenizer: Any) -> int:

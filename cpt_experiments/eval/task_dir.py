@@ -15,7 +15,6 @@ Without a cache folder (``cache_root=None`` and no ``$CPT_CACHE_DIR``) a private
 from __future__ import annotations
 
 import atexit
-import hashlib
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from cpt_experiments.atomic import disk_full_error, is_disk_full
 from cpt_experiments.errors import CacheError
+from cpt_experiments.hashing import sha256_file, text_hash
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ _private_root: list[Path] = []  # this process's fresh temporary root, when no c
 
 def manifest_of(files: Mapping[str, str]) -> str:
     """The manifest text of ``files`` (name -> text): sorted name -> sha256 of the UTF-8 bytes."""
-    digests = {name: hashlib.sha256(text.encode("utf-8")).hexdigest() for name, text in sorted(files.items())}
+    digests = {name: text_hash(text) for name, text in sorted(files.items())}
     return json.dumps(digests, indent=2, sort_keys=True) + "\n"
 
 
@@ -76,7 +76,7 @@ def folder_problem(dest: Path, files: Mapping[str, str]) -> str | None:
         st = os.lstat(path)
         if not stat.S_ISREG(st.st_mode) or not _owner_only(st):
             return f"{name} is not an owner-only regular file"
-        if hashlib.sha256(path.read_bytes()).digest() != hashlib.sha256(text.encode("utf-8")).digest():
+        if sha256_file(path) != text_hash(text):
             return f"{name} differs from its manifest hash"
     return None
 

@@ -14,7 +14,6 @@ Every requested task is checked here, and its benchmark files, before a model is
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -24,6 +23,7 @@ from typing import Any
 from cpt_experiments.errors import DataError, config_error
 from cpt_experiments.eval.task_dir import render_task_dir, task_root
 from cpt_experiments.eval.task_families import family_name, parse_family, render_family
+from cpt_experiments.hashing import content_hash
 
 TASK_TEMPLATE_DIR = Path(__file__).resolve().parent / "tasks"
 PLACEHOLDER = "@CPT_BENCHMARK_DIR@"
@@ -88,7 +88,9 @@ def render_offline_tasks(benchmark_dir: str | os.PathLike, cache_root: str | os.
             if member in rendered:
                 raise DataError(f"{TASK_TEMPLATE_DIR / name}: renders {member}, which another task file holds")
             rendered[member] = member_text
-    digest = hashlib.sha256(repr(sorted(rendered.items())).encode("utf-8")).hexdigest()[:16]
+    # A cache folder name (16 hex digits keep paths short), recorded nowhere and part of no stage hash: the
+    # canonical JSON replaced a repr of the items in issue 21, so each folder was rendered once more.
+    digest = content_hash(rendered, 16)
     root = Path(cache_root) if cache_root is not None else task_root(None, "lm_eval_tasks")
     return render_task_dir(root / digest, rendered)
 

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +34,11 @@ from cpt_experiments.data.token_cache import cache_key
 from cpt_experiments.data.tokenizer import tokenizer_hash
 from cpt_experiments.errors import CPTError, DataError
 from cpt_experiments.files import CONF_DIR, REPO_ROOT
+from cpt_experiments.hashing import canonical_json
 from cpt_experiments.pipeline.context import roles_of, run_tokenizer, typed_config
 from cpt_experiments.pipeline.planning import build_stages, stage_hashes
 from cpt_experiments.pipeline.records import NOT_IDENTITY
 from cpt_experiments.pipeline.stage_plan import Geometry, steps_and_schedule
-from cpt_experiments.pipeline.stages import canonical_json
 from cpt_experiments.results import store
 
 #: The evaluation suite is not part of a run's identity (not in the snapshot); any valid one will do.
@@ -83,8 +83,8 @@ class Auditor:
         return {"paths": paths, "evaluation": {"auto": False, "suite": self._suite}, **rest}
 
     def _tokenizer(self, root: TrainRoot) -> tuple[Any, str]:
-        train_role = root.tokenizer.get("train_corpus")
-        key = canonical_json([dict(root.tokenizer), root.corpora.get(train_role) if train_role else None])
+        corpus = root.corpora.get(root.tokenizer.train_corpus or "")
+        key = canonical_json([asdict(root.tokenizer), asdict(corpus) if corpus is not None else None])
         if key not in self._tokenizers:
             try:
                 tok = run_tokenizer(root)

@@ -118,12 +118,11 @@ class RunContext:
 
 def run_tokenizer(cfg: TrainRoot) -> Any:
     """The run's tokenizer: trained on ``tokenizer.train_corpus`` (or reused from ``paths.cache_dir``), or pretrained."""
-    tok_cfg = dict(cfg.tokenizer)
-    train_role = tok_cfg.get("train_corpus")
+    train_role = cfg.tokenizer.train_corpus
     if train_role is not None and train_role not in cfg.corpora:
         raise config_error("tokenizer.train_corpus", f"no corpus role {train_role!r} (known: {', '.join(cfg.corpora)})")
     tok_spec = CorpusSpec.from_config(cfg.corpora[train_role], key=f"corpora.{train_role}") if train_role else None
-    return get_tokenizer(tok_cfg, tok_spec, cfg.paths.data_dir, cfg.paths.cache_dir)
+    return get_tokenizer(cfg.tokenizer, tok_spec, cfg.paths.data_dir, cfg.paths.cache_dir)
 
 
 def prepare_run(cfg: TrainRoot, stages: Mapping[str, Stage]) -> RunContext:

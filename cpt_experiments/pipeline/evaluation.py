@@ -10,8 +10,6 @@ role are the run's own: ``evaluate run_id=...`` reads them from the run's config
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -29,6 +27,7 @@ from cpt_experiments.eval.checkpoint import load_checkpoint
 from cpt_experiments.eval.harness import evaluate_model
 from cpt_experiments.eval.heldout import TASK_PREFIX, heldout_task_name, render_heldout_tasks
 from cpt_experiments.eval.task_resolution import task_manager_for
+from cpt_experiments.hashing import content_hash
 from cpt_experiments.pipeline import records
 from cpt_experiments.results import store
 
@@ -148,11 +147,14 @@ def heldout_tasks(
     unknown = [r for r in roles if r not in corpora]
     if unknown:
         raise config_error("eval_suite.tasks", f"held-out task for unknown corpus role {unknown[0]!r}")
-    material = json.dumps([data_dir, n_docs, {r: corpora[r] for r in roles}], sort_keys=True, default=str)
-    out = Path(cache_dir) / "heldout_tasks" / hashlib.sha256(material.encode()).hexdigest()[:16]
+    specs = {r: CorpusSpec.from_config(corpora[r], key=f"corpora.{r}") for r in roles}
+    # A cache folder name (16 hex digits keep paths short), recorded nowhere and part of no stage hash. Since
+    # issue 21 it hashes the specs (defaults filled, whether the corpora came typed or as a snapshot's mappings) in
+    # the canonical layout, so each folder was rendered once more.
+    material = [data_dir, n_docs, {r: spec.to_dict() for r, spec in specs.items()}]
+    out = Path(cache_dir) / "heldout_tasks" / content_hash(material, 16)
     docs: dict[str, list[str]] = {}
-    for role in roles:
-        spec = CorpusSpec.from_config(corpora[role], key=f"corpora.{role}")
+    for role, spec in specs.items():
         texts = []
         for _, text in split_documents(spec, data_dir, "validation"):
             texts.append(text)

@@ -11,7 +11,6 @@ unless ``allow_dirty_results`` is set, and that flag is recorded in the row.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import os
 import subprocess
@@ -23,13 +22,14 @@ from typing import Any
 import yaml
 
 from cpt_experiments.atomic import atomic_write_text
-from cpt_experiments.config import SPEED_ONLY_KEYS
+from cpt_experiments.config import SPEED_ONLY_KEYS, CorpusConfig
 from cpt_experiments.errors import config_error
 from cpt_experiments.files import REPO_ROOT, probe_writable
+from cpt_experiments.hashing import content_hash
 from cpt_experiments.pipeline.context import RunContext
 from cpt_experiments.pipeline.stage_cache import StageDir, StageResult
 from cpt_experiments.pipeline.stage_plan import StagePlan
-from cpt_experiments.pipeline.stages import Stage, canonical_json, lineage
+from cpt_experiments.pipeline.stages import Stage, lineage
 from cpt_experiments.results import store
 from cpt_experiments.results.collect import curve_rows
 
@@ -78,7 +78,7 @@ def config_hash(plain_cfg: Mapping[str, Any]) -> str:
         group, key = dotted.split(".")
         if isinstance(material.get(group), Mapping) and key in material[group]:
             material[group] = {k: v for k, v in material[group].items() if k != key}
-    return hashlib.sha256(canonical_json(material).encode()).hexdigest()
+    return content_hash(material)
 
 
 def run_hash(plain_cfg: Mapping[str, Any], stage_hashes: Mapping[str, str]) -> str:
@@ -89,7 +89,7 @@ def run_hash(plain_cfg: Mapping[str, Any], stage_hashes: Mapping[str, str]) -> s
     gets another run id, and never replaces this run's rows. The stage hashes themselves are unchanged.
     """
     material = {"config": config_hash(plain_cfg), "stage_hashes": dict(sorted(stage_hashes.items()))}
-    return hashlib.sha256(canonical_json(material).encode()).hexdigest()
+    return content_hash(material)
 
 
 def git_state(root: Path | None = None) -> tuple[str, bool]:
@@ -187,13 +187,13 @@ def domains_of(stage: Stage, stages: Mapping[str, Stage]) -> tuple[list[str], li
     return old, [r for r in stage.data if r not in old]
 
 
-def shift_of(old: list[str], new: list[str], corpora: Mapping[str, Any]) -> str:
+def shift_of(old: list[str], new: list[str], corpora: Mapping[str, CorpusConfig]) -> str:
     """Paper 1's shift strength: ``strong`` if a new corpus is in another language than the old
     data (English -> German), ``weak`` if it shares the language, ``none`` without new data."""
     if not new:
         return "none"
-    old_langs = {corpora[r].get("lang") for r in old}
-    return "strong" if any(corpora[r].get("lang") not in old_langs for r in new) else "weak"
+    old_langs = {corpora[r].lang for r in old}
+    return "strong" if any(corpora[r].lang not in old_langs for r in new) else "weak"
 
 
 def run_row(

@@ -33,7 +33,7 @@ from filelock import FileLock
 
 from cpt_experiments.atomic import atomic_write_text, remove_stale_temps
 from cpt_experiments.errors import CacheError
-from cpt_experiments.files import sha256_file
+from cpt_experiments.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ plan instead of storing it.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -20,6 +19,7 @@ from cpt_experiments.data.mixture_sources import SourceSpec
 from cpt_experiments.data.replay import fresh_replay_source, seen_replay_source
 from cpt_experiments.data.windows import TokenWindows
 from cpt_experiments.errors import ConfigError, config_error
+from cpt_experiments.hashing import text_hash
 from cpt_experiments.pipeline.stages import Stage, lineage
 from cpt_experiments.schedules import Schedule
 
@@ -69,7 +69,7 @@ def steps_and_schedule(stage: Stage, geometry: Geometry, key_prefix: str = "expe
 
 def plan_seed(seed: int, stage_hash: str) -> int:
     """Per-stage mixing seed: the run seed and the stage's content, so sibling stages differ."""
-    return int(hashlib.sha256(f"{seed}:{stage_hash}".encode()).hexdigest()[:8], 16)
+    return int(text_hash(f"{seed}:{stage_hash}", 8), 16)  # 32 bits: numpy and Lightning seed with 32
 
 
 class PlanBuilder:

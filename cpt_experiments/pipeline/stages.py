@@ -9,8 +9,6 @@ torch, no files; the runner turns a :class:`Stage` into a training job.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +17,7 @@ from cpt_experiments.config import StageConfig
 from cpt_experiments.config.convert import typed
 from cpt_experiments.data.replay import Replay, mixture_weights
 from cpt_experiments.errors import config_error
+from cpt_experiments.hashing import content_hash
 from cpt_experiments.schedules import ScheduleSpec, parse_schedule
 from cpt_experiments.schedules.decaying import CosineCycles, WarmupCosine
 
@@ -27,6 +26,9 @@ OPTIMIZER_POLICIES = ("reset", "keep")
 #: (paper 1's "re-warming on the same data": more of the pre-training distribution, never a repeat).
 WINDOW_POLICIES = ("all", "unseen")
 ROLES = ("pretrain", "continual", "union", "branch", "main", "ptfs", "cpt")
+#: Hex digits of a stage hash: 20, not the full default, because every recorded ``stage_hash`` (runs rows, stage
+#: cache folders, config snapshots) has 20; 80 bits leave no collision risk among a few thousand stages.
+STAGE_HASH_LENGTH = 20
 
 
 @dataclass(frozen=True)
@@ -195,11 +197,6 @@ def chain_schedule_union(stages: Mapping[str, Stage], leaf: str, union: Stage, n
     )  # fmt: skip
 
 
-def canonical_json(obj: Any) -> str:
-    """Deterministic JSON (sorted keys, no whitespace) used for hashing."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
 def stage_hash(
     stage: Stage, context: Mapping[str, Any], parent_hash: str | None, plan_of_hash: str | None = None
 ) -> str:
@@ -224,4 +221,4 @@ def stage_hash(
         spec["windows"] = stage.windows
     if stage.plan_of is not None:  # the windows are another stage's: its hash fixes them
         spec["plan_of"] = plan_of_hash
-    return hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:20]
+    return content_hash(spec, STAGE_HASH_LENGTH)

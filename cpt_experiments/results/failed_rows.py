@@ -4,19 +4,19 @@ supersedes (``store.append`` drops them; it refuses a finished row that would re
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pandas as pd
 
 from cpt_experiments.errors import DataError
+from cpt_experiments.hashing import text_hash
 from cpt_experiments.results.schema import keys_of
 
 
 def attempt_id(stage: str, reason: str) -> str:
     """A failed row's ``attempt``: 12 hex digits of sha256(stage, reason). The same failure again
     replaces its row; another reason gets its own."""
-    return hashlib.sha256(f"{stage}\0{reason}".encode()).hexdigest()[:12]
+    return text_hash(f"{stage}\0{reason}", 12)  # the recorded attempt ids have 12
 
 
 def superseded(path: Path, old: pd.DataFrame, new: pd.DataFrame, supersedes: set[str]) -> pd.Series:

@@ -38,7 +38,9 @@ def corpus_dir(request: pytest.FixtureRequest) -> Path:
 
 def test_corpora_build_consistent_caches(corpus_dir: Path, corpora_cfg: dict, tmp_path: Path) -> None:
     old = CorpusSpec.from_config(corpora_cfg["en_old"], key="corpora.en_old")
-    tok = get_tokenizer({"kind": "bpe", "vocab_size": 512, "train_max_chars": 300_000}, old, corpus_dir, tmp_path)
+    tok = get_tokenizer(
+        {"kind": "bpe", "vocab_size": 512, "min_frequency": 2, "train_max_chars": 300_000}, old, corpus_dir, tmp_path
+    )
     out = prepare_corpora(corpora_cfg, tok, corpus_dir, tmp_path, progress=False)
     assert set(out) == {"en_old", "en_new", "de_new"}
     for role, splits in out.items():

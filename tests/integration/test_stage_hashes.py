@@ -92,9 +92,8 @@ def test_committed_paper1_final_hashes_are_reproduced(real_data_dir, tmp_path):
         )  # fmt: skip
         root, plain = typed_config(cfg)
         if tokenizer is None:
-            tok_cfg = dict(root.tokenizer)
-            spec = CorpusSpec.from_config(root.corpora[tok_cfg["train_corpus"]], key="tokenizer.train_corpus")
-            tokenizer = get_tokenizer(tok_cfg, spec, str(real_data_dir), root.paths.cache_dir)
+            spec = CorpusSpec.from_config(root.corpora[root.tokenizer.train_corpus], key="tokenizer.train_corpus")
+            tokenizer = get_tokenizer(root.tokenizer, spec, str(real_data_dir), root.paths.cache_dir)
         keys = {
             role: cache_key(CorpusSpec.from_config(c, key=f"corpora.{role}"), "train", tokenizer, str(real_data_dir))
             for role, c in root.corpora.items()

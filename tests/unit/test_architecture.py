@@ -14,7 +14,8 @@ ARCHITECTURE = (PACKAGE.parent / "ARCHITECTURE.md").read_text()
 
 #: Layer of each top-level module or subpackage of cpt_experiments.
 LAYER = {
-    "errors": "base", "atomic": "base", "config": "base", "data_dir": "base", "files": "base", "ranges": "base",
+    "errors": "base", "atomic": "base", "config": "base", "data_dir": "base", "files": "base", "hashing": "base",
+    "ranges": "base",
     "schedules": "schedules", "data": "data", "results": "results", "eval": "eval",
     "training": "training", "pipeline": "pipeline", "figures": "figures", "bench": "bench",
     "train": "entry", "evaluate": "entry", "verify": "entry",

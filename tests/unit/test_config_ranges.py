@@ -70,10 +70,13 @@ ROOTS = {
 
 def _walk(schema: type, node: dict, prefix: tuple) -> Iterator[tuple[tuple, type, dict, str, type, str]]:
     """(owner path, owner schema, owner node, field, number type, kind) of every numeric field in ``node``."""
-    # ExperimentConfig.stages is typed Any for Hydra; its values are StageConfigs.
+    # ExperimentConfig.stages is typed Any for Hydra; its values are StageConfigs. TrainRoot's corpora and tokenizer
+    # are mappings as composed (the config hash hashes them so), typed in its __post_init__.
     hints = typing.get_type_hints(schema)
     if schema is config.ExperimentConfig:
         hints["stages"] = dict[str, config.StageConfig]
+    if schema is config.TrainRoot:
+        hints.update(corpora=dict[str, config.CorpusConfig], tokenizer=config.TokenizerConfig)
     for name, tp in hints.items():
         if (num := _numeric(tp)) is not None:
             yield prefix, schema, node, name, *num

@@ -347,3 +347,45 @@ def test_synthetic_corpora_fit_the_local_configs_and_differ_by_language(data_dir
     again = write_synthetic_corpora(tmp_path / "again")
     for name in ("A_en_wikipedia.jsonl", "B_en_web_mix.jsonl", "C_de_bundestag.jsonl"):
         assert (again / name).read_bytes() == (data_dir / name).read_bytes(), name
+
+
+# --- the typed corpora of a run ----------------------------------------------------------------------------------
+
+
+def test_train_root_types_corpora_once_and_keeps_them_as_composed_for_the_config_hash() -> None:
+    """``TrainRoot`` holds ``config.CorpusConfig`` / ``TokenizerConfig`` objects (defaults filled), while the plain
+    dict the config hash and the snapshot hash is the mapping as composed: no schema default is added to it."""
+    from cpt_experiments.config import CorpusConfig, TokenizerConfig, typed
+    from cpt_experiments.config.schemas import TrainRoot
+
+    cfg = compose("experiment=quickstart", "scale=smoke", "paths.data_dir=/d", "paths.output_dir=/o")
+    root, plain = typed(TrainRoot, cfg)
+    assert isinstance(root.tokenizer, TokenizerConfig) and root.tokenizer.name_or_path is None
+    assert all(isinstance(c, CorpusConfig) and c.slice_index is None for c in root.corpora.values())
+    assert "name_or_path" not in plain["tokenizer"] and "slice_index" not in plain["corpora"]["en_old"]
+    spec = CorpusSpec.from_config(root.corpora["en_old"], key="corpora.en_old")
+    assert spec == CorpusSpec.from_config(plain["corpora"]["en_old"], key="corpora.en_old")
+
+
+def test_a_bad_corpus_of_a_run_names_its_role() -> None:
+    from cpt_experiments.config import typed
+    from cpt_experiments.config.schemas import TrainRoot
+
+    cfg = compose("experiment=quickstart", "scale=smoke", "paths.data_dir=/d", "paths.output_dir=/o")
+    cfg.corpora.en_new.max_tokens = "lots"
+    with pytest.raises(ConfigError, match=r"^corpora\.en_new\.max_tokens: "):
+        typed(TrainRoot, cfg)
+
+
+def test_heldout_task_folder_is_the_same_for_typed_and_composed_corpora(data_dir: Path, tmp_path: Path) -> None:
+    """``pipeline.evaluation.heldout_tasks`` gets typed corpora from ``train`` and a snapshot's mappings from
+    ``evaluate``: the same corpora name the same folder (its key hashes the specs)."""
+    from cpt_experiments.config import typed
+    from cpt_experiments.config.schemas import TrainRoot
+    from cpt_experiments.pipeline.evaluation import heldout_tasks
+
+    cfg = compose("experiment=quickstart", "scale=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}")
+    root, plain = typed(TrainRoot, cfg)
+    typed_out, names = heldout_tasks(str(data_dir), root.corpora, ["en_old"], 3, str(tmp_path))
+    plain_out, _ = heldout_tasks(str(data_dir), plain["corpora"], ["en_old"], 3, str(tmp_path))
+    assert typed_out == plain_out and names == ["cpt_heldout_en_old"]

@@ -131,6 +131,8 @@ def test_pretrained_by_local_path(corpus, tmp_path: Path) -> None:
         ({**BPE, "vocab_size": -4}, "tokenizer.vocab_size"),
         ({**BPE, "vocab": 4096}, "tokenizer.vocab"),
         ({**BPE, "name_or_path": "gpt2"}, "tokenizer.name_or_path"),
+        ({k: v for k, v in BPE.items() if k != "min_frequency"}, "tokenizer.min_frequency"),  # no default in code
+        ({**BPE, "vocab_size": "many"}, "tokenizer.vocab_size"),
     ],
 )
 def test_bad_config_names_key(corpus, tmp_path: Path, cfg: dict, key: str) -> None:
