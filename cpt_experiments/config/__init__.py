@@ -12,7 +12,7 @@ any work starts. Every numeric field's range is declared in ``ranges.RANGES`` (a
 range there) and checked by ``ranges.check_ranges`` when the pipeline turns the composed config
 into objects; cross-field rules that types cannot express then run in ``__post_init__``
 (``OmegaConf.to_object``). Both name the key they reject.
-Schedules and stages are further validated by ``schedules.build_schedule`` and
+Schedules and stages are further validated by ``schedules.parse_schedule`` (one typed config per name) and
 ``pipeline.stages``, which know the stage length and the graph.
 """
 

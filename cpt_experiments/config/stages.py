@@ -18,7 +18,7 @@ from cpt_experiments.errors import config_error
 class ScheduleConfig:
     """One LR schedule: ``name`` picks the function, the other keys are its parameters (null = unused).
 
-    Which keys a schedule takes is checked by ``schedules.build_schedule``; fractions are of the stage.
+    Which keys a schedule takes is checked by ``schedules.parse_schedule`` (one typed config per name); fractions are of the stage.
     """
 
     name: str = MISSING

@@ -7,13 +7,13 @@ source re-reads the windows an earlier stage consumed, in their original order b
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from cpt_experiments.config import ReplayConfig
 from cpt_experiments.data.mixing import MixturePlan
 from cpt_experiments.data.mixture_sources import SourceSpec
 from cpt_experiments.errors import config_error
@@ -21,23 +21,15 @@ from cpt_experiments.errors import config_error
 REPLAY_MODES = ("seen", "fresh")
 
 
-def mixture_weights(raw: Any, key: str) -> dict[str, float]:
-    """Validate a ``role -> weight`` mapping of a mixture: non-empty, finite weights >= 0 that sum to 1."""
-    if not isinstance(raw, Mapping) or not raw:
+def mixture_weights(weights: Mapping[str, float], key: str) -> dict[str, float]:
+    """A mixture ``role -> weight`` that sums to 1 and is not empty (each weight is typed and in [0, 1] by its
+    schema: ``config.StageConfig.data``, ``config.ReplayConfig.sources``, ranges in ``ranges.RANGES``)."""
+    if not weights:
         raise config_error(key, "must be a non-empty mapping corpus_role -> weight")
-    out = {}
-    for name, value in raw.items():
-        try:
-            w = float(value)
-        except (TypeError, ValueError):
-            raise config_error(f"{key}.{name}", f"weight must be a number, got {value!r}") from None
-        if not math.isfinite(w) or w < 0:
-            raise config_error(f"{key}.{name}", f"weight must be a finite number >= 0, got {value!r}")
-        out[str(name)] = w
-    total = sum(out.values())
+    total = sum(weights.values())
     if abs(total - 1.0) > 1e-6:
         raise config_error(key, f"weights must sum to 1, got {total:.6g}")
-    return out
+    return {str(name): float(w) for name, w in weights.items()}  # floats, as the stage hash has always seen them
 
 
 @dataclass(frozen=True)
@@ -57,26 +49,14 @@ class Replay:
     reshuffle: bool = False
 
     @classmethod
-    def from_config(cls, raw: Mapping[str, Any] | None, key: str = "replay") -> Replay:
-        """Validate ``{ratio, sources, mode, reshuffle}``; errors name ``<key>.<field>``."""
-        raw = raw or {}
-        unknown = sorted(set(raw) - {"ratio", "sources", "mode", "reshuffle"})
-        if unknown:
-            raise config_error(f"{key}.{unknown[0]}", "unknown replay key (known: mode, ratio, reshuffle, sources)")
-        value = raw.get("ratio", 0.0)
-        try:
-            ratio = float(value)
-        except (TypeError, ValueError):
-            raise config_error(f"{key}.ratio", f"must be a number in [0, 1), got {value!r}") from None
-        if not math.isfinite(ratio) or not 0.0 <= ratio < 1.0:
-            raise config_error(f"{key}.ratio", f"must be in [0, 1), got {value!r}")
-        mode = str(raw.get("mode", "seen"))
-        if mode not in REPLAY_MODES:
-            raise config_error(f"{key}.mode", f"unknown replay mode {mode!r} (known: {', '.join(REPLAY_MODES)})")
-        if ratio == 0.0:
+    def from_config(cls, cfg: ReplayConfig, key: str = "replay") -> Replay:
+        """Replay of a stage from its typed node (``config.ReplayConfig``: types, defaults, the ratio's range
+        [0, 1)); checks what those cannot: the mode and the sources' sum. Errors name ``<key>.<field>``."""
+        if cfg.mode not in REPLAY_MODES:
+            raise config_error(f"{key}.mode", f"unknown replay mode {cfg.mode!r} (known: {', '.join(REPLAY_MODES)})")
+        if cfg.ratio == 0.0:
             return cls()
-        sources = mixture_weights(raw.get("sources"), f"{key}.sources")
-        return cls(ratio, sources, mode, bool(raw.get("reshuffle", False)))
+        return cls(cfg.ratio, mixture_weights(cfg.sources, f"{key}.sources"), cfg.mode, cfg.reshuffle)
 
     @property
     def active(self) -> bool:

@@ -23,6 +23,7 @@ from cpt_experiments.pipeline.stages import (
     stage_hash,
     union_baseline,
 )
+from cpt_experiments.schedules import parse_schedule
 from cpt_experiments.training.architectures import hf_config
 from cpt_experiments.training.trainer import check_trainer
 
@@ -40,14 +41,14 @@ class ExperimentPlan:
 
 def build_stages(exp: ExperimentConfig) -> dict[str, Stage]:
     """Parse the experiment's stages and add the derived union baseline, if requested."""
-    stages = parse_graph({name: asdict(s) for name, s in exp.stages.items()})
+    stages = parse_graph(exp.stages)
     union = exp.union
     if union is not None:
         if union.leaf not in stages:
             raise config_error("experiment.union.leaf", f"unknown stage {union.leaf!r}")
         if union.name in stages:
             raise config_error("experiment.union.name", f"stage {union.name!r} already exists")
-        schedule = {k: v for k, v in asdict(union.schedule).items() if v is not None}
+        schedule = parse_schedule(union.schedule, "experiment.union.schedule")
         stages[union.name] = union_baseline(
             stages, union.leaf, schedule, name=union.name, allow_repeat=union.allow_repeat
         )

@@ -210,7 +210,7 @@ def run_row(
     """The ``runs`` row of one stage (see results/README.md for every column)."""
     cfg, ctx = info.ctx.cfg, info.ctx
     old, new = domains_of(stage, stages)
-    sched = stage.schedule
+    sched = stage.schedule.spec()
     read = sorted({*stage.data, *stage.replay.sources})
     return {
         "run_id": info.run_id, "experiment": info.experiment, "stage": stage.name, "parent_stage": stage.parent,
@@ -222,7 +222,7 @@ def run_row(
         "replay_ratio": stage.replay.ratio, "replay_mode": stage.replay.mode if stage.replay.active else "none",
         "data_windows": None if stage.windows == "all" else stage.windows,  # empty = all, as before the option
         "init_from": stage.init_from, "optimizer_policy": stage.optimizer,
-        "schedule": sched["name"], "eta_max": sched.get("max_lr", sched.get("lr", sched.get("const_lr"))),
+        "schedule": sched["name"], "eta_max": stage.schedule.peak_lr,
         "eta_min": sched.get("min_lr"), "eta_const": sched.get("const_lr"), "warmup_frac": sched.get("warmup_frac"),
         "eta_end": float(plan.schedule(plan.steps - 1)),
         "adam_beta1": cfg.optim.betas[0], "adam_beta2": cfg.optim.betas[1], "adam_eps": cfg.optim.eps,

@@ -21,7 +21,7 @@ from cpt_experiments.data.windows import TokenWindows
 from cpt_experiments.errors import ConfigError, config_error
 from cpt_experiments.hashing import text_hash
 from cpt_experiments.pipeline.stages import Stage, lineage
-from cpt_experiments.schedules import Schedule, build_schedule
+from cpt_experiments.schedules import Schedule
 
 REPLAY_PREFIX = "replay:"
 
@@ -64,7 +64,7 @@ def steps_and_schedule(stage: Stage, geometry: Geometry, key_prefix: str = "expe
     """
     key = f"{key_prefix}.{stage.name}"
     steps = geometry.steps_for(stage.tokens, f"{key}.tokens")
-    return steps, build_schedule(stage.schedule, steps, key=f"{key}.schedule")
+    return steps, stage.schedule.build(steps)  # its errors name the schedule node it was parsed from
 
 
 def plan_seed(seed: int, stage_hash: str) -> int:

@@ -13,9 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cpt_experiments.config import StageConfig
+from cpt_experiments.config.convert import typed
 from cpt_experiments.data.replay import Replay, mixture_weights
 from cpt_experiments.errors import config_error
 from cpt_experiments.hashing import content_hash
+from cpt_experiments.schedules import ScheduleSpec, parse_schedule
+from cpt_experiments.schedules.decaying import CosineCycles, WarmupCosine
 
 OPTIMIZER_POLICIES = ("reset", "keep")
 #: Which windows of its data roles a stage draws: all of them (shuffled), or only those no ancestor read
@@ -34,7 +38,7 @@ class Stage:
     name: str
     data: Mapping[str, float]
     tokens: int
-    schedule: Mapping[str, Any]
+    schedule: ScheduleSpec
     parent: str | None = None
     init_from: str | None = None
     optimizer: str = "reset"
@@ -46,61 +50,56 @@ class Stage:
     windows: str = "all"
     plan_of: str | None = None  # draw exactly this sibling's windows (same data and tokens; derived stages only)
 
+    @classmethod
+    def from_config(cls, name: str, cfg: StageConfig, key: str) -> Stage:
+        """The stage node ``cfg`` (typed, defaulted and range-checked by ``config.StageConfig``: ``tokens`` >= 1,
+        weights in [0, 1]) with the rules its types cannot express: the mixture's sum, the schedule, replay,
+        the enums and the parent links.
 
-def parse_stage(name: str, raw: Mapping[str, Any], key_prefix: str = "experiment.stages") -> Stage:
-    """Check one stage mapping (keys and types come from ``config.StageConfig``) and build a :class:`Stage`.
+        Errors name ``<key>.<field>``.
+        """
+        data = mixture_weights(cfg.data, f"{key}.data")  # each weight's range is the schema's; the sum is not
+        schedule = parse_schedule(cfg.schedule, f"{key}.schedule")
+        replay = Replay.from_config(cfg.replay, f"{key}.replay")
+        if cfg.optimizer not in OPTIMIZER_POLICIES:
+            raise config_error(
+                f"{key}.optimizer", f"must be one of {', '.join(OPTIMIZER_POLICIES)}, got {cfg.optimizer!r}"
+            )
+        parent, init_from = cfg.parent or None, cfg.init_from or None
+        if parent and init_from:
+            raise config_error(f"{key}.init_from", "a stage starts either from its parent or from init_from, not both")
+        if cfg.optimizer == "keep" and not parent:
+            raise config_error(f"{key}.optimizer", "'keep' needs a parent stage whose optimizer state can be kept")
+        role = cfg.role or ("continual" if parent or init_from else "pretrain")
+        if role not in ROLES:
+            raise config_error(f"{key}.role", f"unknown role {role!r} (known: {', '.join(ROLES)})")
+        if cfg.windows not in WINDOW_POLICIES:
+            raise config_error(f"{key}.windows", f"must be one of {', '.join(WINDOW_POLICIES)}, got {cfg.windows!r}")
+        if cfg.windows == "unseen" and not parent:
+            raise config_error(
+                f"{key}.windows", "'unseen' needs a parent stage: without ancestors every window is unseen"
+            )
+        return cls(
+            name=name, data=data, tokens=cfg.tokens, schedule=schedule, parent=parent, init_from=init_from,
+            optimizer=cfg.optimizer, replay=replay, role=role, version=cfg.version, allow_repeat=cfg.allow_repeat,
+            evaluate=cfg.evaluate, windows=cfg.windows,
+        )  # fmt: skip
 
-    Errors name the config key. Schedule keys set to null are dropped (the schedule builder checks
-    which ones its schedule takes).
+
+def parse_graph(
+    stages_cfg: Mapping[str, StageConfig | Mapping[str, Any]], key: str = "experiment.stages"
+) -> dict[str, Stage]:
+    """Build and validate all stages; returns them in topological order (parents first).
+
+    A plain mapping (tests, tools) is typed by ``config.StageConfig`` first, as a composed config is.
     """
-    key = f"{key_prefix}.{name}"
-    data = mixture_weights(raw.get("data"), f"{key}.data")
-    tokens = raw.get("tokens")
-    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens <= 0:
-        raise config_error(f"{key}.tokens", f"must be a positive integer token budget, got {tokens!r}")
-    schedule = raw.get("schedule")
-    if not isinstance(schedule, Mapping) or not schedule.get("name"):
-        raise config_error(f"{key}.schedule", "must be a schedule spec mapping with a 'name'")
-    replay = Replay.from_config(raw.get("replay"), f"{key}.replay")
-    optimizer = str(raw.get("optimizer") or "reset")
-    if optimizer not in OPTIMIZER_POLICIES:
-        raise config_error(f"{key}.optimizer", f"must be one of {', '.join(OPTIMIZER_POLICIES)}, got {optimizer!r}")
-    parent, init_from = raw.get("parent"), raw.get("init_from")
-    if parent and init_from:
-        raise config_error(f"{key}.init_from", "a stage starts either from its parent or from init_from, not both")
-    if optimizer == "keep" and not parent:
-        raise config_error(f"{key}.optimizer", "'keep' needs a parent stage whose optimizer state can be kept")
-    role = str(raw.get("role") or ("continual" if parent or init_from else "pretrain"))
-    if role not in ROLES:
-        raise config_error(f"{key}.role", f"unknown role {role!r} (known: {', '.join(ROLES)})")
-    version = raw.get("version")
-    windows = str(raw.get("windows") or "all")
-    if windows not in WINDOW_POLICIES:
-        raise config_error(f"{key}.windows", f"must be one of {', '.join(WINDOW_POLICIES)}, got {windows!r}")
-    if windows == "unseen" and not parent:
-        raise config_error(f"{key}.windows", "'unseen' needs a parent stage: without ancestors every window is unseen")
-    return Stage(
-        name=name,
-        data=data,
-        tokens=tokens,
-        schedule={k: v for k, v in schedule.items() if v is not None},
-        parent=str(parent) if parent else None,
-        init_from=str(init_from) if init_from else None,
-        optimizer=optimizer,
-        replay=replay,
-        role=role,
-        version=int(version) if version is not None else None,
-        allow_repeat=bool(raw.get("allow_repeat", False)),
-        evaluate=bool(raw.get("evaluate", False)),
-        windows=windows,
-    )
-
-
-def parse_graph(stages_raw: Mapping[str, Mapping[str, Any]], key: str = "experiment.stages") -> dict[str, Stage]:
-    """Parse and validate all stages; returns them in topological order (parents first)."""
-    if not isinstance(stages_raw, Mapping) or not stages_raw:
+    if not isinstance(stages_cfg, Mapping) or not stages_cfg:
         raise config_error(key, "an experiment needs at least one stage")
-    stages = {name: parse_stage(str(name), raw, key) for name, raw in stages_raw.items()}
+    stages = {}
+    for name, cfg in stages_cfg.items():
+        if not isinstance(cfg, StageConfig):
+            cfg = typed(StageConfig, cfg, key=f"{key}.{name}")[0]
+        stages[str(name)] = Stage.from_config(str(name), cfg, f"{key}.{name}")
     for s in stages.values():
         if s.parent is not None and s.parent not in stages:
             raise config_error(f"{key}.{s.name}.parent", f"unknown parent stage {s.parent!r}")
@@ -138,7 +137,7 @@ def lineage(stages: Mapping[str, Stage], name: str) -> list[Stage]:
 
 
 def union_baseline(
-    stages: Mapping[str, Stage], leaf: str, schedule: Mapping[str, Any], name: str = "union", allow_repeat: bool = False
+    stages: Mapping[str, Stage], leaf: str, schedule: ScheduleSpec, name: str = "union", allow_repeat: bool = False
 ) -> Stage:
     """The from-scratch baseline on all the data of the chain ending at ``leaf``.
 
@@ -158,7 +157,7 @@ def union_baseline(
         name=name,
         data=data,
         tokens=total,
-        schedule=dict(schedule),
+        schedule=schedule,
         role="union",
         allow_repeat=allow_repeat,
         evaluate=chain[-1].evaluate,
@@ -176,19 +175,22 @@ def chain_schedule_union(stages: Mapping[str, Stage], leaf: str, union: Stage, n
     """
     chain = lineage(stages, leaf)
     first = chain[0].schedule
-    keys = ("max_lr", "min_lr", "warmup_frac")
     for s in chain:
-        if s.schedule.get("name") != "warmup_cosine" or any(s.schedule.get(k) != first.get(k) for k in keys):
+        sched = s.schedule
+        if (
+            not isinstance(sched, WarmupCosine)
+            or not isinstance(first, WarmupCosine)
+            or ((sched.max_lr, sched.min_lr, sched.warmup_frac) != (first.max_lr, first.min_lr, first.warmup_frac))
+        ):
             raise config_error(
                 "experiment.union.chain_schedule",
                 f"needs every stage of the chain to {leaf!r} to be warmup_cosine with the same max_lr, min_lr and "
-                f"warmup_frac; stage {s.name!r} has {dict(s.schedule)}",
+                f"warmup_frac; stage {s.name!r} has {sched.spec()}",
             )
-    schedule = {
-        "name": "cosine_cycles",
-        **{k: first[k] for k in keys},
-        "cycle_fracs": [s.tokens / union.tokens for s in chain],
-    }
+    schedule = CosineCycles(
+        max_lr=first.max_lr, min_lr=first.min_lr, warmup_frac=first.warmup_frac,
+        cycle_fracs=tuple(s.tokens / union.tokens for s in chain), key="experiment.union.chain_schedule",
+    )  # fmt: skip
     return Stage(
         name=name, data=dict(union.data), tokens=union.tokens, schedule=schedule, role="union",
         allow_repeat=union.allow_repeat, evaluate=union.evaluate, plan_of=union.name,
@@ -207,7 +209,7 @@ def stage_hash(
     spec = {
         "data": dict(stage.data),
         "tokens": stage.tokens,
-        "schedule": dict(stage.schedule),
+        "schedule": stage.schedule.spec(),
         "init_from": stage.init_from,
         "optimizer": stage.optimizer,
         "replay": stage.replay.spec(),

@@ -44,7 +44,7 @@ def stage_meta(run_id: str, plain: Mapping[str, Any], stage: Stage, stage_hash: 
     """Logger metadata of ``stage``: the stage's own spec plus the settings that shape its training."""
     exp = plain.get("experiment") or {}
     defining = {
-        "stage": {**asdict(stage), "hash": stage_hash},
+        "stage": {**asdict(stage), "schedule": stage.schedule.spec(), "hash": stage_hash},  # the spec the hash covers
         "experiment": {"name": exp.get("name"), "variant": exp.get("variant")},
         "seed": plain.get("seed"), "scale": plain.get("scale"), "shift": (plain.get("shift") or {}).get("name"),
         "model": plain.get("model"), "optim": plain.get("optim"), "tokenizer": plain.get("tokenizer"),

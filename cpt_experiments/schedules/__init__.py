@@ -15,14 +15,15 @@ Conventions (one place; ``tests/test_schedules.py`` checks each):
   ``s = (n − b)/L``; it is ``hi`` at s = 0 and reaches ``lo`` exactly at s = 1 (n = b + L).
 * Past the end of the schedule (n ≥ T, or past a branch's decay) the final LR is held: η_min for
   decaying schedules, η_const for an infinite schedule without anneal, η_max for ``warmup_constant``.
-* Stage-length parameters in a spec are fractions of the stage; ``build_schedule`` converts them
-  with the stage's ``total_steps`` (derived by the caller from the token budget).
+* Stage-length parameters in a spec are fractions of the stage; a typed schedule's ``build(total_steps)``
+  converts them with the stage's ``total_steps`` (derived by the caller from the token budget).
+* Each schedule is a small typed config (``parse_schedule`` picks it by ``name``: ``specs``, ``decaying``).
 
 Formulas: paper 1, §5 and §7.2–7.4 (as in the authors' GPT-NeoX configs), and paper 2's main path and
 branches (shapes where the paper gives none are our reading, stated in the README).
 """
 
-from cpt_experiments.schedules.build import SCHEDULES, Schedule, build_schedule, schedule_preview
+from cpt_experiments.schedules.build import SCHEDULES, SPECS, build_schedule, parse_schedule, schedule_preview
 from cpt_experiments.schedules.shapes import (
     branch_decay,
     constant,
@@ -33,15 +34,19 @@ from cpt_experiments.schedules.shapes import (
     warmup_cosine,
     wsd,
 )
+from cpt_experiments.schedules.specs import Schedule, ScheduleSpec
 
 __all__ = [
     "SCHEDULES",
+    "SPECS",
     "Schedule",
+    "ScheduleSpec",
     "branch_decay",
     "build_schedule",
     "constant",
     "exp_anneal",
     "infinite",
+    "parse_schedule",
     "repeated_cosine",
     "schedule_preview",
     "warmup_constant",

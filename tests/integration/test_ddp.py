@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 import cpt_experiments.pipeline.stage_runner as runner
+from cpt_experiments.config import ReplayConfig
 from cpt_experiments.data.mixing import MixturePlan
 from cpt_experiments.data.mixture_sources import SourceSpec
 from cpt_experiments.data.replay import Replay
@@ -34,7 +35,7 @@ SEQ, GLOBAL, STEPS = 8, 8, 12
 
 def _datamodule(micro: int, world: int, rank: int, step: int = 0) -> CPTDataModule:
     """The stage's data module as rank ``rank`` of ``world`` sees it at ``step`` (25% replay of A)."""
-    weights = Replay.from_config({"ratio": 0.25, "sources": {"A": 1.0}}).mix({"B": 1.0})
+    weights = Replay.from_config(ReplayConfig(ratio=0.25, sources={"A": 1.0})).mix({"B": 1.0})
     plan = MixturePlan(
         [SourceSpec("B", 120, weights["B"]), SourceSpec("A", 90, weights["A"])],
         GLOBAL * STEPS,

@@ -66,7 +66,7 @@ def test_cell_group_drops_only_the_seed(data_dir) -> None:
     base = plain()
     assert cell_group(base) == cell_group(plain("seed=3")) and cell_group(base).startswith("cpt/strong-replay0.0-")
     assert cell_group(base) != cell_group(plain("replay=seen", "replay.ratio=0.25"))
-    stage = parse_graph({"c": {"data": {"de_new": 1.0}, "tokens": 4096, "schedule": {"name": "cosine"},
+    stage = parse_graph({"c": {"data": {"de_new": 1.0}, "tokens": 4096, "schedule": {"name": "constant", "lr": 1e-3},
                                "replay": {"ratio": 0.25, "sources": {"en_old": 1.0}}}})["c"]  # fmt: skip
     assert stage_tags(plain("seed=3"), stage) == ("shift:strong", "replay:0.25", "seed:3")
 

@@ -11,6 +11,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from cpt_experiments.config import ReplayConfig
 from cpt_experiments.data.mixing import MixturePlan
 from cpt_experiments.data.mixture_sources import SourceSpec
 from cpt_experiments.data.replay import Replay
@@ -27,7 +28,7 @@ def _tokens(d: int, num_windows: int) -> np.ndarray:
 
 
 def _dm(*, accumulate: int = 1, micro: int = 4, steps: int = 10, seed: int = 0, ratio: float = 0.25) -> CPTDataModule:
-    w = Replay.from_config({"ratio": ratio, "sources": {"A": 1.0}}).mix({"B": 1.0})
+    w = Replay.from_config(ReplayConfig(ratio=ratio, sources={"A": 1.0})).mix({"B": 1.0})
     plan = MixturePlan(
         [SourceSpec("B", 100, w["B"]), SourceSpec("A", 80, w["A"])],
         micro * accumulate * steps,

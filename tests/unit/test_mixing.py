@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cpt_experiments.config import ReplayConfig
+from cpt_experiments.config.convert import typed
 from cpt_experiments.data.mixing import MixturePlan
 from cpt_experiments.data.mixture_sources import SourceSpec
 from cpt_experiments.data.replay import Replay, consumed_windows, fresh_replay_source, seen_replay_source
@@ -12,7 +14,7 @@ from cpt_experiments.errors import ConfigError
 
 
 def _plan(ratio: float, *, num_windows: int = 8 * 400, seed: int = 0, batch: int = 8, size: int = 10_000, **kw):
-    w = Replay.from_config({"ratio": ratio, "sources": {"A": 1.0}}).mix({"B": 0.6, "C": 0.4})
+    w = Replay.from_config(ReplayConfig(ratio=ratio, sources={"A": 1.0})).mix({"B": 0.6, "C": 0.4})
     return MixturePlan(
         [SourceSpec(n, size, x) for n, x in w.items()], num_windows, seed=seed, batch_windows=batch, **kw
     )
@@ -107,10 +109,10 @@ def test_seen_replay_reproduces_parent_order_and_fresh_avoids_it() -> None:
 
 
 def test_replay_weights_are_compute_equivalent() -> None:
-    w = Replay.from_config({"ratio": 0.2, "sources": {"A": 0.25, "Z": 0.75}}).mix({"B": 3.0, "C": 1.0})
+    w = Replay.from_config(ReplayConfig(ratio=0.2, sources={"A": 0.25, "Z": 0.75})).mix({"B": 3.0, "C": 1.0})
     assert w == pytest.approx({"B": 0.6, "C": 0.2, "A": 0.05, "Z": 0.15})
-    assert Replay.from_config({"ratio": 0.0, "sources": {"A": 1.0}}).mix({"B": 1.0}) == {"B": 1.0}
-    assert Replay.from_config({"ratio": 0.0, "sources": {"A": 1.0}, "mode": "fresh"}) == Replay()  # normalised
+    assert Replay.from_config(ReplayConfig(ratio=0.0, sources={"A": 1.0})).mix({"B": 1.0}) == {"B": 1.0}
+    assert Replay.from_config(ReplayConfig(ratio=0.0, sources={"A": 1.0}, mode="fresh")) == Replay()  # normalised
 
 
 def test_too_small_source_raises_and_allow_repeat_reports_epochs() -> None:
@@ -145,11 +147,11 @@ def test_too_small_source_raises_and_allow_repeat_reports_epochs() -> None:
             ),
             "mixing.block_batches",
         ),
-        (lambda: Replay.from_config({"ratio": 1.0, "sources": {"A": 1.0}}), "replay.ratio"),
-        (lambda: Replay.from_config({"ratio": -0.1, "sources": {"A": 1.0}}), "replay.ratio"),
-        (lambda: Replay.from_config({"ratio": "lots"}), "replay.ratio"),
-        (lambda: Replay.from_config({"ratio": 0.1, "sources": {"A": 0.5}}), "replay.sources"),
-        (lambda: Replay.from_config({"ratio": 0.1, "sources": {"A": 1.0}, "mode": "old"}), "replay.mode"),
+        (lambda: typed(ReplayConfig, {"ratio": 1.0, "sources": {"A": 1.0}}, key="replay"), "replay.ratio"),
+        (lambda: typed(ReplayConfig, {"ratio": -0.1, "sources": {"A": 1.0}}, key="replay"), "replay.ratio"),
+        (lambda: typed(ReplayConfig, {"ratio": "lots"}, key="replay"), "replay.ratio"),  # type and range: the schema
+        (lambda: Replay.from_config(ReplayConfig(ratio=0.1, sources={"A": 0.5})), "replay.sources"),
+        (lambda: Replay.from_config(ReplayConfig(ratio=0.1, sources={"A": 1.0}, mode="old")), "replay.mode"),
         (lambda: MixturePlan([SourceSpec("B", 99, 1.0)], 4, seed=0, batch_windows=8), "mixing.num_windows"),
         (lambda: MixturePlan([SourceSpec("B", 99, 1.0)], 12, seed=0, batch_windows=8), "mixing.num_windows"),
     ],

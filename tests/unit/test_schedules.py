@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from cpt_experiments.config import ScheduleConfig
 from cpt_experiments.errors import ConfigError
-from cpt_experiments.schedules import SCHEDULES, build_schedule, schedule_preview
+from cpt_experiments.schedules import SCHEDULES, SPECS, build_schedule, parse_schedule, schedule_preview
 
 PRESETS = sorted((Path(__file__).resolve().parents[2] / "conf" / "schedule").glob("*.yaml"))
 # Presets interpolate the root `lr` node (set per scale); these are the 405M paper values.
@@ -406,3 +407,58 @@ def test_bad_config_raises_one_line_error_naming_the_key(spec: dict, total: int,
 def test_error_key_prefix_is_configurable() -> None:
     with pytest.raises(ConfigError, match=r"^stages\.cpt\.schedule\.name: "):
         build_schedule({"name": "nope"}, 10, key="stages.cpt.schedule")
+
+
+def test_every_schedule_name_has_one_typed_config() -> None:
+    assert SPECS.keys() == SCHEDULES.keys()
+    assert all(cls.NAME == name for name, cls in SPECS.items())
+
+
+@pytest.mark.parametrize(
+    ("spec", "peak"),
+    [
+        ({"name": "constant", "lr": 3e-5}, 3e-5),
+        ({"name": "exp_anneal", "const_lr": 1.65e-4, "min_lr": 3e-5, "anneal_frac": 1.0}, 1.65e-4),
+        ({"name": "warmup_constant", "max_lr": 2e-4, "warmup_frac": 0.1}, 2e-4),
+        ({**INF, "max_lr": 3e-4, "const_lr": 1.65e-4, "min_lr": 3e-5}, 3e-4),
+        ({**BRANCH, "max_lr": 6e-4, "min_lr": 6e-5}, 6e-4),
+        *[(spec, spec["max_lr"]) for spec, _, _ in CASES.values() if "max_lr" in spec],
+    ],
+    ids=lambda v: v["name"] if isinstance(v, dict) else "",
+)
+def test_peak_lr_is_the_lr_the_schedule_is_scaled_by(spec: dict, peak: float) -> None:
+    assert parse_schedule(spec).peak_lr == peak
+
+
+def test_spec_is_exactly_the_keys_the_config_set() -> None:
+    # The stage hash covers spec(): the non-null keys of the node, values as given (lists as lists), so a
+    # branch_decay preset's step_fracs/step_factors stay in it even for a cosine shape.
+    cfg = ScheduleConfig(name="branch_decay", max_lr=1.0, min_lr=0.1, decay_frac=1.0, shape="cosine",
+                         step_fracs=[0.0, 0.5], step_factors=[0.316, 0.1])  # fmt: skip
+    expected = {k: v for k, v in vars(cfg).items() if v is not None}
+    got = parse_schedule(cfg).spec()
+    assert got == expected and {k: type(v) for k, v in got.items()} == {k: type(v) for k, v in expected.items()}
+    for spec, _, _ in CASES.values():
+        assert parse_schedule(spec).spec() == spec
+
+
+def test_an_unknown_key_is_rejected_once_at_parse_naming_it() -> None:
+    with pytest.raises(ConfigError, match=r"^stages\.x\.schedule\.cycle_fracs: unknown key for 'warmup_cosine'"):
+        parse_schedule({"name": "warmup_cosine", **UNIT, "warmup_frac": 0.1, "cycle_fracs": [1.0]}, "stages.x.schedule")
+    # A bad value is found when the spec is parsed, before any stage length is known.
+    with pytest.raises(ConfigError, match=r"^stages\.x\.schedule\.warmup_frac: "):
+        parse_schedule({"name": "warmup_cosine", **UNIT, "warmup_frac": 1.0}, "stages.x.schedule")
+    # Checks that need the stage length keep the parse-time key.
+    spec = parse_schedule(
+        {"name": "repeated_cosine", **UNIT, "warmup_frac": 0.0, "num_repeats": 5}, "stages.x.schedule"
+    )
+    with pytest.raises(ConfigError, match=r"^stages\.x\.schedule\.num_repeats: .*total_steps=4"):
+        spec.build(4)
+
+
+def test_inverse_sqrt_alpha_comes_from_the_config_not_a_code_default() -> None:
+    inv = {**INF, "cooldown_shape": "inverse_sqrt"}
+    with pytest.raises(ConfigError, match=r"^schedule\.alpha: missing"):
+        parse_schedule(inv)
+    assert "alpha" not in parse_schedule(INF).spec()  # a cosine cooldown needs none
+    assert parse_schedule({**inv, "alpha": 10.0}).build(100).keywords["cooldown"].keywords == {"alpha": 10.0}

@@ -12,7 +12,7 @@ class LRScheduleCallback(pl.Callback):
     """Set every param group's LR to ``schedule(trainer.global_step) * group.get("lr_scale", 1.0)``.
 
     ``schedule`` maps the number of completed optimizer steps in the stage to an absolute LR
-    (``cpt_experiments.schedules.build_schedule``). The write happens in ``on_train_batch_start``,
+    (a typed schedule's ``build``, ``cpt_experiments.schedules``). The write happens in ``on_train_batch_start``,
     i.e. before the forward/backward of every micro-batch; under gradient accumulation
     ``global_step`` only advances per optimizer step, so repeated writes are identical. The
     callback holds no state beyond ``global_step``, which Lightning checkpoints, so a resumed run
