@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import compose
 
 from cpt_experiments.results import store
 
@@ -41,17 +42,14 @@ def test_bad_member_fails_alone(tmp_path: Path, data_dir: Path, launcher: str) -
 
 def test_training_time_failure_is_a_failed_row(tmp_path: Path, data_dir: Path, monkeypatch) -> None:
     """A stage that fails while training (here: its parent's export is unreadable) is a `failed` row."""
-    from hydra import compose, initialize_config_dir
-
     from cpt_experiments.pipeline import experiment as xp
     from cpt_experiments.pipeline.failures import handle_failure
     from cpt_experiments.train import train
 
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[
-            "experiment=cpt", "scale=smoke", "experiment.union=null", "budget.pretrain_tokens=2048",
-            "budget.continual_tokens=1024", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}",
-        ])  # fmt: skip
+    cfg = compose(
+        "experiment=cpt", "scale=smoke", "experiment.union=null", "budget.pretrain_tokens=2048",
+        "budget.continual_tokens=1024", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}",
+    )  # fmt: skip
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk on fire")

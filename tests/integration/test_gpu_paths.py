@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from conftest import compose
 from safetensors.torch import load_file
 
 import cpt_experiments.pipeline.stage_runner as runner
@@ -16,7 +16,6 @@ from cpt_experiments.errors import ConfigError
 from cpt_experiments.pipeline.failures import StageFailed
 from cpt_experiments.train import train
 
-REPO = Path(__file__).resolve().parents[2]
 ONE_STAGE = [
     "experiment=cpt",
     "experiment.union=null",
@@ -27,12 +26,10 @@ ONE_STAGE = [
 
 
 def _cfg(tmp: Path, data_dir: Path, cache: Path, *overrides: str):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(
-            "train",
-            overrides=["scale=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp / 'out'}",
-                       f"paths.cache_dir={cache}", f"paths.results_dir={tmp / 'results'}", *overrides],
-        )  # fmt: skip
+    return compose(
+        "scale=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp / 'out'}", f"paths.cache_dir={cache}",
+        f"paths.results_dir={tmp / 'results'}", *overrides,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
