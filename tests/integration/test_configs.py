@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import compose
+from conftest import compose, run_cli
 from hydra.errors import ConfigCompositionException
 
 from cpt_experiments.config import EvaluateRoot, typed
@@ -170,17 +168,20 @@ def test_init_checkpoint_vocabulary_mismatch(tmp_path, data_dir, cache_dir):
         train(cfg)
 
 
-def test_cli_prints_one_line_error_and_exits_2(tmp_path, data_dir, cache_dir):
-    proc = subprocess.run(
-        [sys.executable, "-m", "cpt_experiments.train", "experiment=quickstart", "scale=smoke", "budget.continual_tokens=10",
-         f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}", f"paths.cache_dir={cache_dir}"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+def test_cli_prints_one_line_error_and_exits_2(tmp_path, data_dir, cache_dir, capsys):
+    # In process (test_failures runs `python -m cpt_experiments.train` itself): Hydra's job, logging and exit.
+    from cpt_experiments.train import cli
+
+    code = run_cli(
+        cli, "cpt-train", "experiment=quickstart", "scale=smoke", "budget.continual_tokens=10",
+        f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}", f"paths.cache_dir={cache_dir}",
     )  # fmt: skip
-    assert proc.returncode == 2
+    out, err = capsys.readouterr()
+    assert code == 2
     line = "experiment.stages.de_replay0.tokens: budget of 10 tokens is smaller than one batch"
-    assert f"error: {line}" in proc.stderr
-    assert (proc.stdout + proc.stderr).count(line) == 1, proc.stdout + proc.stderr  # printed once
-    assert "Traceback" not in proc.stderr
+    assert f"error: {line}" in err
+    assert (out + err).count(line) == 1, out + err  # printed once
+    assert "Traceback" not in err
     assert not list((tmp_path / "results").glob("*.csv*"))  # an error before any work writes no results row
     (log_file,) = (tmp_path / "hydra").glob("*/train.log")
     assert line in log_file.read_text()  # the job's log keeps it
