@@ -344,6 +344,15 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def smoke_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ``paths.cache_dir`` (tokenizers, token caches) for the tests that train on ``data_dir``, so each
+    tokenizer is trained once per test process rather than once per module. Safe to share: every entry is
+    content-addressed (corpus spec, file digest, tokenizer) and written atomically. A test about what a run
+    writes into its cache gives the run a cache of its own."""
+    return tmp_path_factory.mktemp("smoke_cache")
+
+
+@pytest.fixture(scope="session")
 def benchmark_dir(data_dir: Path) -> Path:
     """The synthetic offline benchmark folder (``<data_dir>/benchmarks``, the default ``paths.benchmark_dir``)."""
     return data_dir / "benchmarks"
