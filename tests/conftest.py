@@ -344,6 +344,15 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def smoke_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ``paths.cache_dir`` (tokenizers, token caches) for the tests that train on ``data_dir``, so each
+    tokenizer is trained once per test process rather than once per module. Safe to share: every entry is
+    content-addressed (corpus spec, file digest, tokenizer) and written atomically. A test about what a run
+    writes into its cache gives the run a cache of its own."""
+    return tmp_path_factory.mktemp("smoke_cache")
+
+
+@pytest.fixture(scope="session")
 def benchmark_dir(data_dir: Path) -> Path:
     """The synthetic offline benchmark folder (``<data_dir>/benchmarks``, the default ``paths.benchmark_dir``)."""
     return data_dir / "benchmarks"
@@ -387,6 +396,35 @@ def compose(*overrides: str, config_name: str | None = "train", return_hydra_con
 
     with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
         return hydra_compose(config_name, list(overrides), return_hydra_config=return_hydra_config)
+
+
+def run_cli(cli: Callable[[], None], prog: str, *args: str) -> int:
+    """Exit status of a command's ``cli()`` run in this process as ``prog args...``: what ``python -m`` runs,
+    Hydra's job set-up included, without a second interpreter's start-up (seconds of imports on 2 cores).
+    One subprocess test per command keeps the ``python -m`` wiring itself covered. Hydra points the root logger
+    at the (captured) stdout and the job's log file; those handlers are closed and the root logger restored
+    afterwards, so later tests in this process see the logging they started with."""
+    import logging
+    import sys
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    root = logging.getLogger()
+    handlers, level, argv = root.handlers[:], root.level, sys.argv
+    sys.argv = [prog, *args]
+    try:
+        cli()
+        return 0
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    finally:
+        sys.argv = argv
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        GlobalHydra.instance().clear()
 
 
 # --- paper-1 results fixture -----------------------------------------------------------------------------------------

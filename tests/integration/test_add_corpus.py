@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import compose
 
 from cpt_experiments.data.corpus import CorpusSpec
 from cpt_experiments.data.documents import resolve_path
@@ -44,8 +44,7 @@ def test_readme_recipe_trains_on_a_corpus_in_its_own_folder(tmp_path, data_dir, 
         f"corpora.en_new.data_dir={mydata}", "experiment=cpt", "shift=weak", "scale=smoke", "dry_run=true",
         f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path / 'out'}",
     ]  # fmt: skip
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
+    cfg = compose(*overrides)
     with caplog.at_level(logging.WARNING):
         summary = train(cfg)
     assert summary.lines[0].startswith("dry run of cpt-")

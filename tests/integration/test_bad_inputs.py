@@ -81,14 +81,9 @@ def files(tmp_path_factory, data_dir) -> dict[str, str]:
     return {p.name.replace(".", "_"): str(p) for p in root.iterdir()}
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")  # tokenizer and token caches shared by the rows that get that far
-
-
 @pytest.mark.parametrize(("number", "command", "args", "expected"), rows(), ids=[f"{r[0]}-{r[1]}" for r in rows()])
 def test_bad_input_fails_before_any_work_with_one_line(
-    tmp_path, data_dir, cache_dir, files, number, command, args, expected
+    tmp_path, data_dir, smoke_cache, files, number, command, args, expected
 ) -> None:
     names = {**files, "tmp": str(tmp_path), "data": str(data_dir)}
 
@@ -96,7 +91,7 @@ def test_bad_input_fails_before_any_work_with_one_line(
         return PLACEHOLDER.sub(lambda m: names.get(m.group(1), m.group(0)), text)
 
     args, expected = [fill(a) for a in args if a.strip()], fill(expected)
-    paths = [f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}", f"paths.cache_dir={cache_dir}"]
+    paths = [f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}", f"paths.cache_dir={smoke_cache}"]
     if command == "figures":
         from cpt_experiments.figures.__main__ import main
 

@@ -53,15 +53,10 @@ def compose_cfg(out: Path, data_dir: Path, cache: Path, *overrides: str):
 
 
 @pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, data_dir, shared_cache) -> dict:
+def reference(tmp_path_factory, data_dir, smoke_cache) -> dict:
     """One uninterrupted run of the pre-training stage: its stage dir, final weights and summary."""
     out = tmp_path_factory.mktemp("reference")
-    summary = train(compose_cfg(out, data_dir, shared_cache, *PRETRAIN))
+    summary = train(compose_cfg(out, data_dir, smoke_cache, *PRETRAIN))
     stage = summary.stages["pretrain"]
     return {"dir": Path(stage["dir"]), "weights": final_weights(Path(stage["dir"])), "summary": summary}
 
@@ -104,9 +99,9 @@ def crash_after_checkpoint(monkeypatch, step: int = CRASH_STEP) -> None:
     monkeypatch.setattr(runner, "ResumeCheckpoint", CrashingCheckpoint)
 
 
-def interrupted(tmp_path, data_dir, shared_cache, monkeypatch) -> tuple:
+def interrupted(tmp_path, data_dir, smoke_cache, monkeypatch) -> tuple:
     """A run that crashed after its step-8 checkpoint: (config, stage root)."""
-    cfg = compose_cfg(tmp_path, data_dir, shared_cache, *PRETRAIN)
+    cfg = compose_cfg(tmp_path, data_dir, smoke_cache, *PRETRAIN)
     with monkeypatch.context() as m:
         crash_after_checkpoint(m)
         with pytest.raises(Exception, match="simulated crash"):
@@ -185,9 +180,9 @@ def test_uninterrupted_run_bookkeeping(reference):
 
 
 def test_truncated_last_ckpt_restarts_the_stage_with_a_warning(
-    tmp_path, data_dir, shared_cache, reference, monkeypatch, caplog
+    tmp_path, data_dir, smoke_cache, reference, monkeypatch, caplog
 ):
-    cfg, stage_root = interrupted(tmp_path, data_dir, shared_cache, monkeypatch)
+    cfg, stage_root = interrupted(tmp_path, data_dir, smoke_cache, monkeypatch)
     ckpt = stage_root / "ckpt" / "last.ckpt"
     ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])  # e.g. a copy cut short by a full disk
     with caplog.at_level(logging.WARNING, logger="cpt_experiments.pipeline.stage_runner"):
@@ -199,8 +194,8 @@ def test_truncated_last_ckpt_restarts_the_stage_with_a_warning(
     assert [(s["start"], s["end"]) for s in done["segments"]] == [(0, 16)]  # restarted from scratch
 
 
-def test_planted_pickle_as_last_ckpt_is_never_unpickled(tmp_path, data_dir, shared_cache, reference, monkeypatch):
-    cfg, stage_root = interrupted(tmp_path, data_dir, shared_cache, monkeypatch)
+def test_planted_pickle_as_last_ckpt_is_never_unpickled(tmp_path, data_dir, smoke_cache, reference, monkeypatch):
+    cfg, stage_root = interrupted(tmp_path, data_dir, smoke_cache, monkeypatch)
     marker = tmp_path / "pwned"
     plant(stage_root / "ckpt" / "last.ckpt", marker)
     summary = train(cfg)
@@ -210,7 +205,7 @@ def test_planted_pickle_as_last_ckpt_is_never_unpickled(tmp_path, data_dir, shar
 
 
 def test_disk_full_during_a_save_is_one_line_and_the_previous_checkpoint_survives(
-    tmp_path, data_dir, shared_cache, reference, monkeypatch
+    tmp_path, data_dir, smoke_cache, reference, monkeypatch
 ):
     real_save = torch.save
 
@@ -220,7 +215,7 @@ def test_disk_full_during_a_save_is_one_line_and_the_previous_checkpoint_survive
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_save(obj, f, *args, **kwargs)
 
-    cfg = compose_cfg(tmp_path, data_dir, shared_cache, *PRETRAIN)
+    cfg = compose_cfg(tmp_path, data_dir, smoke_cache, *PRETRAIN)
     with monkeypatch.context() as m:
         m.setattr(torch, "save", filling_disk)
         with pytest.raises(Exception) as info:
@@ -257,12 +252,12 @@ def copy_stage(reference: dict, out: Path) -> Path:
     return dest
 
 
-def test_damaged_final_model_is_finished_again_from_its_checkpoint(tmp_path, data_dir, shared_cache, reference, caplog):
+def test_damaged_final_model_is_finished_again_from_its_checkpoint(tmp_path, data_dir, smoke_cache, reference, caplog):
     stage_root = copy_stage(reference, tmp_path)
     model = stage_root / "final" / "model.safetensors"
     model.write_bytes(model.read_bytes()[:1000])
     with caplog.at_level(logging.WARNING, logger="cpt_experiments.pipeline.stage_runner"):
-        summary = train(compose_cfg(tmp_path, data_dir, shared_cache, *PRETRAIN))
+        summary = train(compose_cfg(tmp_path, data_dir, smoke_cache, *PRETRAIN))
     assert any(str(model) in r.getMessage() for r in caplog.records)
     assert summary.stages["pretrain"]["status"] == "done"
     assert_same_weights(reference["weights"], final_weights(stage_root))
@@ -272,7 +267,7 @@ def test_damaged_final_model_is_finished_again_from_its_checkpoint(tmp_path, dat
 
 
 @pytest.mark.parametrize("checksums", ["stale", "forged"])
-def test_planted_optimizer_state_of_a_parent_is_never_unpickled(tmp_path, data_dir, shared_cache, reference, checksums):
+def test_planted_optimizer_state_of_a_parent_is_never_unpickled(tmp_path, data_dir, smoke_cache, reference, checksums):
     """`optimizer: keep` reads the parent's optimizer.pt: a planted pickle there must not run."""
     stage_root = copy_stage(reference, tmp_path)
     marker = tmp_path / "pwned"
@@ -287,7 +282,7 @@ def test_planted_optimizer_state_of_a_parent_is_never_unpickled(tmp_path, data_d
         "budget.continual_tokens=2048",
         "+experiment.stages.continual.optimizer=keep",
     ]
-    cfg = compose_cfg(tmp_path, data_dir, shared_cache, *overrides)
+    cfg = compose_cfg(tmp_path, data_dir, smoke_cache, *overrides)
     if checksums == "stale":  # detected as altered: the parent is re-exported from its checkpoint
         summary = train(cfg)
         assert summary.stages["continual"]["status"] == "done"

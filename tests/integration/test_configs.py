@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import compose
+from conftest import compose, run_cli
 from hydra.errors import ConfigCompositionException
 
 from cpt_experiments.config import EvaluateRoot, typed
@@ -110,11 +108,6 @@ def test_range_checks_name_the_key(override: str, expected: str) -> None:
     assert str(err.value).startswith(expected) and "\n" not in str(err.value)
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
-
-
 def _smoke(tmp_path: Path, data_dir: Path, cache: Path, *overrides: str):
     return compose(
         "experiment=quickstart", "scale=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}",
@@ -139,8 +132,8 @@ def _smoke(tmp_path: Path, data_dir: Path, cache: Path, *overrides: str):
          "experiment.stages.hub.init_from: init checkpoint '/nonexistent/ckpt' not found"),
     ],
 )  # fmt: skip
-def test_bad_configs_fail_before_training(tmp_path, data_dir, cache_dir, overrides, expected):
-    cfg = _smoke(tmp_path, data_dir, cache_dir, *overrides)
+def test_bad_configs_fail_before_training(tmp_path, data_dir, smoke_cache, overrides, expected):
+    cfg = _smoke(tmp_path, data_dir, smoke_cache, *overrides)
     with pytest.raises(ConfigError) as err:
         train(cfg)
     assert expected in str(err.value) and "\n" not in str(err.value)
@@ -153,7 +146,7 @@ def test_no_experiment_chosen(tmp_path, data_dir):
         train(cfg)
 
 
-def test_init_checkpoint_vocabulary_mismatch(tmp_path, data_dir, cache_dir):
+def test_init_checkpoint_vocabulary_mismatch(tmp_path, data_dir, smoke_cache):
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     small = GPTNeoXConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
@@ -162,24 +155,27 @@ def test_init_checkpoint_vocabulary_mismatch(tmp_path, data_dir, cache_dir):
     stage = (
         f"{{init_from: {tmp_path / 'ckpt'}, data: {{de_new: 1.0}}, tokens: 4096, schedule: ${{schedules.pretrain}}}}"
     )
-    cfg = _smoke(tmp_path / "out", data_dir, cache_dir, f"+experiment.stages.hub={stage}")
+    cfg = _smoke(tmp_path / "out", data_dir, smoke_cache, f"+experiment.stages.hub={stage}")
     with pytest.raises(
         ConfigError, match=r"experiment.stages.hub.init_from: tokenizer has 512 tokens but checkpoint .* has 100"
     ):
         train(cfg)
 
 
-def test_cli_prints_one_line_error_and_exits_2(tmp_path, data_dir, cache_dir):
-    proc = subprocess.run(
-        [sys.executable, "-m", "cpt_experiments.train", "experiment=quickstart", "scale=smoke", "budget.continual_tokens=10",
-         f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}", f"paths.cache_dir={cache_dir}"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+def test_cli_prints_one_line_error_and_exits_2(tmp_path, data_dir, smoke_cache, capsys):
+    # In process (test_failures runs `python -m cpt_experiments.train` itself): Hydra's job, logging and exit.
+    from cpt_experiments.train import cli
+
+    code = run_cli(
+        cli, "cpt-train", "experiment=quickstart", "scale=smoke", "budget.continual_tokens=10",
+        f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}", f"paths.cache_dir={smoke_cache}",
     )  # fmt: skip
-    assert proc.returncode == 2
+    out, err = capsys.readouterr()
+    assert code == 2
     line = "experiment.stages.de_replay0.tokens: budget of 10 tokens is smaller than one batch"
-    assert f"error: {line}" in proc.stderr
-    assert (proc.stdout + proc.stderr).count(line) == 1, proc.stdout + proc.stderr  # printed once
-    assert "Traceback" not in proc.stderr
+    assert f"error: {line}" in err
+    assert (out + err).count(line) == 1, out + err  # printed once
+    assert "Traceback" not in err
     assert not list((tmp_path / "results").glob("*.csv*"))  # an error before any work writes no results row
     (log_file,) = (tmp_path / "hydra").glob("*/train.log")
     assert line in log_file.read_text()  # the job's log keeps it
@@ -192,9 +188,9 @@ def test_slurm_launcher_config_composes() -> None:
 
 
 @pytest.mark.parametrize("trainer", ["ddp", "fsdp"])
-def test_dry_run_plans_a_gpu_cluster_config_on_any_machine(tmp_path, data_dir, cache_dir, trainer) -> None:
+def test_dry_run_plans_a_gpu_cluster_config_on_any_machine(tmp_path, data_dir, smoke_cache, trainer) -> None:
     """`dry_run=true` builds no Lightning trainer, so a CPU login node plans `trainer=ddp|fsdp` (no GPU needed)."""
-    summary = train(_smoke(tmp_path, data_dir, cache_dir, f"trainer={trainer}", "dry_run=true"))
+    summary = train(_smoke(tmp_path, data_dir, smoke_cache, f"trainer={trainer}", "dry_run=true"))
     assert summary.lines[1].startswith(f"trainer gpu/{trainer}, ")
     assert any(line.startswith("pretrain ") for line in summary.lines)
     assert not list((tmp_path / "stages").glob("*/done.json")) and not list((tmp_path / "results").glob("*.csv*"))

@@ -46,7 +46,9 @@ def test_smoke_quickstart_runs_on_the_embedded_sample(fresh_machine: Path, caplo
     from cpt_experiments.pipeline.context import typed_config
     from cpt_experiments.train import train
 
-    cfg = compose_train(fresh_machine, "experiment=quickstart", "scale=smoke")
+    # The smallest budgets that keep every stage (a few steps each): what is under test is the data choice.
+    budgets = ("budget.pretrain_tokens=2048", "budget.continual_tokens=1024")
+    cfg = compose_train(fresh_machine, "experiment=quickstart", "scale=smoke", *budgets)
     assert typed_config(cfg)[0].paths.data_dir == str(SAMPLE)
     policy._announced.clear()
     with caplog.at_level(logging.INFO, logger="cpt_experiments.data_dir"):

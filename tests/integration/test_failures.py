@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import compose
 
 from cpt_experiments.results import store
 
@@ -20,11 +21,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 # joblib (~60 s on 2 cores: worker start-up) is slow; the basic launcher covers the same isolation logic.
 @pytest.mark.parametrize("launcher", ["basic", pytest.param("joblib", marks=pytest.mark.slow)])
-def test_bad_member_fails_alone(tmp_path: Path, data_dir: Path, launcher: str) -> None:
+def test_bad_member_fails_alone(tmp_path: Path, data_dir: Path, smoke_cache: Path, launcher: str) -> None:
     args = [
         sys.executable, "-m", "cpt_experiments.train", "-m", "experiment=cpt", "scale=smoke", "replay=seen",
         "replay.ratio=0.25,1.5", "experiment.union=null", "budget.pretrain_tokens=2048", "budget.continual_tokens=1024",
-        f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path / 'out'}",
+        f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path / 'out'}", f"paths.cache_dir={smoke_cache}",
     ]  # fmt: skip
     if launcher == "joblib":
         args += ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
@@ -39,19 +40,17 @@ def test_bad_member_fails_alone(tmp_path: Path, data_dir: Path, launcher: str) -
     assert sorted(done["stage"]) == ["continual", "pretrain"]  # the good member ran to the end
 
 
-def test_training_time_failure_is_a_failed_row(tmp_path: Path, data_dir: Path, monkeypatch) -> None:
+def test_training_time_failure_is_a_failed_row(tmp_path: Path, data_dir: Path, smoke_cache: Path, monkeypatch) -> None:
     """A stage that fails while training (here: its parent's export is unreadable) is a `failed` row."""
-    from hydra import compose, initialize_config_dir
-
     from cpt_experiments.pipeline import experiment as xp
     from cpt_experiments.pipeline.failures import handle_failure
     from cpt_experiments.train import train
 
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[
-            "experiment=cpt", "scale=smoke", "experiment.union=null", "budget.pretrain_tokens=2048",
-            "budget.continual_tokens=1024", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}",
-        ])  # fmt: skip
+    cfg = compose(
+        "experiment=cpt", "scale=smoke", "experiment.union=null", "budget.pretrain_tokens=2048",
+        "budget.continual_tokens=1024", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}",
+        f"paths.cache_dir={smoke_cache}",
+    )  # fmt: skip
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk on fire")

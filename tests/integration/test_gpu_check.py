@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from conftest import compose
 
 from cpt_experiments.bench import gpu_axis, gpu_check
 from cpt_experiments.pipeline.context import typed_config
@@ -44,10 +44,7 @@ def test_the_ci_script_fails_loudly_without_cuda(tmp_path):
 
 @pytest.mark.parametrize("k", [1, 8])
 def test_axis_members_compose_and_plan_with_the_gpu_trainer(tmp_path, k):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose(
-            "train", overrides=[*gpu_axis.axis_overrides(k, 2), f"paths.output_dir={tmp_path}", "dry_run=true"]
-        )
+    cfg = compose(*gpu_axis.axis_overrides(k, 2), f"paths.output_dir={tmp_path}", "dry_run=true")
     root, _ = typed_config(cfg)
     assert (root.trainer.accelerator, root.trainer.precision, root.seed) == ("gpu", "bf16-mixed", 2)
     assert {r: c["name"] for r, c in root.corpora.items()} == {

@@ -30,9 +30,9 @@ def _wandb_runs(out: Path) -> list[bytes]:
     return [p.read_bytes() for p in runs]
 
 
-def test_wandb_offline_one_run_per_trained_stage_grouped_by_cell(tmp_path, data_dir, monkeypatch) -> None:
+def test_wandb_offline_one_run_per_trained_stage_grouped_by_cell(tmp_path, data_dir, smoke_cache, monkeypatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
-    cfg = _cfg(tmp_path, data_dir, "logger=wandb")
+    cfg = _cfg(tmp_path, data_dir, "logger=wandb", f"paths.cache_dir={smoke_cache}")
     summary = train(cfg)
     runs = _wandb_runs(tmp_path / "out" / "wandb")
     assert len(runs) == 2, runs  # pretrain and continual: one W&B run each, not one shared run
@@ -45,9 +45,10 @@ def test_wandb_offline_one_run_per_trained_stage_grouped_by_cell(tmp_path, data_
     assert len(_wandb_runs(tmp_path / "out" / "wandb")) == 2
 
 
-def test_wandb_runs_of_two_seeds_share_a_group(tmp_path, data_dir, monkeypatch) -> None:
+def test_wandb_runs_of_two_seeds_share_a_group(tmp_path, data_dir, smoke_cache, monkeypatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
-    cfgs = [_cfg(tmp_path, data_dir, "logger=wandb", f"seed={seed}", "~experiment.stages.continual") for seed in (0, 1)]
+    one_stage = ("logger=wandb", "~experiment.stages.continual", f"paths.cache_dir={smoke_cache}")
+    cfgs = [_cfg(tmp_path, data_dir, *one_stage, f"seed={seed}") for seed in (0, 1)]
     for cfg in cfgs:
         train(cfg)
     groups = {cell_group(OmegaConf.to_container(cfg, resolve=True)) for cfg in cfgs}
@@ -71,11 +72,14 @@ def test_cell_group_drops_only_the_seed(data_dir) -> None:
     assert stage_tags(plain("seed=3"), stage) == ("shift:strong", "replay:0.25", "seed:3")
 
 
-def test_tensorboard_runs_named_by_run_and_stage_with_hparams_and_final_metrics(tmp_path, data_dir) -> None:
+def test_tensorboard_runs_named_by_run_and_stage_with_hparams_and_final_metrics(
+    tmp_path, data_dir, smoke_cache
+) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    summary = train(_cfg(tmp_path, data_dir, "logger=tensorboard", "~experiment.stages.continual"))
+    one_stage = ("logger=tensorboard", "~experiment.stages.continual", f"paths.cache_dir={smoke_cache}")
+    summary = train(_cfg(tmp_path, data_dir, *one_stage))
     run_dir = tmp_path / "out" / "tensorboard" / summary.run_id / "pretrain"
     assert (run_dir / "hparams.yaml").is_file()
     acc = EventAccumulator(str(run_dir))
@@ -89,8 +93,9 @@ def test_tensorboard_runs_named_by_run_and_stage_with_hparams_and_final_metrics(
     assert final and abs(final[-1].value - expected) < 1e-4
 
 
-def test_a_callback_from_the_callbacks_group_runs_in_every_trained_stage(tmp_path, data_dir) -> None:
-    summary = train(_cfg(tmp_path, data_dir, "+callbacks=lr_monitor", "~experiment.stages.continual"))
+def test_a_callback_from_the_callbacks_group_runs_in_every_trained_stage(tmp_path, data_dir, smoke_cache) -> None:
+    one_stage = ("+callbacks=lr_monitor", "~experiment.stages.continual", f"paths.cache_dir={smoke_cache}")
+    summary = train(_cfg(tmp_path, data_dir, *one_stage))
     (metrics,) = (Path(summary.stages["pretrain"]["dir"]) / "logs").glob("version_*/metrics.csv")
     assert "lr-AdamW" in metrics.read_text().splitlines()[0]  # LearningRateMonitor logged into the CSV log
 

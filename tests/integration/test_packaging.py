@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = {"cpt-train", "cpt-evaluate", "cpt-figures", "cpt-fetch"}
@@ -62,12 +63,17 @@ def test_installed_cpt_train_plans_the_quickstart_from_another_directory(wheel: 
     assert str(site / "cpt_experiments") in proc.stdout + proc.stderr  # it read the installed package and sample
 
 
-def test_bash_completion_of_the_installed_command_lists_config_options() -> None:
-    """``cpt-train -sc query=bash`` (what Hydra's completion script calls) completes a config group."""
-    code = "import sys; sys.argv[0] = 'cpt-train'; from cpt_experiments.train import main; main()"
-    env = {**os.environ, "COMP_LINE": "cpt-train experiment=quick", "COMP_POINT": "26"}
-    proc = subprocess.run(
-        [sys.executable, "-c", code, "-sc", "query=bash"], cwd="/", env=env, capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "experiment=quickstart" in proc.stdout.split()
+def test_bash_completion_of_the_installed_command_lists_config_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """``cpt-train -sc query=bash`` (what Hydra's completion script calls) completes a config group, from a
+    directory outside the checkout. In process: the console script's own start is the slow test above."""
+    from cpt_experiments.train import main
+
+    monkeypatch.setenv("COMP_LINE", "cpt-train experiment=quick")
+    monkeypatch.setenv("COMP_POINT", "26")
+    monkeypatch.chdir(tmp_path)
+    code = run_cli(main, "cpt-train", "-sc", "query=bash")
+    out, err = capsys.readouterr()
+    assert code == 0, err[-2000:]
+    assert "experiment=quickstart" in out.split()

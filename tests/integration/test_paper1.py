@@ -23,9 +23,9 @@ FAST = ["train.val_every_n_steps=1000", "train.val_windows=2", "budget.pretrain_
         "budget.continual_tokens=4096", "budget.anneal_tokens=1024"]  # fmt: skip
 
 
-def _smoke(tmp: Path, data_dir: Path, *overrides: str):
+def _smoke(tmp: Path, data_dir: Path, cache: Path, *overrides: str):
     return compose(
-        "scale=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp / 'out'}",
+        "scale=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp / 'out'}", f"paths.cache_dir={cache}",
         f"paths.results_dir={tmp / 'results'}", *FAST, *overrides,
     )  # fmt: skip
 
@@ -42,8 +42,8 @@ def test_infinite_releases_are_compute_matched_with_the_repeated_cosine() -> Non
     assert inf_stages["s2_head"].parent == "s1_tail" and inf_stages["s1_anneal"].parent == "s1_head"
 
 
-def test_infinite_splits_train_end_to_end_and_never_reread_a_window(tmp_path, data_dir) -> None:
-    cfg = _smoke(tmp_path, data_dir, "experiment=paper1/infinite_splits", "corpora/splits=wiki_sample")
+def test_infinite_splits_train_end_to_end_and_never_reread_a_window(tmp_path, data_dir, smoke_cache) -> None:
+    cfg = _smoke(tmp_path, data_dir, smoke_cache, "experiment=paper1/infinite_splits", "corpora/splits=wiki_sample")
     xp = plan_experiment(typed_config(cfg)[0])
     head = set(consumed_windows(xp.plans.plan("s1_head"), "s1").tolist())
     for branch in ("s1_tail", "s1_anneal"):  # both continue the head on windows of s1 it never read
@@ -58,8 +58,8 @@ def test_infinite_splits_train_end_to_end_and_never_reread_a_window(tmp_path, da
     assert (runs["params"] == total).all() and (runs["params_non_embedding"] == non_embedding).all()
 
 
-def test_same_data_continues_on_unseen_windows_of_the_pretraining_corpus(tmp_path, data_dir) -> None:
-    cfg = _smoke(tmp_path, data_dir, "experiment=paper1/same_data", "corpus@corpora.en_old=wiki_en")
+def test_same_data_continues_on_unseen_windows_of_the_pretraining_corpus(tmp_path, data_dir, smoke_cache) -> None:
+    cfg = _smoke(tmp_path, data_dir, smoke_cache, "experiment=paper1/same_data", "corpus@corpora.en_old=wiki_en")
     xp = plan_experiment(typed_config(cfg)[0])
     pre = consumed_windows(xp.plans.plan("pretrain"), "en_old")
     cont = consumed_windows(xp.plans.plan("continual"), "en_old")
@@ -88,10 +88,10 @@ def test_budget_axis_scales_every_stage_by_k_at_a_fixed_model() -> None:
     assert "k4" in four.experiment.variant
 
 
-def test_only_the_schedule_split_union_trains_on_the_unions_exact_windows(tmp_path, data_dir) -> None:
+def test_only_the_schedule_split_union_trains_on_the_unions_exact_windows(tmp_path, data_dir, smoke_cache) -> None:
     overrides = ["experiment=paper1/final", "shift=strong", "replay.ratio=0.25",
                  "experiment.union.chain_schedule=union_cpt_schedule", "experiment.only=[union_cpt_schedule]"]  # fmt: skip
-    cfg = _smoke(tmp_path, data_dir, *overrides)
+    cfg = _smoke(tmp_path, data_dir, smoke_cache, *overrides)
     xp = plan_experiment(typed_config(cfg)[0])
     assert xp.plans.plan("union_cpt_schedule") is xp.plans.plan("union")  # same windows, same order
     lrs = [xp.plans.stage_plan("union_cpt_schedule").schedule(n) for n in range(xp.plans.stage_plan("union").steps)]

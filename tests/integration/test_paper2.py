@@ -33,16 +33,11 @@ FAST = [
 ]
 
 
-def _smoke(tmp: Path, data_dir: Path, cache: Path, *overrides: str):
+def _smoke(tmp: Path, data_dir: Path, smoke_cache: Path, *overrides: str):
     return compose(
-        "scale=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp / 'out'}", f"paths.cache_dir={cache}",
+        "scale=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp / 'out'}", f"paths.cache_dir={smoke_cache}",
         f"paths.results_dir={tmp / 'results'}", *FAST, *overrides,
     )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("p2cache")
 
 
 @pytest.mark.parametrize("scale", SCALES)
@@ -89,9 +84,9 @@ def test_ptfs_family_selects_its_schedule(family: str, at_85pct: float | None) -
         assert lrs[int(0.95 * steps)] == pytest.approx(eta_min)
 
 
-def test_ptfs_versions_read_exactly_their_slices(tmp_path, data_dir, cache) -> None:
+def test_ptfs_versions_read_exactly_their_slices(tmp_path, data_dir, smoke_cache) -> None:
     """PTFS version i draws every window of slices 1..i exactly once: ΔT tokens per slice, nothing else."""
-    root, _ = typed_config(_smoke(tmp_path, data_dir, cache, "experiment=paper2/ptfs"))
+    root, _ = typed_config(_smoke(tmp_path, data_dir, smoke_cache, "experiment=paper2/ptfs"))
     xp = plan_experiment(root)
     delta = root.budget.version_tokens
     windows_per_slice = delta // root.model.seq_len
@@ -104,13 +99,15 @@ def test_ptfs_versions_read_exactly_their_slices(tmp_path, data_dir, cache) -> N
     assert len({s.tobytes() for s in slices}) == 4  # four different slices
 
 
-def test_path_switching_trains_main_path_once(tmp_path, data_dir, cache) -> None:
-    first = train(_smoke(tmp_path, data_dir, cache, "experiment=paper2/path_switching", "experiment.params.branch=f10"))
+def test_path_switching_trains_main_path_once(tmp_path, data_dir, smoke_cache) -> None:
+    first = train(
+        _smoke(tmp_path, data_dir, smoke_cache, "experiment=paper2/path_switching", "experiment.params.branch=f10")
+    )
     assert sorted(first.trained()) == sorted(
         [f"main_v{i}" for i in range(1, 5)] + [f"branch_v{i}" for i in range(1, 5)]
     )
     second = train(
-        _smoke(tmp_path, data_dir, cache, "experiment=paper2/path_switching", "experiment.params.branch=f20")
+        _smoke(tmp_path, data_dir, smoke_cache, "experiment=paper2/path_switching", "experiment.params.branch=f20")
     )
     assert sorted(second.trained()) == [f"branch_v{i}" for i in range(1, 5)]  # main path reused
     runs = store.load(tmp_path / "results", "runs")
@@ -120,8 +117,8 @@ def test_path_switching_trains_main_path_once(tmp_path, data_dir, cache) -> None
 
 @pytest.mark.parametrize("preset", ["paper2/ptfs", "paper2/cpt_rewarm", "paper2/cpt_const", "paper2/cpt_undecayed",
                                     "paper2/cpt_partial"])  # fmt: skip
-def test_strategy_runs_end_to_end(tmp_path, data_dir, cache, preset) -> None:
-    summary = train(_smoke(tmp_path, data_dir, cache, f"experiment={preset}"))
+def test_strategy_runs_end_to_end(tmp_path, data_dir, smoke_cache, preset) -> None:
+    summary = train(_smoke(tmp_path, data_dir, smoke_cache, f"experiment={preset}"))
     assert summary.stages and all(s["status"] in ("done", "reused") for s in summary.stages.values())
     runs = store.load(tmp_path / "results", "runs")
     costs = ledger.stage_costs(runs)

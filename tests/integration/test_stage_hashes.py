@@ -42,29 +42,24 @@ AT_BASE = {
 SPEED_OVERRIDES = ["train.attention=eager", "train.compile=true", "train.gradient_checkpointing=true"]
 
 
-def _hashes(tmp: Path, data_dir: Path, cache: Path, *overrides: str) -> tuple[dict[str, str], str]:
-    cfg = compose(*overrides, f"paths.data_dir={data_dir}", f"paths.output_dir={tmp}", f"paths.cache_dir={cache}")
+def _hashes(tmp: Path, data_dir: Path, smoke_cache: Path, *overrides: str) -> tuple[dict[str, str], str]:
+    cfg = compose(*overrides, f"paths.data_dir={data_dir}", f"paths.output_dir={tmp}", f"paths.cache_dir={smoke_cache}")
     root, plain = typed_config(cfg)
     stages = build_stages(root.experiment)
     return hash_stages(stages, prepare_run(root, stages)), config_hash(plain)
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
-
-
 @pytest.mark.parametrize("extra", [[], SPEED_OVERRIDES], ids=["defaults", "speed-keys-switched"])
 @pytest.mark.parametrize("overrides", list(AT_BASE), ids=["quickstart-smoke", "paper1_final-cpu"])
-def test_hashes_equal_those_of_the_base_commit(tmp_path, data_dir, cache, overrides, extra):
-    stage_hashes, cfg_hash = _hashes(tmp_path, data_dir, cache, *overrides, *extra)
+def test_hashes_equal_those_of_the_base_commit(tmp_path, data_dir, smoke_cache, overrides, extra):
+    stage_hashes, cfg_hash = _hashes(tmp_path, data_dir, smoke_cache, *overrides, *extra)
     assert (stage_hashes, cfg_hash) == AT_BASE[overrides]
 
 
-def test_precision_is_part_of_every_stage_hash(tmp_path, data_dir, cache):
+def test_precision_is_part_of_every_stage_hash(tmp_path, data_dir, smoke_cache):
     # bf16 products change the arithmetic: a GPU bf16 stage never reuses a CPU fp32 one (and vice versa).
     overrides = ("experiment=quickstart", "scale=smoke")
-    bf16, _ = _hashes(tmp_path, data_dir, cache, *overrides, "trainer.precision=bf16-mixed")
+    bf16, _ = _hashes(tmp_path, data_dir, smoke_cache, *overrides, "trainer.precision=bf16-mixed")
     assert set(bf16.values()).isdisjoint(AT_BASE[overrides][0].values())
 
 

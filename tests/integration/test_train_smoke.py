@@ -33,15 +33,9 @@ def compose_cfg(tmp: Path, data_dir: Path, *overrides: str):
     )
 
 
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory) -> Path:
-    """Token caches and tokenizer shared by the tests of this module (content-addressed, so safe)."""
-    return tmp_path_factory.mktemp("cache")
-
-
-def test_quickstart_end_to_end_then_reused(tmp_path, data_dir, shared_cache):
+def test_quickstart_end_to_end_then_reused(tmp_path, data_dir, smoke_cache):
     cfg = compose_cfg(
-        tmp_path, data_dir, "experiment=quickstart", f"paths.cache_dir={shared_cache}", "train.val_early_steps=[3,5]"
+        tmp_path, data_dir, "experiment=quickstart", f"paths.cache_dir={smoke_cache}", "train.val_early_steps=[3,5]"
     )
     summary = train(cfg)
     assert set(summary.stages) == {"pretrain", "de_replay0", "de_replay25", "union"}
@@ -83,11 +77,11 @@ def test_quickstart_end_to_end_then_reused(tmp_path, data_dir, shared_cache):
     assert len(runs2) == 4
 
 
-def test_sweep_members_share_the_pretraining_stage(tmp_path, data_dir, shared_cache):
+def test_sweep_members_share_the_pretraining_stage(tmp_path, data_dir, smoke_cache):
     common = [
         "experiment=cpt",
         "experiment.union=null",
-        f"paths.cache_dir={shared_cache}",
+        f"paths.cache_dir={smoke_cache}",
         "budget.continual_tokens=8192",
     ]
     first = train(compose_cfg(tmp_path, data_dir, *common, "replay=seen", "replay.ratio=0.25"))
@@ -119,7 +113,7 @@ def _run_cli(args: list[str], env_extra: dict[str, str] | None = None, **kw) -> 
 @pytest.mark.parametrize(
     "launcher", [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], []], ids=["joblib", "basic"]
 )
-def test_multirun_trains_shared_stage_once(tmp_path, data_dir, shared_cache, launcher):
+def test_multirun_trains_shared_stage_once(tmp_path, data_dir, smoke_cache, launcher):
     """A two-member sweep (joblib: both at once in 2 processes): the shared stage is trained by one of them."""
     args = [
         "-m",
@@ -133,7 +127,7 @@ def test_multirun_trains_shared_stage_once(tmp_path, data_dir, shared_cache, lau
         "budget.continual_tokens=4096",
         f"paths.data_dir={data_dir}",
         f"paths.output_dir={tmp_path / 'out'}",
-        f"paths.cache_dir={shared_cache}",
+        f"paths.cache_dir={smoke_cache}",
         f"paths.results_dir={tmp_path / 'results'}",
     ]
     proc = _run_cli(args)
@@ -168,7 +162,7 @@ def _final_state(stage_root: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_stage_then_resume_matches_uninterrupted(tmp_path, data_dir, shared_cache):
+def test_sigkill_mid_stage_then_resume_matches_uninterrupted(tmp_path, data_dir, smoke_cache):
     """Kill -9 a run mid-stage, rerun the same command: same weights and losses as an uninterrupted run."""
     base = [
         "experiment=cpt",
@@ -178,7 +172,7 @@ def test_sigkill_mid_stage_then_resume_matches_uninterrupted(tmp_path, data_dir,
         "budget.pretrain_tokens=131072",
         "train.checkpoint_every_n_steps=10",
         f"paths.data_dir={data_dir}",
-        f"paths.cache_dir={shared_cache}",
+        f"paths.cache_dir={smoke_cache}",
     ]
     ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
     ref = _run_cli([*base, f"paths.output_dir={ref_dir}", f"paths.results_dir={ref_dir / 'results'}"])
@@ -217,7 +211,7 @@ def test_sigkill_mid_stage_then_resume_matches_uninterrupted(tmp_path, data_dir,
 
 @pytest.mark.parametrize("micro_batch", [8, 4], ids=["no-accumulation", "accumulate-2"])
 def test_interrupted_stage_resumes_to_the_uninterrupted_result(
-    tmp_path, data_dir, shared_cache, monkeypatch, micro_batch
+    tmp_path, data_dir, smoke_cache, monkeypatch, micro_batch
 ):
     """In process: a crash after a checkpoint, then the same call again, gives the uninterrupted weights.
 
@@ -229,7 +223,7 @@ def test_interrupted_stage_resumes_to_the_uninterrupted_result(
         "experiment=cpt",
         "experiment.union=null",
         "~experiment.stages.continual",
-        f"paths.cache_dir={shared_cache}",
+        f"paths.cache_dir={smoke_cache}",
         "budget.pretrain_tokens=16384",
         "train.checkpoint_every_n_steps=8",
         f"train.micro_batch={micro_batch}",
@@ -274,12 +268,12 @@ def test_interrupted_stage_resumes_to_the_uninterrupted_result(
     assert (both["value_ref"] - both["value_run"]).abs().max() < 1e-5
 
 
-def test_optimizer_keep_policy_carries_the_parents_moments(tmp_path, data_dir, shared_cache):
+def test_optimizer_keep_policy_carries_the_parents_moments(tmp_path, data_dir, smoke_cache):
     """`optimizer: keep` starts from the parent's Adam moments (a different stage, other weights than reset)."""
     common = [
         "experiment=cpt",
         "experiment.union=null",
-        f"paths.cache_dir={shared_cache}",
+        f"paths.cache_dir={smoke_cache}",
         "budget.pretrain_tokens=8192",
         "budget.continual_tokens=4096",
     ]

@@ -12,14 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import compose
 from omegaconf import OmegaConf
 
 from cpt_experiments import config
 from cpt_experiments.errors import ConfigError
 from cpt_experiments.ranges import RANGES
 
-REPO = Path(__file__).resolve().parents[2]
 PROBES = {int: [-1, 0, 2**62], float: [math.nan, math.inf, -math.inf, -1.0, 0.0, 1e300]}
 PROBES[int] += [math.nan, math.inf, -math.inf]  # an int field given a float: a type error naming the key
 SCHEMAS = [
@@ -58,8 +57,7 @@ def test_every_numeric_field_declares_its_range() -> None:
 
 
 def _compose(name: str, overrides: list[str]) -> dict:
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return OmegaConf.to_container(compose(name, overrides=overrides), resolve=True)
+    return OmegaConf.to_container(compose(*overrides, config_name=name), resolve=True)
 
 
 ROOTS = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import shutil
 import sys
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.container import ErrorbarContainer
+from matplotlib.figure import Figure
 
 from cpt_experiments.figures import (
     FIGURES,
@@ -19,8 +21,6 @@ from cpt_experiments.figures import (
     benchmarks,
     infinite_schedules,
     loss_curves,
-    path_switching,
-    path_switching_families,
     replay_sweep,
     rewarm_sweep,
     style,
@@ -43,6 +43,13 @@ WEB = "weak shift, corpora en_new=B_en_web_mix"
 @pytest.fixture(scope="module", autouse=True)
 def _agg() -> None:
     style.use_agg()
+
+
+@functools.cache
+def _made(name: str, source: Path = FIXTURE) -> Figure:
+    """``figures.<name>.make(source)`` of an unedited fixture, drawn once per test process: a make takes seconds
+    and the tests here only read its artists (none edits the figure; saving it lays it out, drawing nothing new)."""
+    return importlib.import_module(f"cpt_experiments.figures.{name}").make(source)
 
 
 def _copy_fixture(
@@ -86,7 +93,7 @@ def _lines(ax) -> dict[str, object]:
 
 @pytest.mark.parametrize("name", FIGURES)
 def test_figure_renders_from_fixture(name: str, tmp_path: Path) -> None:
-    fig = importlib.import_module(f"cpt_experiments.figures.{name}").make(SOURCE.get(name, FIXTURE))
+    fig = _made(name, SOURCE.get(name, FIXTURE))
     axes = [ax for ax in fig.axes if ax.has_data()]
     assert axes, f"{name}: no axes with data"
     assert all(ax.get_xlabel() or ax.get_title() for ax in axes)
@@ -135,12 +142,18 @@ def test_replay_sweep_needs_two_ratios(tmp_path: Path) -> None:
         importlib.import_module("cpt_experiments.figures.replay_sweep").make(results_dir)
 
 
-def test_cli_builds_all_and_reports_skips(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_builds_all_and_reports_skips(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "figs"
     assert main(["--results", str(FIXTURE), "--out", str(out), "--only", "replay_sweep", "benchmarks"]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
         "benchmarks.pdf", "benchmarks.png", "replay_sweep.pdf", "replay_sweep.png"
     ]  # fmt: skip
+    # Drawn for real above; below the CLI's skip reporting is under test, so replay_sweep (which reads no
+    # evals.csv: the same figure) is not drawn twice more.
+    drawn = _made("replay_sweep")
+    monkeypatch.setattr(replay_sweep, "make", lambda _results: drawn)
     partial = _copy_fixture(tmp_path, drop_tables=("evals",))
     args = ["--results", str(partial), "--out", str(out), "--only", "benchmarks", "replay_sweep", "--formats", "png"]
     assert main(args) == 0  # a partial sweep: build what exists, say what was skipped
@@ -173,7 +186,7 @@ def test_replay_sweep_draws_each_stage_once_with_seed_bars_only_where_n_ge_2() -
     strong = stats[stats["series"] == "strong shift"].set_index("replay_ratio")
     # The stage in three runs counts once; repeated_cosine/d2 (4.5) is another experiment, not a seed.
     assert strong.loc[0.0, "old_loss"] == 3.5 and strong.loc[0.0, "n"] == 1 and pd.isna(strong.loc[0.0, "old_loss_std"])
-    fig = replay_sweep.make(FIXTURE)
+    fig = _made("replay_sweep")
     old = fig.axes[0]
     lines = _lines(old)
     points = {n for n in lines if not n.startswith("union, ")}
@@ -238,7 +251,7 @@ def test_rewarm_sweep_pools_seeds_per_eta_only() -> None:
     weak = weak[weak["series"].str.startswith("rewarm")]
     assert list(weak["eta_max"]) == [1.5e-4, 3e-4, 6e-4] and list(weak["n"]) == [1, 2, 1]
     assert weak["forgetting"].tolist() == pytest.approx([0.15, 0.255, 0.40])
-    fig = rewarm_sweep.make(FIXTURE)
+    fig = _made("rewarm_sweep")
     weak_ax = next(ax for ax in fig.axes if ax.get_title() == "weak shift")
     # Seed bars at the two-seed η_max point and at the union (two seeds: forgetting −0.05, adaptation 0.28).
     assert [b[:2] for b in _seed_bars(weak_ax)] == [pytest.approx((-0.05, 0.28)), pytest.approx((0.255, 0.405))]
@@ -250,7 +263,7 @@ def test_loss_curves_one_line_per_cell_band_only_where_n_ge_2() -> None:
     cells = loss_curves.frame(FIXTURE)
     assert sorted(cells["n"]) == [1, 1, 1, 1, 2, 2, 2] and (cells["role"] == "pretrain").sum() == 1
     assert (cells["role"] == "union").sum() == 1  # the union baseline of these runs, as a curve
-    fig = loss_curves.make(FIXTURE)
+    fig = _made("loss_curves")
     ax = fig.axes[0]
     lines = _lines(ax)
     name = "schedule=rewarm_cosine, η_max=0.0003, corpora en_new=B_en_web_mix (n=2)"
@@ -275,13 +288,13 @@ def test_benchmarks_count_a_stage_evaluated_under_two_runs_once() -> None:
     arc = stats[stats["task"] == "arc_easy"].set_index("name")
     assert arc.loc["strong: replay 0% (n=1)", "n"] == 1  # evaluated under the cpt run and the quickstart
     assert arc.loc["weak: replay 0% (n=2)", "value"] == pytest.approx(0.425)
-    fig = benchmarks.make(FIXTURE)
+    fig = _made("benchmarks")
     assert sum(len(_seed_bars(ax)) for ax in fig.axes) == len(stats[stats["n"] >= 2]) == 6
 
 
 def test_path_switching_draws_seed_paired_differences_to_ptfs_with_the_papers_mark() -> None:
     rel = releases.released(store.load(PAPER2, "curves"), store.load(PAPER2, "runs"))
-    fig = path_switching.make(PAPER2)
+    fig = _made("path_switching", PAPER2)
     ax = fig.axes[0]  # (a) at the same version
     assert set(_lines(ax)) == {"CPT (a) re-warm + decay (n=2)", "path switching f=0.2 (n=2)",
                                "paper: path switching matches PTFS (v4)"}  # fmt: skip
@@ -295,7 +308,7 @@ def test_path_switching_draws_seed_paired_differences_to_ptfs_with_the_papers_ma
 
 
 def test_path_switching_families_compares_each_family_with_its_own_ptfs() -> None:
-    fig = path_switching_families.make(PAPER2)
+    fig = _made("path_switching_families", PAPER2)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["cosine family, seeds: n=2", "knee family, seeds: n=1"]  # no multistep runs: no empty panel
     assert set(_lines(fig.axes[1])) == {"path switching f=0.2", "paper: matches PTFS"}
@@ -309,8 +322,8 @@ def test_palette_is_keyed_by_strategy_not_by_draw_order() -> None:
     looks = [style.strategy(k)[1:] for k in style.STRATEGIES]
     assert len(set(looks)) == len(looks)  # no two strategies share colour and marker
     assert style.strategy("some new strategy") == style.strategy("some new strategy")  # stable for unknown keys
-    a = path_switching.make(PAPER2).axes[0]
-    b = path_switching_families.make(PAPER2).axes[0]
+    a = _made("path_switching", PAPER2).axes[0]
+    b = _made("path_switching_families", PAPER2).axes[0]
     colour = {line.get_label().split(" (n=")[0]: line.get_color() for line in [*a.get_lines(), *b.get_lines()]
               if line.get_label().startswith("path switching f=0.2")}  # fmt: skip
     assert set(colour.values()) == {style.STRATEGIES["ps-f20"][1]}
@@ -318,7 +331,7 @@ def test_palette_is_keyed_by_strategy_not_by_draw_order() -> None:
 
 @pytest.mark.parametrize("name", FIGURES)
 def test_every_figure_names_its_number_of_seeds(name: str) -> None:
-    fig = importlib.import_module(f"cpt_experiments.figures.{name}").make(SOURCE.get(name, FIXTURE))
+    fig = _made(name, SOURCE.get(name, FIXTURE))
     texts = [t.get_text() for t in fig.findobj(lambda o: hasattr(o, "get_text"))]
     texts += [line.get_label() for ax in fig.axes for line in ax.get_lines()]
     assert any("n=" in t or "n = " in t for t in texts), f"{name}: says nowhere how many seeds it shows"
@@ -345,23 +358,23 @@ def test_benchmark_scores_keep_family_groups_not_their_members() -> None:
 
 
 def test_paper1_figures_show_both_shifts_bpb_baselines_and_chance() -> None:
-    fig = loss_curves.make(PAPER1)
+    fig = _made("loss_curves", PAPER1)
     titles = {ax.get_title() for ax in fig.axes}
     assert {"weak shift: validation loss: en_new", "strong shift: validation loss: de_new"} <= titles
     strong = next(ax for ax in fig.axes if ax.get_title() == "strong shift: validation loss: de_new")
     assert {"CPT constant η_min (n=2)", "union (from scratch) (n=2)"} <= set(_lines(strong))  # the naming table
-    sweep = replay_sweep.make(PAPER1)
+    sweep = _made("replay_sweep", PAPER1)
     assert sweep.axes[0].get_ylabel() == "bits per byte"
     assert {"union, strong shift", "union, weak shift"} <= set(_lines(sweep.axes[1]))
     points = rewarm_sweep.frame(PAPER1)
     assert {"constant η_min", "union"} <= set(points["series"])
-    bench = benchmarks.make(PAPER1).axes[0]
+    bench = _made("benchmarks", PAPER1).axes[0]
     chance = [c for c in bench.collections if c.get_label() == "_chance"]
     assert len(chance) == 2 and all(seg[0][1] == 0.5 for c in chance for seg in c.get_segments())
 
 
 def test_paper1_infinite_schedules_draw_branches_dashed_and_one_panel_for_the_shared_validation_set() -> None:
-    fig = infinite_schedules.make(PAPER1)
+    fig = _made("infinite_schedules", PAPER1)
     titles = [ax.get_title() for ax in fig.axes]
     assert "validation loss: s1 = s2 = s3 (one set)" in titles  # three splits, one validation set: one panel
     ax = next(a for a in fig.axes if a.get_title().startswith("validation loss"))
@@ -379,7 +392,7 @@ def test_regime_gap_draws_one_point_per_budget_with_seed_bars() -> None:
     avg = pts[pts["kind"] == "avg"]
     assert len(avg) == 2 and set(avg["n"]) == {2}  # two budgets of the smoke model, seeds 0 and 1
     assert avg["tokens_per_param"].is_monotonic_increasing
-    fig = regime_gap.make(PAPER1)
+    fig = _made("regime_gap", PAPER1)
     assert len(_seed_bars(fig.axes[2])) == 2
 
 
