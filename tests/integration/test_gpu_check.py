@@ -47,7 +47,7 @@ def test_axis_members_compose_and_plan_with_the_gpu_trainer(tmp_path, k):
     cfg = compose(*gpu_axis.axis_overrides(k, 2), f"paths.output_dir={tmp_path}", "dry_run=true")
     root, _ = typed_config(cfg)
     assert (root.trainer.accelerator, root.trainer.precision, root.seed) == ("gpu", "bf16-mixed", 2)
-    assert {r: c["name"] for r, c in root.corpora.items()} == {
+    assert {r: c.name for r, c in root.corpora.items()} == {
         "en_old": "wiki_en_large",
         "de_new": "bundestag_de_large",
     }
